@@ -1,0 +1,3 @@
+"""fmsteal: watch a model-stealing attack on foundation-model classifiers happen."""
+
+__version__ = "0.1.0"

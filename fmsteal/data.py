@@ -1,0 +1,210 @@
+"""Datasets and query pools as uint8 image tensors: hub datasets, image folders, .tar.gz archives.
+
+Images are decoded once and kept in the cache dir as one tensor file per source, so later runs
+load them in a second. Everything here is deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .cache import atomic_save, cache_dir, load_or_none
+from .errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MAX_STORED_SIDE = 128
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+# name -> (hub dataset repo, {split: parquet file}, image column, label column)
+HUB_DATASETS = {
+    "cifar10": ("uoft-cs/cifar10", {"train": "plain_text/train-00000-of-00001.parquet",
+                                    "test": "plain_text/test-00000-of-00001.parquet"}, "img", "label"),
+    "cifar100": ("uoft-cs/cifar100", {"train": "cifar100/train-00000-of-00001.parquet",
+                                      "test": "cifar100/test-00000-of-00001.parquet"}, "img", "fine_label"),
+    "tiny-imagenet": ("zh-plus/tiny-imagenet", {"train": "data/train-00000-of-00001-1359597a978bc4fa.parquet",
+                                                "test": "data/valid-00000-of-00001-70d52db3c749a935.parquet"},
+                      "image", "label"),
+}
+
+
+@dataclass
+class ImageSet:
+    """Images (uint8, N x 3 x H x W), integer labels and the class names they index."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the pixels and labels: what the embedding cache checks its files against."""
+        if self._fingerprint is None:
+            digest = hashlib.blake2b(digest_size=16)
+            digest.update(self.images.numpy().tobytes())
+            digest.update(self.labels.numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def subset(self, indices: torch.Tensor | np.ndarray | list[int]) -> "ImageSet":
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return ImageSet(self.images[index], self.labels[index], self.class_names)
+
+
+@dataclass
+class Splits:
+    """A labelled dataset: its train and test split and where it came from."""
+
+    name: str
+    train: ImageSet
+    test: ImageSet
+
+
+def load_splits(source: str) -> Splits:
+    """Load a dataset by hub name (`cifar10`, ...) or path (image folder or .tar.gz archive)."""
+    if source in HUB_DATASETS:
+        return _load_hub(source)
+    path = Path(source).expanduser()
+    if not path.exists():
+        if os.sep in source or source.endswith((".tar.gz", ".tgz")):
+            raise DataError(f"Data folder or archive {source!r} does not exist. Check the path.")
+        raise DataError(
+            f"Unknown dataset {source!r}. Use one of {', '.join(HUB_DATASETS)}, or the path of an image "
+            "folder or .tar.gz archive laid out train/<class>/*.jpg and test/<class>/*.jpg."
+        )
+    return _cached(f"{path.resolve()}|{_source_stamp(path)}", lambda: _read_local(path), path.name)
+
+
+def stratified_subset(images: ImageSet, per_class: int | None) -> ImageSet:
+    """The first `per_class` images of each class (all of them when None)."""
+    if per_class is None:
+        return images
+    labels = images.labels.numpy()
+    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(len(images.class_names))])
+    return images.subset(np.sort(keep))
+
+
+def _cached(key: str, read, name: str) -> Splits:
+    file = cache_dir("datasets") / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.pt"
+    stored = load_or_none(file)
+    if stored is None or stored.get("key") != key:
+        splits = read()
+        atomic_save({"key": key, "name": name, "class_names": splits.train.class_names,
+                     "train": (splits.train.images, splits.train.labels),
+                     "test": (splits.test.images, splits.test.labels)}, file)
+        return splits
+    names = stored["class_names"]
+    return Splits(stored["name"], ImageSet(*stored["train"], names), ImageSet(*stored["test"], names))
+
+
+def _source_stamp(path: Path) -> str:
+    if path.is_file():
+        stat = path.stat()
+        return f"{stat.st_size}-{stat.st_mtime_ns}"
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return f"{len(files)}-{sum(p.stat().st_size for p in files)}-{max((p.stat().st_mtime_ns for p in files), default=0)}"
+
+
+def _read_local(path: Path) -> Splits:
+    if path.is_dir():
+        entries = [(p.relative_to(path).parts, p.read_bytes) for p in sorted(path.rglob("*"))
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    elif tarfile.is_tarfile(path):
+        entries = list(_tar_entries(path))
+    else:
+        raise DataError(f"{path} is neither a folder nor a .tar.gz archive of images.")
+    by_split: dict[str, list[tuple[str, bytes]]] = {"train": [], "test": []}
+    for parts, read in entries:
+        if "train" in parts[:-2] or "test" in parts[:-2]:
+            split_at = max(i for i, part in enumerate(parts[:-2]) if part in by_split)
+            if split_at == len(parts) - 3:
+                by_split[parts[split_at]].append((parts[-2], read))
+    for split, items in by_split.items():
+        if not items:
+            raise DataError(
+                f"{path} has no images under {split}/<class>/. Lay it out as train/<class>/*.jpg and "
+                "test/<class>/*.jpg (one folder per class)."
+            )
+    class_names = sorted({label for label, _ in by_split["train"]})
+    missing = sorted(set(class_names) - {label for label, _ in by_split["test"]})
+    extra = sorted({label for label, _ in by_split["test"]} - set(class_names))
+    if missing or extra or len(class_names) < 2:
+        raise DataError(
+            f"{path}: the train and test splits must have the same classes (at least two). "
+            f"Missing from test: {missing or 'none'}; in test but not train: {extra or 'none'}."
+        )
+    name = path.name.removesuffix(".tar.gz").removesuffix(".tgz")
+    return Splits(name, _decode(by_split["train"], class_names), _decode(by_split["test"], class_names))
+
+
+def _tar_entries(path: Path):
+    with tarfile.open(path, "r:*") as archive:
+        for member in archive:
+            if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
+                data = archive.extractfile(member).read()
+                yield Path(member.name).parts, (lambda data=data: data)
+
+
+def _decode(items: list[tuple[str, object]], class_names: list[str]) -> ImageSet:
+    pictures = []
+    for label, read in items:
+        try:
+            pictures.append(Image.open(io.BytesIO(read())).convert("RGB"))
+        except Exception as error:
+            raise DataError(f"Cannot decode an image of class {label!r}: {error}. Remove or fix the file.") from None
+    size = _common_size(pictures)
+    arrays = [np.asarray(p if p.size == size else p.resize(size, Image.BILINEAR)) for p in pictures]
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = torch.tensor([index[label] for label, _ in items], dtype=torch.long)
+    return ImageSet(images, labels, class_names)
+
+
+def _common_size(pictures: list[Image.Image]) -> tuple[int, int]:
+    """The size every image is stored at: the most common one, capped at MAX_STORED_SIDE."""
+    (width, height), _ = Counter(p.size for p in pictures).most_common(1)[0]
+    if max(width, height) <= MAX_STORED_SIDE:
+        return width, height
+    side = min(MAX_STORED_SIDE, width, height)
+    return side, side
+
+
+def _load_hub(name: str) -> Splits:
+    repo, files, image_column, label_column = HUB_DATASETS[name]
+
+    def read() -> Splits:
+        import pandas as pd
+        from huggingface_hub import hf_hub_download
+
+        frames = {}
+        for split, filename in files.items():
+            try:
+                local = hf_hub_download(repo, filename, repo_type="dataset")
+            except Exception as error:
+                raise DataError(
+                    f"Cannot download dataset {name!r} ({repo}) from the Hugging Face Hub: "
+                    f"{type(error).__name__}: {error}. Fix: connect to the internet, or pass an image "
+                    "folder or .tar.gz archive with --data-dir (e.g. ../shared/data/cifar10-jpeg.tar.gz)."
+                ) from error
+            frames[split] = pd.read_parquet(local)
+        num_classes = int(max(frame[label_column].max() for frame in frames.values())) + 1
+        class_names = CIFAR10_CLASSES if name == "cifar10" else [str(i) for i in range(num_classes)]
+        splits = {split: [(class_names[int(row[label_column])], (lambda b=row[image_column]["bytes"]: b))
+                          for _, row in frame.iterrows()] for split, frame in frames.items()}
+        return Splits(name, _decode(splits["train"], class_names), _decode(splits["test"], class_names))
+
+    return _cached(f"hub:{name}", read, name)

@@ -1,0 +1,142 @@
+"""The attack: choose query images, ask the victim, train a thief on its answers.
+
+This module never imports the victim's implementation: it sees the victim only as a `VictimAPI`
+(raw images in, `Answers` out), so every number it reports was reachable by a real attacker.
+One run walks up a ladder of budgets (`curve_checkpoints`), spending queries incrementally and
+retraining the thief at each rung, so it yields the whole agreement-vs-queries curve.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .augment import feature_transform, image_transform
+from .blackbox import Answers, VictimAPI
+from .embed import Embedder
+from .recipes import Recipe
+from .train import fit, predict
+from .zoo import BackboneSpec, load_backbone
+
+STRATEGIES = ("random", "entropy", "kcenter")
+VALIDATION_EVERY = 10  # every 10th query is kept as the victim-labelled validation set (10%)
+KCENTER_DIMS = 128
+
+
+def curve_checkpoints(budget: int) -> list[int]:
+    """Budgets at which the thief is evaluated: a 1-1.5-2-3-5-7 ladder from budget/100 up to `budget`."""
+    low = max(20, budget / 100)
+    ladder = sorted({int(m * 10**e) for e in range(1, 8) for m in (1, 1.5, 2, 3, 5, 7)})
+    return [b for b in ladder if low <= b < budget] + [budget]
+
+
+@dataclass
+class Thief:
+    """The attacker's model: a public pretrained backbone with a new head, LP or FFT."""
+
+    spec: BackboneSpec
+    mode: str
+    image_size: int
+    device: torch.device
+    embedder: Embedder
+    recipe: Recipe
+    num_classes: int
+    seed: int
+    network: nn.Module | None = None
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The thief's logits for uint8 images."""
+        if self.mode == "lp":
+            return predict(self.network, self.embedder.features_of(images), feature_transform(self.device), self.device)
+        return predict(self.network, images, self._image_transform(False), self.device)
+
+    def train(self, images: torch.Tensor, targets: torch.Tensor, validation: tuple[torch.Tensor, torch.Tensor] | None,
+              label: str) -> Generator[dict, None, None]:
+        """(Re)train on queried images: LP from a fresh head, FFT warm-started from the last rung."""
+        torch.manual_seed(self.seed)
+        if self.mode == "lp":
+            network = nn.Linear(self.spec.feature_dim, self.num_classes)
+            inputs, transform = self.embedder.features_of(images), feature_transform(self.device)
+            if validation is not None:
+                validation = (self.embedder.features_of(validation[0]), validation[1])
+        else:
+            network = self.network or nn.Sequential(load_backbone(self.spec, self.image_size),
+                                                    nn.Linear(self.spec.feature_dim, self.num_classes))
+            inputs, transform = images, self._image_transform(True)
+        self.network = yield from fit(network, inputs, targets, self.recipe, transform, self.device, self.seed,
+                                      self.num_classes, validation, phase="steal", label=label,
+                                      events_per_epoch=1 if self.mode == "lp" else 10)
+
+    def _image_transform(self, train: bool):
+        return image_transform(self.spec, self.image_size, self.device, self.recipe.augment and train)
+
+
+def targets_from(answers: Answers, num_classes: int) -> torch.Tensor:
+    """Training targets: class indices for labels, rank-weighted rows for top-k, probabilities otherwise."""
+    if answers.probs is not None:
+        probs = answers.probs.clamp(min=0)
+        sums = probs.sum(1, keepdim=True)
+        one_hot = nn.functional.one_hot(answers.labels, num_classes).float()
+        return torch.where(sums > 0, probs / sums.clamp(min=1e-12), one_hot)
+    if answers.topk is not None:
+        weights = 1.0 / torch.arange(1, answers.topk.shape[1] + 1, dtype=torch.float)
+        rows = torch.zeros(len(answers.topk), num_classes)
+        rows.scatter_(1, answers.topk, (weights / weights.sum()).expand_as(answers.topk).contiguous())
+        return rows
+    return answers.labels
+
+
+def steal(victim: VictimAPI, pool: torch.Tensor, thief: Thief, budget: int, strategy: str, seed: int,
+          evaluate: Callable[[Thief], dict]) -> Generator[dict, None, None]:
+    """Spend `budget` queries on images of `pool` (uint8), retraining and evaluating at each rung."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(pool), generator=generator)
+    chosen: list[int] = []
+    answers: list[Answers] = []
+    for rung in curve_checkpoints(budget):
+        new = _select(strategy, thief, pool, chosen, order, rung - len(chosen), generator)
+        images = pool[new]
+        answers.append(victim(images.float() / 255))
+        chosen.extend(new)
+        merged = Answers(*(torch.cat(parts) if parts[0] is not None else None
+                           for parts in zip(*((a.labels, a.topk, a.probs) for a in answers))))
+        targets = targets_from(merged, thief.num_classes)
+        is_val = torch.arange(len(chosen)) % VALIDATION_EVERY == VALIDATION_EVERY - 1
+        queried = pool[chosen]
+        validation = (queried[is_val], merged.labels[is_val]) if is_val.any() else None
+        yield from thief.train(queried[~is_val], targets[~is_val], validation,
+                               label=f"Training the {thief.spec.label} thief on {len(chosen):,} answers")
+        yield {"kind": "checkpoint", "queries": len(chosen), "queries_spent": len(chosen), **evaluate(thief)}
+
+
+def _select(strategy: str, thief: Thief, pool: torch.Tensor, chosen: list[int], order: torch.Tensor, count: int,
+            generator: torch.Generator) -> list[int]:
+    """`count` new pool indices: random (the paper's default), highest thief entropy, or k-center."""
+    taken = torch.zeros(len(pool), dtype=torch.bool)
+    taken[chosen] = True
+    if strategy == "random" or thief.network is None:
+        return [i for i in order.tolist() if not taken[i]][:count]
+    candidates = torch.nonzero(~taken).flatten()
+    if strategy == "entropy":
+        probs = thief.logits(pool[candidates]).softmax(1)
+        entropy = -(probs * probs.clamp(min=1e-12).log()).sum(1)
+        return candidates[entropy.topk(count).indices].tolist()
+    return _k_center(thief.embedder.features_of(pool), chosen, count, generator)
+
+
+def _k_center(features: torch.Tensor, chosen: list[int], count: int, generator: torch.Generator) -> list[int]:
+    """Greedy k-center (farthest first) on a random projection of the thief's features."""
+    dims = min(KCENTER_DIMS, features.shape[1])
+    projection = torch.randn(features.shape[1], dims, generator=generator) / math.sqrt(dims)
+    points = features @ projection
+    distance = torch.cdist(points, points[chosen]).min(1).values
+    picked = []
+    for _ in range(count):
+        index = int(distance.argmax())
+        picked.append(index)
+        distance = torch.minimum(distance, (points - points[index]).norm(dim=1))
+    return picked

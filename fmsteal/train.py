@@ -1,0 +1,103 @@
+"""One training loop for linear heads and whole networks, with best-checkpoint selection.
+
+`fit` is a generator: it yields progress events and returns the trained model
+(`model = yield from fit(...)`). Targets are class indices (cross-entropy) or rows of
+probabilities (distillation: cross-entropy against soft targets).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Generator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .embed import autocast
+from .metrics import macro_f1
+from .recipes import Recipe
+
+Transform = Callable[[torch.Tensor, bool], torch.Tensor]
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against class indices (1-D targets) or probability rows (2-D targets)."""
+    if targets.ndim == 1:
+        return F.cross_entropy(logits, targets)
+    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+def make_optimizer(params, recipe: Recipe, steps_per_epoch: int):
+    """The recipe's optimiser and a per-step learning-rate scheduler."""
+    if recipe.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    total = max(1, recipe.epochs * steps_per_epoch)
+    if recipe.schedule == "cosine":
+        factor = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
+    elif recipe.schedule == "step":
+        factor = lambda step: recipe.step_gamma ** ((step // steps_per_epoch) // recipe.step_every)  # noqa: E731
+    else:
+        factor = lambda step: 1.0  # noqa: E731
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    recipe: Recipe,
+    transform: Transform,
+    device: torch.device,
+    seed: int,
+    num_classes: int,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    phase: str = "train",
+    label: str = "training",
+    events_per_epoch: int = 1,
+) -> Generator[dict, None, nn.Module]:
+    """Train `model`; with `validation` (inputs, labels) keep the epoch with the best macro-F1."""
+    model.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = min(recipe.batch_size, max(1, len(inputs)))
+    steps = math.ceil(len(inputs) / batch_size)
+    optimizer, scheduler = make_optimizer(model.parameters(), recipe, steps)
+    report_every = max(1, steps // events_per_epoch)
+    best_score, best_state = -1.0, None
+    for epoch in range(recipe.epochs):
+        model.train()
+        order = torch.randperm(len(inputs), generator=generator)
+        for step in range(steps):
+            index = order[step * batch_size:(step + 1) * batch_size]
+            with autocast(device):
+                logits = model(transform(inputs[index], True))
+            loss = soft_cross_entropy(logits.float(), targets[index].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if (step + 1) % report_every == 0 or step + 1 == steps:
+                yield {"kind": "progress", "phase": phase, "done": epoch * steps + step + 1,
+                       "total": recipe.epochs * steps, "message": f"{label}: epoch {epoch + 1}/{recipe.epochs}"}
+        if validation is not None:
+            predicted = predict(model, validation[0], transform, device).argmax(1)
+            score = macro_f1(predicted, validation[1], num_classes)
+            if score > best_score:
+                best_score, best_state = score, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval()
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, inputs: torch.Tensor, transform: Transform, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """Logits of `model` on `inputs` (float32, on the CPU)."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        with autocast(device):
+            outputs.append(model(transform(inputs[start:start + batch_size], False)).float().cpu())
+    return torch.cat(outputs) if outputs else torch.empty(0)
