@@ -50,6 +50,11 @@ class BackboneSpec:
         return self.weight_source[4:] if self.weight_source.startswith("hub:") else None
 
     @property
+    def default_mode(self) -> str:
+        """"fft" for the scratch CNN (nothing pretrained to probe), else "lp" as in the paper."""
+        return "fft" if self.family == "scratch" else "lp"
+
+    @property
     def is_vit(self) -> bool:
         return self.timm_arch.startswith("vit_")
 

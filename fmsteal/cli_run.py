@@ -1,0 +1,84 @@
+"""The `run` and `zoo` commands: progress bars per phase, a one-screen summary, a run card."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .cards import card_name, write_card
+from .config import ExperimentConfig
+from .experiment import run
+from .zoo import get_backbone, list_backbones
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    """The ExperimentConfig the `run` arguments describe (modes default per backbone)."""
+    return ExperimentConfig(
+        victim=args.victim, thief=args.thief, budget=args.budget, dataset=args.dataset, data_dir=args.data_dir,
+        query_pool=args.query_pool,
+        victim_mode=args.victim_mode or get_backbone(args.victim).default_mode,
+        thief_mode=args.thief_mode or get_backbone(args.thief).default_mode,
+        output=args.output, top_k=args.top_k, decimals=args.decimals, strategy=args.strategy, seed=args.seed,
+        device=args.device, image_size=args.image_size, preset=args.preset,
+        train_per_class=args.train_per_class, test_per_class=args.test_per_class,
+    )
+
+
+def run_main(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    bar: tqdm | None = None
+    card: dict = {}
+    for event in run(config):
+        kind = event["kind"]
+        if kind == "progress":
+            if bar is None or bar.desc != event["message"]:
+                if bar is not None:
+                    bar.close()
+                bar = tqdm(total=event["total"], desc=event["message"], unit="step", leave=False)
+            bar.n = event["done"]
+            bar.refresh()
+            continue
+        if bar is not None:
+            bar.close()
+            bar = None
+        if kind == "phase":
+            tqdm.write(f"== {event['message']}")
+        elif kind == "log":
+            tqdm.write(f"   {event['message']}")
+        elif kind == "checkpoint":
+            tqdm.write(f"   {event['queries']:>7,} queries: agreement {event['agreement']:.1%}, "
+                       f"thief accuracy {event['thief_accuracy']:.1%}")
+        elif kind == "result":
+            card = event["card"]
+    path = write_card(card, Path(args.out) / card_name(card))
+    print(summary(card, path))
+    return 0
+
+
+def summary(card: dict, path: Path) -> str:
+    """The end-of-run summary in a few lines."""
+    config = card["config"]
+    victim, thief = get_backbone(config["victim"]), get_backbone(config["thief"])
+    timings = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in card["timings"].items())
+    return "\n".join([
+        "",
+        f"Victim  {victim.label} ({config['victim_mode'].upper()}, {card['image_size']['victim']}px): "
+        f"test accuracy {card['victim_accuracy']:.2%}",
+        f"Thief   {thief.label} ({config['thief_mode'].upper()}, {card['image_size']['thief']}px) after "
+        f"{card['queries_spent']:,} {config['output']} queries ({config['strategy']}):",
+        f"        agreement {card['agreement']:.2%} on {card['test_size']:,} test images, "
+        f"accuracy {card['thief_accuracy']:.2%}, macro-F1 {card['macro_f1']:.3f}",
+        f"Device  {card['device']}; time: {timings}",
+        f"Card    {path}",
+    ])
+
+
+def zoo_main() -> int:
+    print(f"{'name':28} {'label':18} {'family':12} {'params':>8} {'native':>6}  {'offline':7}  weights")
+    for spec in list_backbones():
+        offline = "yes" if spec.offline_available() else "no"
+        print(f"{spec.name:28} {spec.label:18} {spec.family:12} {spec.params_m:>7.1f}M {spec.native_size:>5}px"
+              f"  {offline:7}  {spec.weight_source}")
+    return 0

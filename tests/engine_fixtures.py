@@ -1,0 +1,50 @@
+"""Fixtures for engine tests: the shared CIFAR-10 archive and a session-wide cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One FMSTEAL_CACHE for the whole session, so CIFAR-10 is decoded and embedded once."""
+    path = tmp_path_factory.mktemp("fmsteal-cache")
+    patcher = pytest.MonkeyPatch()
+    patcher.setenv("FMSTEAL_CACHE", str(path))
+    yield path
+    patcher.undo()
+
+
+@pytest.fixture(scope="session")
+def cifar_archive() -> Path:
+    """The real CIFAR-10 archive beside the checkout (CI always has it)."""
+    if not CIFAR_ARCHIVE.exists():
+        pytest.skip(f"needs the shared CIFAR-10 archive at {CIFAR_ARCHIVE} (present in CI, absent in a fresh clone)")
+    return CIFAR_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def tiny_config(cifar_archive: Path):
+    """Factory of small, fast experiment configs on real CIFAR-10 with the offline Lite0."""
+    from fmsteal.experiment import ExperimentConfig
+
+    def make(**overrides) -> ExperimentConfig:
+        values = dict(victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite0", budget=200,
+                      data_dir=str(cifar_archive), train_per_class=40, test_per_class=20, image_size=64)
+        values.update(overrides)
+        return ExperimentConfig(**values)
+
+    return make
+
+
+def run_to_card(config) -> tuple[dict, list[dict]]:
+    """Run `config` to the end: its run card and every event."""
+    from fmsteal.experiment import run
+
+    events = list(run(config))
+    return events[-1]["card"], events

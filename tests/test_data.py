@@ -1,0 +1,127 @@
+"""Datasets: archives, image folders, hub parquet files, and clear errors for bad ones."""
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fmsteal import data
+from fmsteal.data import load_splits, stratified_subset
+from fmsteal.errors import DataError
+
+
+def write_folder(root: Path, layout: dict[str, dict[str, int]], size=(12, 12)) -> Path:
+    rng = np.random.default_rng(0)
+    for split, classes in layout.items():
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_the_shared_archive_is_all_of_cifar10(cifar_archive):
+    splits = load_splits(str(cifar_archive))
+    assert splits.train.images.shape == (50000, 3, 32, 32) and splits.train.images.dtype == torch.uint8
+    assert len(splits.test) == 10000
+    assert splits.train.class_names[:3] == ["airplane", "automobile", "bird"]
+    assert splits.test.labels.bincount().tolist() == [1000] * 10
+
+
+def test_stratified_subset_takes_the_first_images_of_each_class(cifar_archive):
+    test = load_splits(str(cifar_archive)).test
+    subset = stratified_subset(test, 7)
+    assert subset.labels.bincount().tolist() == [7] * 10
+    assert torch.equal(subset.images[subset.labels == 2][0], test.images[test.labels == 2][0])
+
+
+def test_folder_and_archive_of_the_same_images_load_alike(tmp_path):
+    folder = write_folder(tmp_path / "toy", {"train": {"cat": 3, "dog": 2}, "test": {"cat": 1, "dog": 2}})
+    archive = tmp_path / "toy.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="toy")
+    from_folder, from_archive = load_splits(str(folder)), load_splits(str(archive))
+    assert from_folder.train.class_names == from_archive.train.class_names == ["cat", "dog"]
+    assert sorted(from_folder.train.labels.tolist()) == sorted(from_archive.train.labels.tolist()) == [0, 0, 0, 1, 1]
+    assert from_folder.train.images.shape == (5, 3, 12, 12)
+    assert sorted(map(bytes, from_folder.test.images.flatten(1).numpy())) == sorted(map(bytes, from_archive.test.images.flatten(1).numpy()))
+
+
+def test_images_of_other_sizes_are_resized_to_the_common_one(tmp_path):
+    folder = write_folder(tmp_path / "mixed", {"train": {"a": 2, "b": 2}, "test": {"a": 1, "b": 1}})
+    Image.new("RGB", (30, 20)).save(folder / "train" / "a" / "big.png")
+    assert load_splits(str(folder)).train.images.shape == (5, 3, 12, 12)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({}, "has no images under train"),
+    ({"train": {"cat": 2, "dog": 2}}, "has no images under test"),
+    ({"train": {"cat": 2, "dog": 2}, "test": {"cat": 2}}, r"Missing from test: \['dog'\]"),
+    ({"train": {"cat": 2}, "test": {"cat": 2}}, "at least two"),
+])
+def test_malformed_folders_say_what_is_wrong(tmp_path, layout, message):
+    folder = write_folder(tmp_path / "bad", layout)
+    folder.mkdir(exist_ok=True)
+    with pytest.raises(DataError, match=message):
+        load_splits(str(folder))
+
+
+def test_a_missing_path_or_unknown_dataset_is_named(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_splits(str(tmp_path / "nowhere" / "data.tar.gz"))
+    with pytest.raises(DataError, match="Unknown dataset 'imagenet-99'"):
+        load_splits("imagenet-99")
+
+
+def test_an_undecodable_image_is_reported(tmp_path):
+    folder = write_folder(tmp_path / "broken", {"train": {"a": 1, "b": 1}, "test": {"a": 1, "b": 1}})
+    (folder / "train" / "a" / "junk.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="Cannot decode an image of class 'a'"):
+        load_splits(str(folder))
+
+
+def _parquet_of(images, labels, path: Path) -> str:
+    import pandas as pd
+
+    rows = []
+    for pixels, label in zip(images, labels):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
+        rows.append({"img": {"bytes": buffer.getvalue(), "path": None}, "label": int(label)})
+    pd.DataFrame(rows).to_parquet(path)
+    return str(path)
+
+
+def test_hub_cifar10_parquet_files_are_read(cifar_archive, tmp_path, monkeypatch):
+    """The hub path with the download mocked (no network here) and real CIFAR-10 pixels."""
+    source = load_splits(str(cifar_archive))
+    train, test = stratified_subset(source.train, 3), stratified_subset(source.test, 2)
+    files = {"train": _parquet_of(train.images, train.labels, tmp_path / "train.parquet"),
+             "test": _parquet_of(test.images, test.labels, tmp_path / "test.parquet")}
+    asked = []
+
+    def fake_download(repo_id, filename, repo_type=None):
+        asked.append((repo_id, repo_type))
+        return files["train" if "train" in filename else "test"]
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
+    monkeypatch.setitem(data.HUB_DATASETS, "cifar10-test", ("uoft-cs/cifar10", *data.HUB_DATASETS["cifar10"][1:]))
+    splits = load_splits("cifar10-test")
+    assert asked == [("uoft-cs/cifar10", "dataset")] * 2
+    assert torch.equal(splits.train.images, train.images) and torch.equal(splits.train.labels, train.labels)
+    assert splits.test.labels.bincount().tolist() == [2] * 10
+
+
+def test_an_unreachable_hub_dataset_says_how_to_work_offline(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", offline)
+    monkeypatch.setitem(data.HUB_DATASETS, "cifar100-test", data.HUB_DATASETS["cifar100"])
+    with pytest.raises(DataError, match="Cannot download dataset 'cifar100-test'.*--data-dir"):
+        load_splits("cifar100-test")

@@ -1,0 +1,87 @@
+"""The embedding cache: hits skip the backbone; corrupt or stale files are rebuilt, never trusted."""
+
+import torch
+
+from fmsteal.cache import cache_dir
+from fmsteal.data import load_splits, stratified_subset
+from fmsteal.embed import Embedder
+from fmsteal.zoo import get_backbone
+
+CPU = torch.device("cpu")
+
+
+def small_set(archive, per_class=6):
+    return stratified_subset(load_splits(str(archive)).test, per_class)
+
+
+def lite0(size=48) -> Embedder:
+    return Embedder(get_backbone("tf_efficientnet_lite0"), size, CPU)
+
+
+def drain(generator):
+    """Run a generator to its end: (events, return value)."""
+    events = []
+    while True:
+        try:
+            events.append(next(generator))
+        except StopIteration as stop:
+            return events, stop.value
+
+
+def test_a_cache_hit_skips_the_backbone(cifar_archive):
+    images = small_set(cifar_archive)
+    first = lite0()
+    events, features = drain(first.embed(images))
+    assert first.images_forwarded == len(images) and features.shape == (len(images), 1280)
+    assert events[-1]["done"] == len(images)
+    second = lite0()
+    events, again = drain(second.embed(images))
+    assert second.images_forwarded == 0 and events == []
+    assert torch.equal(features, again)
+
+
+def test_registered_images_are_recognised_by_content(cifar_archive):
+    images = small_set(cifar_archive)
+    embedder = lite0()
+    _, features = drain(embedder.register(images))
+    forwarded = embedder.images_forwarded
+    served = embedder.features_of(images.images[[3, 1]].float() / 255)
+    assert embedder.images_forwarded == forwarded
+    assert torch.equal(served, features[[3, 1]])
+    flipped = images.images[:2].flip(-1)
+    fresh = embedder.features_of(flipped)
+    assert embedder.images_forwarded == forwarded + 2
+    assert not torch.allclose(fresh, features[:2])
+
+
+def cache_file(images, size=48):
+    return cache_dir("embeddings") / "tf_efficientnet_lite0" / f"{size}px-{images.fingerprint}.pt"
+
+
+def test_a_corrupt_cache_file_is_rebuilt(cifar_archive):
+    images = small_set(cifar_archive, per_class=5)
+    _, reference = drain(lite0().embed(images))
+    cache_file(images).write_bytes(b"not a tensor file")
+    embedder = lite0()
+    events, rebuilt = drain(embedder.embed(images))
+    assert embedder.cache_rebuilt == 1 and embedder.images_forwarded == len(images)
+    assert any(e["kind"] == "log" and "rebuilding" in e["message"] for e in events)
+    assert torch.allclose(rebuilt, reference, atol=1e-5)
+
+
+def test_a_cache_file_with_tampered_features_or_other_weights_is_rebuilt(cifar_archive):
+    images = small_set(cifar_archive, per_class=4)
+    _, reference = drain(lite0().embed(images))
+    path = cache_file(images)
+    stored = torch.load(path, weights_only=True)
+    stored["features"][0] += 1.0  # contents no longer match their checksum
+    torch.save(stored, path)
+    tampered = lite0()
+    drain(tampered.embed(images))
+    assert tampered.cache_rebuilt == 1
+    stored = torch.load(path, weights_only=True)
+    stored["meta"]["weights"] = "made-from-other-weights"
+    torch.save(stored, path)
+    stale = lite0()
+    _, features = drain(stale.embed(images))
+    assert stale.cache_rebuilt == 1 and torch.allclose(features, reference, atol=1e-5)
