@@ -1,0 +1,111 @@
+"""One experiment end to end on real CIFAR-10 subsets with the offline Lite0."""
+
+import json
+
+import pytest
+import torch
+
+from engine_fixtures import run_to_card
+from fmsteal.errors import ConfigError, DeviceUnavailable
+from fmsteal.experiment import ExperimentConfig, resolve_device, run
+from fmsteal.thief import curve_checkpoints
+
+CARD_KEYS = {"config", "versions", "device", "timings", "curve", "confusion", "agreement", "seed", "victim_accuracy",
+             "thief_accuracy", "macro_f1", "per_class_agreement", "class_names", "queries_spent"}
+
+
+def test_a_run_streams_plain_events_and_ends_with_a_complete_card(tiny_config):
+    card, events = run_to_card(tiny_config(budget=300))
+    json.dumps(events)  # every event is plain data
+    assert CARD_KEYS <= set(card)
+    phases = [e["phase"] for e in events if e["kind"] == "phase"]
+    assert phases == ["data", "embed", "victim", "steal", "evaluate"]
+    assert set(card["timings"]) == set(phases) | {"total"}
+    checkpoints = [e for e in events if e["kind"] == "checkpoint"]
+    assert [c["queries"] for c in checkpoints] == [p["queries"] for p in card["curve"]] == curve_checkpoints(300)
+    assert len(card["curve"]) >= 8 and card["queries_spent"] == 300
+    assert card["curve"][-1]["agreement"] == card["agreement"]
+    matrix = torch.tensor(card["confusion"]["matrix"])
+    assert matrix.shape == (10, 10) and int(matrix.sum()) == card["test_size"] == 200
+    assert int(matrix.trace()) == round(card["agreement"] * 200)
+    assert card["confusion"]["labels"] == card["class_names"] and card["class_names"][0] == "airplane"
+    assert card["victim_accuracy"] > 0.3  # pretrained features are far better than chance (0.1)
+    assert card["agreement"] > card["curve"][0]["agreement"]  # more queries, closer copy
+
+
+def test_a_second_identical_run_is_served_from_the_cache(tiny_config):
+    config = tiny_config(seed=3, image_size=56)  # a size no other test embeds at
+    first, _ = run_to_card(config)
+    second, events = run_to_card(config)
+    assert second["backbone_images_forwarded"] == 0 < first["backbone_images_forwarded"]
+    assert any("Victim loaded from the cache" in e.get("message", "") for e in events)
+    assert second["agreement"] == first["agreement"] and second["curve"] == first["curve"]
+
+
+@pytest.mark.parametrize("output", ["topk", "probs", "rounded"])
+def test_every_output_mode_trains_a_thief(tiny_config, output):
+    card, _ = run_to_card(tiny_config(output=output, budget=150))
+    assert card["queries_spent"] == 150 and card["agreement"] > 0.3
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "kcenter"])
+def test_selection_strategies_spend_exactly_the_budget(tiny_config, strategy):
+    card, _ = run_to_card(tiny_config(strategy=strategy, budget=170))
+    assert card["queries_spent"] == 170 and card["curve"][-1]["queries"] == 170
+
+
+def test_fft_victim_and_thief_train_whole_networks(tiny_config):
+    card, _ = run_to_card(tiny_config(victim="scratch_cnn", victim_mode="fft", thief_mode="fft", budget=40,
+                                      train_per_class=10, test_per_class=5, image_size=32))
+    assert card["queries_spent"] == 40 and 0 <= card["agreement"] <= 1
+    assert card["config"]["victim_mode"] == "fft" and card["image_size"] == {"victim": 32, "thief": 32}
+
+
+def test_a_budget_larger_than_the_pool_is_refused(tiny_config):
+    with pytest.raises(ConfigError, match=r"larger than the query pool \(300 images\)"):
+        list(run(tiny_config(budget=301)))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"budget": 0}, "budget must be at least 1"),
+    ({"budget": -5}, "budget must be at least 1"),
+    ({"budget": 2.5}, "budget must be an integer"),
+    ({"victim": "resnet19"}, "Unknown backbone 'resnet19'"),
+    ({"victim": "scratch_cnn"}, "set victim_mode to 'fft'"),
+    ({"output": "logits"}, "output must be one of label, topk, probs, rounded"),
+    ({"strategy": "greedy"}, "strategy must be one of"),
+    ({"device": "tpu"}, "device must be one of"),
+    ({"dataset": "mnist"}, "Unknown dataset 'mnist'"),
+])
+def test_bad_configs_name_the_problem(change, message):
+    values = {"victim": "tf_efficientnet_lite0", "thief": "tf_efficientnet_lite0", **change}
+    with pytest.raises(ConfigError, match=message):
+        ExperimentConfig(**values)
+
+
+def test_config_round_trips_and_has_a_stable_id():
+    config = ExperimentConfig("tf_efficientnet_lite0", "tf_efficientnet_lite1", budget=700, seed=2)
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+    assert config.job_id() == ExperimentConfig.from_dict(config.to_dict()).job_id()
+    assert config.job_id() != ExperimentConfig("tf_efficientnet_lite0", "tf_efficientnet_lite1", budget=700).job_id()
+    with pytest.raises(ConfigError, match="Unknown config fields"):
+        ExperimentConfig.from_dict({**config.to_dict(), "epochs": 3})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_where_there_is_none_is_a_clear_error(tiny_config):
+    with pytest.raises(DeviceUnavailable, match="no usable GPU.*'cpu' or 'auto'"):
+        resolve_device("cuda")
+    with pytest.raises(DeviceUnavailable):
+        list(run(tiny_config(device="cuda")))
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_hub_backbones_fail_with_the_fix_when_offline(tiny_config, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    from fmsteal.errors import WeightsUnavailable
+
+    with pytest.raises(WeightsUnavailable, match="'resnet18'.*pick a backbone available offline"):
+        list(run(tiny_config(victim="resnet18")))
