@@ -98,7 +98,7 @@ _SPECS = [
     _lite(0, 224, 3.4),
     _lite(1, 240, 4.1),
     _lite(2, 260, 4.8),
-    BackboneSpec("scratch_cnn", "Scratch CNN", "scratch", "scratch_cnn", "none", 32, 32, CIFAR_MEAN, CIFAR_STD, 1.2, 256),
+    BackboneSpec("scratch_cnn", "Scratch CNN", "scratch", "scratch_cnn", "none", 32, 32, CIFAR_MEAN, CIFAR_STD, 0.28, 128),
 ]
 ZOO: dict[str, BackboneSpec] = {spec.name: spec for spec in _SPECS}
 
