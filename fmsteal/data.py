@@ -26,15 +26,11 @@ MAX_STORED_SIDE = 128
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
-# name -> (hub dataset repo, {split: parquet file}, image column, label column)
+# name -> (hub dataset repo, folder of its parquet files, image column, label column, {split: file prefix})
 HUB_DATASETS = {
-    "cifar10": ("uoft-cs/cifar10", {"train": "plain_text/train-00000-of-00001.parquet",
-                                    "test": "plain_text/test-00000-of-00001.parquet"}, "img", "label"),
-    "cifar100": ("uoft-cs/cifar100", {"train": "cifar100/train-00000-of-00001.parquet",
-                                      "test": "cifar100/test-00000-of-00001.parquet"}, "img", "fine_label"),
-    "tiny-imagenet": ("zh-plus/tiny-imagenet", {"train": "data/train-00000-of-00001-1359597a978bc4fa.parquet",
-                                                "test": "data/valid-00000-of-00001-70d52db3c749a935.parquet"},
-                      "image", "label"),
+    "cifar10": ("uoft-cs/cifar10", "plain_text", "img", "label", {"train": "train", "test": "test"}),
+    "cifar100": ("uoft-cs/cifar100", "cifar100", "img", "fine_label", {"train": "train", "test": "test"}),
+    "tiny-imagenet": ("zh-plus/tiny-imagenet", "data", "image", "label", {"train": "train", "test": "valid"}),
 }
 
 
@@ -184,27 +180,31 @@ def _common_size(pictures: list[Image.Image]) -> tuple[int, int]:
 
 
 def _load_hub(name: str) -> Splits:
-    repo, files, image_column, label_column = HUB_DATASETS[name]
+    repo, folder, image_column, label_column, prefixes = HUB_DATASETS[name]
 
     def read() -> Splits:
         import pandas as pd
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import snapshot_download
 
+        try:
+            local = Path(snapshot_download(repo, repo_type="dataset", allow_patterns=[f"{folder}/*.parquet"]))
+        except Exception as error:
+            raise DataError(
+                f"Cannot download dataset {name!r} ({repo}) from the Hugging Face Hub: "
+                f"{type(error).__name__}: {error}. Fix: connect to the internet, or pass an image "
+                "folder or .tar.gz archive with --data-dir (e.g. ../shared/data/cifar10-jpeg.tar.gz)."
+            ) from error
         frames = {}
-        for split, filename in files.items():
-            try:
-                local = hf_hub_download(repo, filename, repo_type="dataset")
-            except Exception as error:
-                raise DataError(
-                    f"Cannot download dataset {name!r} ({repo}) from the Hugging Face Hub: "
-                    f"{type(error).__name__}: {error}. Fix: connect to the internet, or pass an image "
-                    "folder or .tar.gz archive with --data-dir (e.g. ../shared/data/cifar10-jpeg.tar.gz)."
-                ) from error
-            frames[split] = pd.read_parquet(local)
+        for split, prefix in prefixes.items():
+            files = sorted((local / folder).glob(f"{prefix}-*.parquet"))
+            if not files:
+                raise DataError(f"Dataset {name!r} ({repo}) has no {prefix}-*.parquet files under {folder}/.")
+            frames[split] = pd.concat([pd.read_parquet(file) for file in files], ignore_index=True)
         num_classes = int(max(frame[label_column].max() for frame in frames.values())) + 1
         class_names = CIFAR10_CLASSES if name == "cifar10" else [str(i) for i in range(num_classes)]
-        splits = {split: [(class_names[int(row[label_column])], (lambda b=row[image_column]["bytes"]: b))
-                          for _, row in frame.iterrows()] for split, frame in frames.items()}
+        splits = {split: [(class_names[int(label)], (lambda b=image["bytes"]: b))
+                          for image, label in zip(frame[image_column], frame[label_column])]
+                  for split, frame in frames.items()}
         return Splits(name, _decode(splits["train"], class_names), _decode(splits["test"], class_names))
 
     return _cached(f"hub:{name}", read, name)

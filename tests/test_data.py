@@ -101,18 +101,20 @@ def test_hub_cifar10_parquet_files_are_read(cifar_archive, tmp_path, monkeypatch
     """The hub path with the download mocked (no network here) and real CIFAR-10 pixels."""
     source = load_splits(str(cifar_archive))
     train, test = stratified_subset(source.train, 3), stratified_subset(source.test, 2)
-    files = {"train": _parquet_of(train.images, train.labels, tmp_path / "train.parquet"),
-             "test": _parquet_of(test.images, test.labels, tmp_path / "test.parquet")}
+    (tmp_path / "plain_text").mkdir()
+    _parquet_of(train.images[:15], train.labels[:15], tmp_path / "plain_text" / "train-00000-of-00002.parquet")
+    _parquet_of(train.images[15:], train.labels[15:], tmp_path / "plain_text" / "train-00001-of-00002.parquet")
+    _parquet_of(test.images, test.labels, tmp_path / "plain_text" / "test-00000-of-00001.parquet")
     asked = []
 
-    def fake_download(repo_id, filename, repo_type=None):
-        asked.append((repo_id, repo_type))
-        return files["train" if "train" in filename else "test"]
+    def fake_snapshot_download(repo_id, repo_type=None, allow_patterns=None):
+        asked.append((repo_id, repo_type, allow_patterns))
+        return str(tmp_path)
 
-    monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
-    monkeypatch.setitem(data.HUB_DATASETS, "cifar10-test", ("uoft-cs/cifar10", *data.HUB_DATASETS["cifar10"][1:]))
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
+    monkeypatch.setitem(data.HUB_DATASETS, "cifar10-test", data.HUB_DATASETS["cifar10"])
     splits = load_splits("cifar10-test")
-    assert asked == [("uoft-cs/cifar10", "dataset")] * 2
+    assert asked == [("uoft-cs/cifar10", "dataset", ["plain_text/*.parquet"])]
     assert torch.equal(splits.train.images, train.images) and torch.equal(splits.train.labels, train.labels)
     assert splits.test.labels.bincount().tolist() == [2] * 10
 
@@ -121,7 +123,7 @@ def test_an_unreachable_hub_dataset_says_how_to_work_offline(monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr("huggingface_hub.hf_hub_download", offline)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", offline)
     monkeypatch.setitem(data.HUB_DATASETS, "cifar100-test", data.HUB_DATASETS["cifar100"])
     with pytest.raises(DataError, match="Cannot download dataset 'cifar100-test'.*--data-dir"):
         load_splits("cifar100-test")
