@@ -33,12 +33,12 @@ def run_main(args: argparse.Namespace) -> int:
     for event in run(config):
         kind = event["kind"]
         if kind == "progress":
-            if bar is None or bar.desc != event["message"]:
+            if bar is None or bar.total != event["total"] or event["done"] < bar.n:
                 if bar is not None:
                     bar.close()
-                bar = tqdm(total=event["total"], desc=event["message"], unit="step", leave=False)
-            bar.n = event["done"]
-            bar.refresh()
+                bar = tqdm(total=event["total"], unit="step", leave=False)
+            bar.set_description(event["message"], refresh=False)
+            bar.update(event["done"] - bar.n)
             continue
         if bar is not None:
             bar.close()
