@@ -85,6 +85,15 @@ def load_splits(source: str) -> Splits:
     return _cached(f"{path.resolve()}|{_source_stamp(path)}", lambda: _read_local(path), path.name)
 
 
+def load_pool(source: str) -> ImageSet:
+    """Query-pool images: a dataset's train split, or every image of a folder or archive without splits."""
+    path = Path(source).expanduser()
+    if source in HUB_DATASETS or not path.exists():
+        return load_splits(source).train
+    key = f"pool|{path.resolve()}|{_source_stamp(path)}"
+    return _cached(key, lambda: _read_local(path, unlabelled_ok=True), path.name).train
+
+
 def stratified_subset(images: ImageSet, per_class: int | None) -> ImageSet:
     """The first `per_class` images of each class (all of them when None)."""
     if per_class is None:
@@ -115,7 +124,7 @@ def _source_stamp(path: Path) -> str:
     return f"{len(files)}-{sum(p.stat().st_size for p in files)}-{max((p.stat().st_mtime_ns for p in files), default=0)}"
 
 
-def _read_local(path: Path) -> Splits:
+def _read_local(path: Path, unlabelled_ok: bool = False) -> Splits:
     if path.is_dir():
         entries = [(p.relative_to(path).parts, p.read_bytes) for p in sorted(path.rglob("*"))
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
@@ -129,6 +138,10 @@ def _read_local(path: Path) -> Splits:
             split_at = max(i for i, part in enumerate(parts[:-2]) if part in by_split)
             if split_at == len(parts) - 3:
                 by_split[parts[split_at]].append((parts[-2], read))
+    if unlabelled_ok and not by_split["train"]:
+        pool = _decode([("unlabelled", read) for _, read in entries], ["unlabelled"]) if entries else None
+        if pool is not None:
+            return Splits(path.name, pool, pool.subset([]))
     for split, items in by_split.items():
         if not items:
             raise DataError(

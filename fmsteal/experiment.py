@@ -18,7 +18,7 @@ import torch
 from . import __version__
 from .blackbox import BlackBoxVictim
 from .config import ExperimentConfig
-from .data import ImageSet, Splits, load_splits, stratified_subset
+from .data import ImageSet, load_pool, load_splits, stratified_subset
 from .embed import Embedder
 from .errors import Cancelled, ConfigError, DeviceUnavailable
 from .metrics import accuracy, agreement, confusion, macro_f1, per_class_agreement
@@ -162,18 +162,13 @@ def _split_pool(config: ExperimentConfig, train: ImageSet) -> tuple[ImageSet, Im
         pool_source = None
     else:
         victim_train = train
-        pool_source = pool = _external_pool(config.query_pool)
+        pool_source = pool = load_pool(config.query_pool)
     if config.budget > len(pool):
         raise ConfigError(
             f"The budget ({config.budget:,} queries) is larger than the query pool ({len(pool):,} images). "
             "Lower the budget or use a larger pool or dataset."
         )
     return victim_train, pool_source, pool
-
-
-def _external_pool(source: str) -> ImageSet:
-    splits: Splits = load_splits(source)
-    return splits.train
 
 
 def _versions() -> dict:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from fmsteal import data
-from fmsteal.data import load_splits, stratified_subset
+from fmsteal.data import load_pool, load_splits, stratified_subset
 from fmsteal.errors import DataError
 
 
@@ -50,6 +50,14 @@ def test_folder_and_archive_of_the_same_images_load_alike(tmp_path):
     assert sorted(from_folder.train.labels.tolist()) == sorted(from_archive.train.labels.tolist()) == [0, 0, 0, 1, 1]
     assert from_folder.train.images.shape == (5, 3, 12, 12)
     assert sorted(map(bytes, from_folder.test.images.flatten(1).numpy())) == sorted(map(bytes, from_archive.test.images.flatten(1).numpy()))
+
+
+def test_a_folder_without_splits_is_an_unlabelled_query_pool(tmp_path):
+    folder = write_folder(tmp_path / "pool", {"street": {"a": 3}, "park": {"b": 2}})
+    pool = load_pool(str(folder))
+    assert pool.images.shape == (5, 3, 12, 12) and pool.class_names == ["unlabelled"]
+    with pytest.raises(DataError, match="has no images under train"):
+        load_splits(str(folder))
 
 
 def test_images_of_other_sizes_are_resized_to_the_common_one(tmp_path):

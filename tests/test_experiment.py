@@ -61,6 +61,14 @@ def test_fft_victim_and_thief_train_whole_networks(tiny_config):
     assert card["config"]["victim_mode"] == "fft" and card["image_size"] == {"victim": 32, "thief": 32}
 
 
+def test_an_external_query_pool_is_used_instead_of_the_heldout_split(tiny_config, tmp_path):
+    from test_data import write_folder
+
+    pool = write_folder(tmp_path / "pool", {"x": {"a": 30, "b": 30}}, size=(32, 32))
+    card, _ = run_to_card(tiny_config(query_pool=str(pool), budget=60))
+    assert card["pool_size"] == 60 and card["victim_train_size"] == 600 and card["queries_spent"] == 60
+
+
 def test_a_budget_larger_than_the_pool_is_refused(tiny_config):
     with pytest.raises(ConfigError, match=r"larger than the query pool \(300 images\)"):
         list(run(tiny_config(budget=301)))
