@@ -86,8 +86,9 @@ def _events(config: ExperimentConfig, timings: dict) -> Iterator[dict]:
     victim_embedder = Embedder(victim_spec, victim_size, device) if config.victim_mode == "lp" else None
     thief_embedder = (victim_embedder if victim_embedder and (thief_spec, thief_size) == (victim_spec, victim_size)
                       else Embedder(thief_spec, thief_size, device))
+    thief_needs_features = config.thief_mode == "lp" or config.strategy == "kcenter"
     for embedder, role in ((victim_embedder, "victim"), (thief_embedder, "thief")):
-        if embedder is None or (role == "thief" and embedder is victim_embedder):
+        if embedder is None or (role == "thief" and (embedder is victim_embedder or not thief_needs_features)):
             continue
         for images, what in ((train, "train split"), (test, "test split"), (pool_source, "query pool")):
             if images is not None:
