@@ -10,7 +10,7 @@ from tqdm import tqdm
 from .cards import card_name, write_card
 from .config import ExperimentConfig
 from .experiment import run
-from .zoo import get_backbone, list_backbones
+from .zoo import CIFAR_MEAN, CLIP_MEAN, HALF, IMAGENET_MEAN, get_backbone, list_backbones
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -76,9 +76,16 @@ def summary(card: dict, path: Path) -> str:
 
 
 def zoo_main() -> int:
-    print(f"{'name':28} {'label':18} {'family':12} {'params':>8} {'native':>6}  {'offline':7}  weights")
+    print(f"{'name':28} {'label':18} {'family':12} {'params':>8} {'native':>6}  {'norm':8}  {'offline':7}  weights")
     for spec in list_backbones():
         offline = "yes" if spec.offline_available() else "no"
-        print(f"{spec.name:28} {spec.label:18} {spec.family:12} {spec.params_m:>7.1f}M {spec.native_size:>5}px"
-              f"  {offline:7}  {spec.weight_source}")
+        print(f"{spec.name:28} {spec.label:18} {spec.family:12} {spec.params_m:>7.2f}M {spec.native_size:>5}px"
+              f"  {normalisation_name(spec):8}  {offline:7}  {spec.weight_source}")
+    print("\nnorm: input mean/std (imagenet, clip, cifar, or 0.5 = mean and std both 0.5)")
     return 0
+
+
+def normalisation_name(spec) -> str:
+    """A short name for a backbone's input mean/std."""
+    names = {IMAGENET_MEAN: "imagenet", CLIP_MEAN: "clip", CIFAR_MEAN: "cifar", HALF: "0.5"}
+    return names.get(spec.mean, ",".join(f"{m:.3f}" for m in spec.mean))

@@ -105,6 +105,7 @@ def test_unreachable_hub_names_the_backbone_the_reason_and_the_fix(tmp_path):
 
 def test_zoo_command_marks_what_loads_offline():
     done = subprocess.run([sys.executable, "-m", "fmsteal", "zoo"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:] if line and not line.startswith("norm")}
     assert " yes " in rows["tf_efficientnet_lite0"] and " no " in rows["vit_large_patch16_224"]
+    assert " clip " in rows["vit_base_patch16_clip_224"] and " imagenet " in rows["resnet18"]
     assert len(rows) == len(list_backbones())
