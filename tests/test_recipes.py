@@ -1,0 +1,36 @@
+"""The paper's hyperparameters and the schedules the training loop applies."""
+
+import torch
+
+from fmsteal.recipes import PAPER_THIEF, PAPER_VICTIM, recipe_for
+from fmsteal.train import make_optimizer, soft_cross_entropy
+
+
+def test_paper_preset_is_the_authors_recipe():
+    victim = recipe_for("paper", "victim", "lp", scratch=False)
+    assert victim == PAPER_VICTIM
+    assert (victim.optimizer, victim.lr, victim.momentum, victim.weight_decay, victim.batch_size, victim.epochs) == \
+        ("sgd", 0.002, 0.9, 5e-4, 64, 100)
+    assert (victim.schedule, victim.step_every, victim.step_gamma) == ("step", 30, 0.1)
+    thief = recipe_for("paper", "thief", "lp", scratch=False)
+    assert thief == PAPER_THIEF
+    assert (thief.lr, thief.momentum, thief.weight_decay, thief.batch_size, thief.epochs) == (1e-3, 0.9, 5e-4, 128, 100)
+
+
+def test_step_schedule_divides_the_rate_by_ten_every_thirty_epochs():
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer, scheduler = make_optimizer([weight], PAPER_VICTIM, steps_per_epoch=2)
+    rates = []
+    for _ in range(100 * 2):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == rates[59] == 0.002
+    assert abs(rates[60] - 0.0002) < 1e-12 and abs(rates[120] - 0.00002) < 1e-12 and abs(rates[199] - 2e-6) < 1e-12
+
+
+def test_soft_targets_reduce_to_cross_entropy_on_one_hot_rows():
+    logits = torch.randn(5, 4)
+    labels = torch.tensor([0, 3, 1, 1, 2])
+    one_hot = torch.nn.functional.one_hot(labels, 4).float()
+    assert torch.allclose(soft_cross_entropy(logits, labels), soft_cross_entropy(logits, one_hot))
