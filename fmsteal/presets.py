@@ -1,0 +1,42 @@
+"""Named sweep grids as plain data; `fmsteal.sweep.Grid.from_preset(name)` expands them into cells.
+
+Each preset lists the axes crossed into cells (victims, thieves, budgets, seeds, outputs,
+victim_modes; victim mode "auto" means the backbone's default: LP, or FFT for the scratch CNN)
+and `fixed` config fields shared by every cell. Relative paths resolve against the repo root.
+"""
+
+from __future__ import annotations
+
+RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101"]
+LITES = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"]
+
+# The paper's CIFAR-10 recipe (../shared/reference/README.md): 224 px, the authors' hyperparameters,
+# ImageNet32 as the query pool, 5,000 top-1-label queries, random selection, LP thieves.
+PAPER_CIFAR10 = {
+    "dataset": "cifar10", "query_pool": "imagenet32", "image_size": 224, "preset": "paper",
+    "thief_mode": "lp", "strategy": "random",
+}
+
+PRESETS: dict[str, dict] = {
+    "paper-cifar10-lp": {
+        "victims": RESNETS + ["vit_small_patch16_224", "vit_base_patch16_224", "vit_large_patch16_224"],
+        "thieves": ["resnet34", "vit_base_patch16_224", "vit_large_patch16_224", "vit_base_patch16_clip_224"],
+        "budgets": [5000], "seeds": [0], "outputs": ["label"], "victim_modes": ["lp"],
+        "fixed": PAPER_CIFAR10,
+    },
+    "paper-cifar10-fft": {
+        "victims": RESNETS + ["vit_small_patch16_224", "vit_base_patch16_224"],
+        "thieves": ["resnet34", "resnet101", "vit_base_patch16_224", "vit_large_patch16_224",
+                    "vit_base_patch16_clip_224"],
+        "budgets": [5000], "seeds": [0], "outputs": ["label"], "victim_modes": ["fft"],
+        "fixed": PAPER_CIFAR10,
+    },
+    # What runs on this project's 2-core CPU machines: one 20k-query run per cell gives the curve.
+    "offline-cifar10": {
+        "victims": LITES + ["scratch_cnn"],
+        "thieves": LITES,
+        "budgets": [20000], "seeds": [0, 1, 2], "outputs": ["label", "probs"], "victim_modes": ["auto"],
+        "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz", "image_size": 96,
+                  "preset": "fast", "thief_mode": "lp", "strategy": "random"},
+    },
+}
