@@ -1,0 +1,59 @@
+"""The `sweep` command: run a grid from a preset or a YAML/JSON file, with one overall progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from tqdm import tqdm
+
+from .presets import PRESETS
+
+
+def add_sweep_parser(subparsers) -> None:
+    """Register `sweep` on the CLI's sub-command parsers."""
+    sweep = subparsers.add_parser("sweep", help="run a grid of experiments (resumable) and write its table")
+    grid = sweep.add_mutually_exclusive_group(required=True)
+    grid.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (fmsteal/presets.py)")
+    grid.add_argument("--grid", help="a YAML or JSON file: victims, thieves, budgets, seeds, outputs, "
+                                     "victim_modes, fixed")
+    sweep.add_argument("--out", required=True, help="output folder: cards/, <grid>.csv, PROVENANCE.md")
+    sweep.add_argument("--jobs", type=int, default=1, help="cells run at once (local: worker processes)")
+    sweep.add_argument("--executor", choices=["local", "ray"], default="local",
+                       help="local (default) or ray (needs `pip install ray`; uses the cluster ray.init() finds)")
+    sweep.add_argument("--list", action="store_true", help="print the cells and whether each is done, run nothing")
+
+
+def sweep_main(args: argparse.Namespace) -> int:
+    """Run the sweep `args` describe; 0 when every cell has its run card, 1 otherwise."""
+    from .sweep import Grid, card_path, run_sweep
+
+    grid = Grid.from_preset(args.preset) if args.preset else Grid.from_file(args.grid)
+    if args.list:
+        for config in grid.cells():
+            done = "done" if card_path(args.out, config).exists() else "todo"
+            print(f"{done}  {config.job_id()}  {config.victim} ({config.victim_mode}) <- {config.thief}  "
+                  f"{config.budget}q {config.output} seed {config.seed}")
+        return 0
+    bar = tqdm(unit="cell", desc=grid.name)
+
+    def progress(event: dict) -> None:
+        if event["kind"] == "sweep":
+            bar.reset(total=event["total"])
+            tqdm.write(f"{event['grid']}: {event['total']} cells, {event['skipped']} already done, "
+                       f"{event['todo']} to run")
+        else:
+            bar.n = event["done"]
+            bar.set_postfix_str(event["label"] if event["status"] == "started" else "")
+            if event["status"] == "done":
+                tqdm.write(f"done   {event['label']} ({event['seconds']:.0f}s)")
+            elif event["status"] == "failed":
+                tqdm.write(f"FAILED {event['label']}: {event['error']}")
+
+    command = "python -m fmsteal " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    summary = run_sweep(grid, args.out, executor=args.executor, jobs=args.jobs, progress=progress, command=command)
+    bar.close()
+    print(f"{summary['ran']} cells run, {summary['skipped']} skipped, {len(summary['failed'])} failed "
+          f"in {summary['wall_s'] / 60:.1f} min; table: {summary['table']}")
+    return 1 if summary["failed"] else 0
