@@ -1,1 +1,2 @@
 from engine_fixtures import cifar_archive, session_cache, tiny_config  # noqa: F401
+from sweep_fixtures import tiny_grid, tiny_sweep  # noqa: F401

@@ -1,0 +1,73 @@
+"""Sweep presets expand to exactly the paper's cells and recipe, and to the offline grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fmsteal.presets import PRESETS
+from fmsteal.recipes import recipe_for
+from fmsteal.sweep import REPO, Grid
+from fmsteal.thief import curve_checkpoints
+from fmsteal.zoo import get_backbone
+
+PAPER_TABLE = REPO / "precomputed" / "paper" / "paper_agreement.csv"
+
+
+@pytest.mark.parametrize("mode", ["lp", "fft"])
+def test_paper_preset_is_exactly_the_papers_cifar10_cells(mode: str) -> None:
+    table = pd.read_csv(PAPER_TABLE)
+    published = table[(table["dataset"] == "cifar10") & (table["victim_mode"] == mode)]
+    cells = Grid.from_preset(f"paper-cifar10-{mode}").cells()
+    assert sorted((c.victim, c.thief) for c in cells) == sorted(zip(published["victim"], published["thief"]))
+    assert len({c.job_id() for c in cells}) == len(published)
+    for cell in cells:
+        assert (cell.dataset, cell.data_dir, cell.query_pool) == ("cifar10", None, "imagenet32")
+        assert (cell.budget, cell.output, cell.strategy, cell.seed) == (5000, "label", "random", 0)
+        assert (cell.victim_mode, cell.thief_mode, cell.image_size, cell.preset) == (mode, "lp", 224, "paper")
+    assert set(published["budget"]) == {5000} and set(published["victim_output"]) == {"top1_label"}
+    assert set(published["query_pool"]) == {"imagenet32"}
+
+
+@pytest.mark.parametrize("mode", ["lp", "fft"])
+def test_paper_preset_cells_train_with_the_authors_hyperparameters(mode: str) -> None:
+    """The numbers of ../shared/reference/README.md, as the cells' recipes resolve them."""
+    cell = Grid.from_preset(f"paper-cifar10-{mode}").cells()[0]
+    victim = recipe_for(cell.preset, "victim", cell.victim_mode, get_backbone(cell.victim).family == "scratch")
+    thief = recipe_for(cell.preset, "thief", cell.thief_mode, get_backbone(cell.thief).family == "scratch")
+    assert (victim.optimizer, victim.lr, victim.momentum, victim.weight_decay) == ("sgd", 0.002, 0.9, 5e-4)
+    assert (victim.batch_size, victim.epochs, victim.schedule, victim.step_every, victim.step_gamma) == \
+        (64, 100, "step", 30, 0.1)
+    assert (thief.optimizer, thief.lr, thief.momentum, thief.weight_decay) == ("sgd", 1e-3, 0.9, 5e-4)
+    assert (thief.batch_size, thief.epochs) == (128, 100)
+
+
+def test_every_preset_backbone_is_in_the_zoo() -> None:
+    for preset in PRESETS.values():
+        for name in preset["victims"] + preset["thieves"]:
+            assert get_backbone(name).name == name
+
+
+def test_offline_preset_grid() -> None:
+    grid = Grid.from_preset("offline-cifar10")
+    cells = grid.cells()
+    lites = {"tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"}
+    assert len(cells) == 4 * 3 * 3 * 2
+    assert {(c.victim, c.victim_mode) for c in cells} == {(v, "lp") for v in lites} | {("scratch_cnn", "fft")}
+    assert {c.thief for c in cells} == lites and {c.thief_mode for c in cells} == {"lp"}
+    assert {c.seed for c in cells} == {0, 1, 2} and {c.output for c in cells} == {"label", "probs"}
+    assert {(c.budget, c.image_size, c.preset, c.dataset) for c in cells} == {(20000, 96, "fast", "cifar10")}
+    resolved = Path(grid.resolved(cells[0]).data_dir)
+    assert resolved == (REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz").resolve()
+    checkpoints = curve_checkpoints(20000)
+    assert 500 in checkpoints and 5000 in checkpoints and checkpoints[-1] == 20000
+    assert len([b for b in checkpoints if b >= 500]) >= 8
+
+
+def test_offline_cells_are_victim_major_so_each_victim_is_trained_once() -> None:
+    cells = Grid.from_preset("offline-cifar10").cells()
+    victims = [(c.victim, c.seed) for c in cells]
+    firsts = [key for i, key in enumerate(victims) if i == 0 or victims[i - 1] != key]
+    assert len(firsts) == len(set(victims)) == 12
