@@ -71,39 +71,38 @@ def family(name: str) -> str:
 
 
 def views(df: pd.DataFrame) -> dict:
-    """The choices that have data: heatmaps, budget curves and a sensible default of each."""
-    random = df[df["strategy"] == "random"]
+    """The choices that have data: keyword arguments of `heatmap_figure` / `budget_curve_figure`, and defaults."""
     heatmaps = []
-    for (source, dataset, budget, output), rows in random.groupby(["source", "dataset", "budget", "output"]):
+    for (source, dataset, budget, output, strategy), rows in df.groupby(
+            ["source", "dataset", "budget", "output", "strategy"]):
         modes = sorted(rows["victim_mode"].unique())
         for mode in modes + ([ALL_MODES] if len(modes) > 1 else []):
             heatmaps.append({"source": source, "dataset": dataset, "victim_mode": mode,
-                             "budget": int(budget), "output": output})
-    curves = []
-    for (dataset, output, thief), rows in random.groupby(["dataset", "output", "thief"]):
+                             "budget": int(budget), "output": output, "strategy": strategy})
+    curves, ours = [], []
+    for (dataset, output, thief, strategy), rows in df.groupby(["dataset", "output", "thief", "strategy"]):
         budgets = rows.groupby(["source", "victim", "victim_mode"])["budget"].nunique()
         modes = sorted(budgets[budgets > 1].index.get_level_values("victim_mode").unique())
         for mode in modes + ([ALL_MODES] if len(modes) > 1 else []):
             curves.append({"dataset": dataset, "victim_mode": mode, "output": output, "thief": thief,
-                           "has_fmsteal": bool((rows["source"] == "fmsteal").any())})
+                           "strategy": strategy})
+            ours.append(bool((rows["source"] == "fmsteal").any()))
+    ranks = [(view["strategy"] == "random", mine, view["output"] == "label", view["victim_mode"] == ALL_MODES)
+             for view, mine in zip(curves, ours)]
     return {
         "sources": sorted(df["source"].unique()), "datasets": sorted(df["dataset"].unique()),
         "outputs": sorted(df["output"].unique()), "strategies": sorted(df["strategy"].unique()),
         "heatmaps": heatmaps, "curves": curves,
         "default_heatmap": max(heatmaps, key=_heatmap_rank, default=None),
-        "default_curve": max(curves, key=_curve_rank, default=None),
+        "default_curve": curves[ranks.index(max(ranks))] if curves else None,
     }
 
 
 def _heatmap_rank(view: dict) -> tuple:
     """Our grid first (LP and scratch victims side by side), else the paper's CIFAR-10 LP table."""
     ours = view["source"] == "fmsteal"
-    return (ours, view["dataset"] == "cifar10", view["output"] == "label", view["budget"] == 5000,
-            view["victim_mode"] == (ALL_MODES if ours else "lp"))
-
-
-def _curve_rank(view: dict) -> tuple:
-    return (view["has_fmsteal"], view["output"] == "label", view["victim_mode"] == ALL_MODES, view["thief"])
+    return (view["strategy"] == "random", ours, view["dataset"] == "cifar10", view["output"] == "label",
+            view["budget"] == 5000, view["victim_mode"] == (ALL_MODES if ours else "lp"), view["budget"])
 
 
 def _select(df: pd.DataFrame, victim_mode: str, **equal) -> pd.DataFrame:
@@ -163,8 +162,8 @@ def heatmap_figure(df: pd.DataFrame, dataset: str, victim_mode: str, budget: int
     figure.update_layout(
         title=f"{source}: {dataset}, {budget:,} {output} queries" + (f", mean of {seeds} seeds" if seeds > 1 else ""),
         xaxis_title="thief", yaxis_title="victim", yaxis_autorange="reversed", margin={"t": 50})
-    return figure, _heatmap_finding(cells.assign(victim_label=[victims[(v, m)] for v, m in
-                                                              zip(cells["victim"], cells["victim_mode"])],
+    plain = rows.drop_duplicates("victim").set_index("victim")["victim_label"]
+    return figure, _heatmap_finding(cells.assign(victim_label=cells["victim"].map(plain),
                                                  thief_label=cells["thief"].map(thieves)), budget)
 
 
