@@ -1,0 +1,297 @@
+"""fmsteal's web app: pick a victim and a thief, press Start, watch the model being stolen.
+
+This file only wires widgets to functions: jobs run in `fmsteal.jobs`, estimates come from
+`fmsteal.estimate`, figures from `fmsteal.plots` and `fmsteal.results`.
+`python app.py` serves on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from fmsteal import plots, results
+from fmsteal.errors import FmstealError
+from fmsteal.estimate import estimate
+from fmsteal.jobs import TERMINAL, JobStore, status_line
+from fmsteal.zoo import get_backbone, list_backbones
+
+REPO = Path(__file__).resolve().parent
+SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+DEFAULT_DATA = os.environ.get("FMSTEAL_DATA_DIR", str(SHARED_CIFAR) if SHARED_CIFAR.exists() else "")
+RUNS = Path(os.environ.get("FMSTEAL_RUNS", REPO / "runs"))
+STORE = JobStore(RUNS)
+LABELS = {spec.name: spec.label for spec in list_backbones()}
+CSS = """
+.gradio-container {max-width: 1400px !important; margin: auto}
+#status {min-height: 2.6em; padding: 6px 12px; border-radius: 8px; background: var(--background-fill-secondary)}
+#estimate {font-size: 0.92em}
+#summary {font-size: 1.05em}
+"""
+
+
+def make_config(victim, thief, budget, data_dir, dataset, query_pool, victim_mode, thief_mode, output,
+                strategy, seed, device, image_size, train_per_class, test_per_class):
+    """The page's inputs as an ExperimentConfig (raises ConfigError with a readable message)."""
+    from fmsteal.config import ExperimentConfig
+
+    return ExperimentConfig(
+        victim=victim, thief=thief, budget=int(budget or 0), dataset=dataset,
+        data_dir=(data_dir or "").strip() or None, query_pool=(query_pool or "").strip() or "heldout",
+        victim_mode=victim_mode, thief_mode=thief_mode, output=output, strategy=strategy, seed=int(seed or 0),
+        device=device, image_size=int(image_size) if image_size else None,
+        train_per_class=int(train_per_class) if train_per_class else None,
+        test_per_class=int(test_per_class) if test_per_class else None)
+
+
+def check(*inputs) -> tuple[object | None, dict | None, str]:
+    """(config, estimate, markdown): config is None when the inputs are wrong or the run is refused."""
+    try:
+        config = make_config(*inputs)
+        guess = estimate(config)
+    except FmstealError as error:
+        return None, None, f"⚠️ {error}"
+    if guess["refused"]:
+        return None, guess, f"🛑 **Refused.** {guess['message']}"
+    return config, guess, f"⏱️ {guess['message']}"
+
+
+def show_estimate(*inputs) -> str:
+    return check(*inputs)[2]
+
+
+def start(*inputs):
+    """Queue the job (or explain why not): job id, stored id, status, estimate, timer."""
+    config, guess, note = check(*inputs)
+    if config is None:
+        return gr.skip(), gr.skip(), note, note, gr.Timer(active=False)
+    job_id = STORE.submit(config, estimate_s=guess["seconds"])
+    return job_id, job_id, status_line(STORE.snapshot(job_id)), note, gr.Timer(active=True)
+
+
+def cancel(job_id: str) -> str:
+    STORE.cancel(job_id)
+    return status_line(STORE.snapshot(job_id))
+
+
+def poll(job_id: str, seen: int):
+    """Status line every tick; figures, summary and downloads only when the job changed."""
+    snap = STORE.snapshot(job_id)
+    timer = gr.Timer(active=snap is not None and snap["status"] not in TERMINAL)
+    if snap is None or snap["version"] == seen:
+        return (status_line(snap), *[gr.skip()] * 6, timer, seen)
+    card = snap["card"]
+    victim_accuracy = card["victim_accuracy"] if card else None
+    curve = plots.curve_figure(card["curve"] if card else snap["checkpoints"], victim_accuracy,
+                               snap["config"]["budget"])
+    csv = Path(snap["card_path"]).with_suffix(".csv") if card else None
+    return (status_line(snap), curve, plots.confusion_figure(card), plots.per_class_figure(card),
+            plots.summary_markdown(card, LABELS) if card else "",
+            gr.DownloadButton(value=snap["card_path"], visible=bool(card)),
+            gr.DownloadButton(value=str(csv) if csv else None, visible=bool(card)), timer, snap["version"])
+
+
+def reattach(stored: str | None):
+    """On page load: show the job this browser started before, if the server still knows it."""
+    job_id = stored if STORE.snapshot(stored) else ""
+    return (job_id, *poll(job_id, -1))
+
+
+def job_state(job_id: str) -> dict:
+    """The job's state as JSON (for API clients): status, checkpoints, run card, ..."""
+    return STORE.snapshot(job_id) or {"status": "unknown", "error": f"No job {job_id!r} on this server."}
+
+
+def fix_mode(name: str) -> str:
+    """A scratch network has nothing to probe: it is always trained whole."""
+    return "fft" if get_backbone(name).family == "scratch" else gr.skip()
+
+
+def steal_tab() -> tuple:
+    """The job controls and live outputs; returns what the page-load events need."""
+    choices = [(spec.describe(), spec.name) for spec in list_backbones()]
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            victim = gr.Dropdown(choices, value="tf_efficientnet_lite0", label="Victim backbone",
+                                 info="the model being stolen: backbone + a head trained on the dataset")
+            thief = gr.Dropdown(choices, value="tf_efficientnet_lite0", label="Thief backbone",
+                                info="the attacker's public pretrained model")
+            budget = gr.Slider(0, 20000, value=2000, step=100, label="Query budget",
+                               info="images the thief may send to the victim's API")
+            with gr.Accordion("Advanced", open=False):
+                data_dir = gr.Textbox(DEFAULT_DATA, label="Data folder or .tar.gz",
+                                      info="train/<class>/*.jpg and test/<class>/*.jpg; empty = the dataset below")
+                dataset = gr.Dropdown(["cifar10", "cifar100", "tiny-imagenet"], value="cifar10",
+                                      label="Dataset (Hugging Face Hub)")
+                query_pool = gr.Textbox("heldout", label="Query pool",
+                                        info="'heldout' (half of the train split), a dataset name or a folder")
+                with gr.Row():
+                    victim_mode = gr.Radio(["lp", "fft"], value="lp", label="Victim training",
+                                           info="lp = linear probe, fft = full fine-tuning")
+                    thief_mode = gr.Radio(["lp", "fft"], value="lp", label="Thief training")
+                output = gr.Radio(["label", "topk", "probs", "rounded"], value="label", label="Victim answers",
+                                  info="top-1 label (paper), top-k labels, probabilities, rounded probabilities")
+                strategy = gr.Radio(["random", "entropy", "kcenter"], value="random", label="Query selection")
+                with gr.Row():
+                    seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+                    device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
+                with gr.Row():
+                    image_size = gr.Number(0, precision=0, label="Image size (px, 0 = auto)", minimum=0)
+                    train_pc = gr.Number(0, precision=0, label="Train images/class (0 = all)", minimum=0)
+                    test_pc = gr.Number(0, precision=0, label="Test images/class (0 = all)", minimum=0)
+            inputs = [victim, thief, budget, data_dir, dataset, query_pool, victim_mode, thief_mode, output,
+                      strategy, seed, device, image_size, train_pc, test_pc]
+            estimate_box = gr.Markdown(elem_id="estimate")
+            with gr.Row():
+                start_button = gr.Button("Start", variant="primary", elem_id="start")
+                cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
+        with gr.Column(scale=2):
+            status = gr.Markdown(status_line(None), elem_id="status")
+            curve = gr.Plot(plots.curve_figure([]), label="Agreement vs queries", elem_id="curve")
+            with gr.Row():
+                confusion = gr.Plot(plots.confusion_figure(None), label="Confusion", elem_id="confusion")
+                per_class = gr.Plot(plots.per_class_figure(None), label="Per class", elem_id="per-class")
+            summary = gr.Markdown(elem_id="summary")
+            with gr.Row():
+                card_file = gr.DownloadButton("Run card (JSON)", visible=False, size="md")
+                curve_file = gr.DownloadButton("Curve (CSV)", visible=False, size="md")
+    job_box = gr.Textbox(visible=False, label="job id")
+    stored = gr.BrowserState("", storage_key="fmsteal_job")
+    seen = gr.State(-1)
+    timer = gr.Timer(1.0, active=False)
+
+    victim.change(fix_mode, victim, victim_mode, api_visibility="private")
+    thief.change(fix_mode, thief, thief_mode, api_visibility="private")
+    for widget in inputs:
+        widget.change(show_estimate, inputs, estimate_box, api_visibility="private", trigger_mode="always_last")
+    live = [status, curve, confusion, per_class, summary, card_file, curve_file, timer, seen]
+    start_button.click(start, inputs, [job_box, stored, status, estimate_box, timer], api_name="start").then(
+        poll, [job_box, gr.State(-1)], live, api_name="first_poll", api_visibility="private")
+    cancel_button.click(cancel, job_box, status, api_name="cancel")
+    timer.tick(poll, [job_box, seen], live, api_name="poll", show_progress="hidden")
+    gr.api(job_state, api_name="job")
+    gr.api(show_estimate_api, api_name="estimate")
+    return stored, job_box, live, inputs, estimate_box
+
+
+def show_estimate_api(victim: str, thief: str, budget: int, data_dir: str) -> str:
+    """The estimate shown before Start, for the main inputs (other options at their defaults)."""
+    return show_estimate(victim, thief, budget, data_dir, "cifar10", "heldout", "lp", "lp", "label", "random",
+                         0, "auto", 0, 0, 0)
+
+
+def results_tab() -> None:
+    table = results.load_tables()
+    found = results.views(table)
+    if not found["heatmaps"]:
+        gr.Markdown("No precomputed results are installed (see `precomputed/`).")
+        return
+    heatmaps = found["heatmaps"]
+    gr.Markdown("Precomputed agreement between every victim and thief: the paper's tables and the project's own "
+                "measured grid. Rows: the victim's backbone; columns: the thief's.")
+    heat_choice = gr.Dropdown([(_heatmap_label(v), i) for i, v in enumerate(heatmaps)],
+                              value=heatmaps.index(found["default_heatmap"]), label="Table")
+    figure, finding = results.heatmap_figure(table, **found["default_heatmap"])
+    heat_plot = gr.Plot(figure, elem_id="results-heatmap")
+    heat_note = gr.Markdown(f"**Finding.** {finding}")
+    heat_choice.change(lambda i: _finding(results.heatmap_figure(table, **heatmaps[i])), heat_choice,
+                       [heat_plot, heat_note], api_visibility="private")
+    curves = found["curves"]
+    if curves:
+        curve_choice = gr.Dropdown([(_curve_label(v), i) for i, v in enumerate(curves)],
+                                   value=curves.index(found["default_curve"]), label="Budget curve")
+        figure, finding = results.budget_curve_figure(table, **_curve_args(found["default_curve"]))
+        curve_plot = gr.Plot(figure, elem_id="results-curve")
+        curve_note = gr.Markdown(f"**Finding.** {finding}")
+        curve_choice.change(lambda i: _finding(results.budget_curve_figure(table, **_curve_args(curves[i]))),
+                            curve_choice, [curve_plot, curve_note], api_visibility="private")
+
+
+def _finding(figure_and_sentence: tuple) -> tuple:
+    figure, sentence = figure_and_sentence
+    return figure, f"**Finding.** {sentence}"
+
+
+def _heatmap_label(view: dict) -> str:
+    mode = {"lp": "LP victims", "fft": "FFT victims", "all": "LP and FFT victims"}.get(view["victim_mode"])
+    return f"{view['source']} · {view['dataset']} · {mode} · {view['budget']:,} {view['output']} queries"
+
+
+def _curve_label(view: dict) -> str:
+    mode = {"lp": "LP victims", "fft": "FFT victims", "all": "LP and FFT victims"}.get(view["victim_mode"])
+    return f"{LABELS.get(view['thief'], view['thief'])} thief · {view['dataset']} · {mode} · {view['output']}"
+
+
+def _curve_args(view: dict) -> dict:
+    return {k: view[k] for k in ("dataset", "victim_mode", "output", "thief")}
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title="fmsteal: watch a model get stolen") as demo:
+        gr.Markdown("# 🕵️ fmsteal: watch a model get stolen\nA victim classifier answers queries; a thief "
+                    "trains on nothing but those answers. How closely can it copy the victim?")
+        with gr.Tabs():
+            with gr.Tab("Steal a model", id="steal"):
+                stored, job_box, live, inputs, estimate_box = steal_tab()
+            with gr.Tab("Results", id="results"):
+                results_tab()
+            with gr.Tab("About", id="about"):
+                gr.Markdown(ABOUT_TEXT)
+        demo.load(reattach, stored, [job_box, *live], api_visibility="private")
+        demo.load(show_estimate, inputs, estimate_box, api_visibility="private")
+    return demo
+
+
+ABOUT_TEXT = """
+## What is model stealing?
+A company trains an image classifier and sells access to it through an API: you send an image, it
+answers with a class. **Model stealing** (model extraction) is building your own copy of that
+classifier from nothing but its answers: send images, record the answers, train a *thief* model to
+give the same answers. The copy then works without paying, leaks what the victim learned, and is a
+stepping stone for further attacks.
+
+## The threat model
+The attacker sees **only the victim's answers**: by default the top-1 label, as in the paper
+(optionally the top-k labels or the class probabilities). They never see the victim's weights,
+gradients or training data, and they pay for every query, so the query **budget** is the attacker's
+cost. The attacker does choose *which* images to send (a pool of unlabelled images, here a half of
+the training split the victim never saw) and *which public model* to start the thief from.
+In fmsteal this boundary is code: the attack only talks to a `BlackBoxVictim`, which counts every
+image as one query and refuses queries past the budget.
+
+## What agreement means
+**Agreement** is the fraction of test images on which the thief predicts the same class as the
+victim, right or wrong. 100% means a perfect functional copy. It is not accuracy: a thief can copy
+a victim's mistakes too. The page also shows the thief's own accuracy, the victim's accuracy
+(dashed line), and per class where the copy follows the victim and where it does not.
+
+## The paper
+Raj, Varma, Arora, *Examining the Threat Landscape: Foundation Models and Model Stealing*,
+BMVC 2024 ([arXiv 2502.18077](https://arxiv.org/abs/2502.18077)). Classifiers fine-tuned from public
+foundation models are much easier to steal, because the thief can start from the very same public
+features. Headline on CIFAR-10 with 5,000 queries and a ViT-L/16 thief: **94.28% agreement** with a
+ViT-L/16 victim against **73.20%** with a ResNet-18 victim. The Results tab shows the paper's tables.
+
+## Run it yourself
+- **Locally:** `pip install -r requirements.txt && python app.py`, then open http://127.0.0.1:7860
+  (set `GRADIO_SERVER_NAME`/`GRADIO_SERVER_PORT` to change the address). Offline, pick the backbones
+  marked *offline ✓* (EfficientNet-Lite0/1/2, the scratch CNN) and a data folder or archive
+  laid out `train/<class>/*.jpg`, `test/<class>/*.jpg`. The command line does the same:
+  `python -m fmsteal run --victim tf_efficientnet_lite0 --thief tf_efficientnet_lite0 --budget 2000 --data-dir DATA`.
+- **On a GPU:** the same commands; `device` *auto* picks CUDA and the backbones' native resolution,
+  so the paper's ViT-L/16 runs become practical. Hub weights download into the Hugging Face cache.
+- **As a Hugging Face Space:** push this repository to a Gradio Space (the README's front matter
+  configures it). On ZeroGPU hardware the runs go through `spaces.GPU`; on a CPU Space keep to
+  small backbones and low resolutions, and read the full-size grid in the Results tab.
+"""
+
+demo = build()
+
+if __name__ == "__main__":
+    demo.queue(default_concurrency_limit=None).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+        theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="orange"), css=CSS,
+        allowed_paths=[str(RUNS)], footer_links=["api"])

@@ -1,0 +1,104 @@
+"""Plotly figures and plain words for one run: the agreement curve, the thief-vs-victim confusion,
+per-class agreement, and a summary. Inputs are events and run cards (plain data); no torch here."""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+AGREEMENT, THIEF, VICTIM = "#4f46e5", "#f97316", "#64748b"
+LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), font=dict(size=13))
+
+
+def curve_figure(checkpoints: list[dict], victim_accuracy: float | None = None, budget: int | None = None) -> go.Figure:
+    """Agreement and thief accuracy (%) vs queries, with the victim's accuracy as a reference line."""
+    figure = go.Figure(layout=LAYOUT)
+    if not checkpoints:
+        figure.add_annotation(text="The curve grows here as the thief spends its queries.", showarrow=False,
+                              x=0.5, y=0.5, xref="paper", yref="paper", font=dict(color=VICTIM))
+    queries = [c["queries"] for c in checkpoints]
+    figure.add_trace(go.Scatter(x=queries, y=[100 * c["agreement"] for c in checkpoints], name="agreement with victim",
+                                mode="lines+markers", line=dict(color=AGREEMENT, width=3),
+                                hovertemplate="%{x:,} queries: %{y:.1f}% agreement<extra></extra>"))
+    figure.add_trace(go.Scatter(x=queries, y=[100 * c["thief_accuracy"] for c in checkpoints], name="thief accuracy",
+                                mode="lines+markers", line=dict(color=THIEF, dash="dot"),
+                                hovertemplate="%{x:,} queries: %{y:.1f}% accurate<extra></extra>"))
+    if victim_accuracy is None and checkpoints:
+        victim_accuracy = checkpoints[-1].get("victim_accuracy")
+    if victim_accuracy is not None:
+        figure.add_hline(y=100 * victim_accuracy, line=dict(color=VICTIM, dash="dash"),
+                         annotation_text=f"victim accuracy {100 * victim_accuracy:.1f}%",
+                         annotation_position="bottom right")
+    low = min(queries, default=10)
+    high = max([*queries, budget or 0]) or 100
+    figure.update_layout(title="Agreement vs queries", yaxis=dict(title="%", range=[0, 101]),
+                         xaxis=dict(title="queries to the victim", type="log", range=_log_range(low, high)),
+                         legend=dict(orientation="h", y=-0.25))
+    return figure
+
+
+def confusion_figure(card: dict | None) -> go.Figure:
+    """Victim's prediction (rows) vs thief's prediction (columns), counts, with class names."""
+    figure = go.Figure(layout=LAYOUT)
+    if not card:
+        return _placeholder(figure, "Thief-vs-victim confusion appears when the run ends.")
+    labels, matrix = card["confusion"]["labels"], card["confusion"]["matrix"]
+    row_share = [[100 * v / max(sum(row), 1) for v in row] for row in matrix]
+    figure.add_trace(go.Heatmap(z=row_share, x=labels, y=labels, text=matrix, texttemplate="%{text}",
+                                colorscale="Purples", zmin=0, zmax=100, colorbar=dict(title="% of row"),
+                                hovertemplate="victim says %{y}<br>thief says %{x}<br>%{text} images "
+                                              "(%{z:.0f}% of row)<extra></extra>"))
+    figure.update_layout(title="Where the thief follows the victim", xaxis=dict(title="thief predicts"),
+                         yaxis=dict(title="victim predicts", autorange="reversed"))
+    return figure
+
+
+def per_class_figure(card: dict | None) -> go.Figure:
+    """Agreement (%) per class of the victim's prediction, with the overall agreement as a line."""
+    figure = go.Figure(layout=LAYOUT)
+    if not card:
+        return _placeholder(figure, "Per-class agreement appears when the run ends.")
+    values = [100 * v for v in card["per_class_agreement"]]
+    figure.add_trace(go.Bar(x=values, y=card["class_names"], orientation="h", marker_color=AGREEMENT,
+                            text=[f"{v:.0f}%" for v in values], textposition="auto",
+                            hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
+    figure.add_vline(x=100 * card["agreement"], line=dict(color=THIEF, dash="dash"),
+                     annotation_text=f"overall {100 * card['agreement']:.1f}%", annotation_position="top")
+    figure.update_layout(title="Agreement per class", xaxis=dict(title="%", range=[0, 100]),
+                         yaxis=dict(autorange="reversed"))
+    return figure
+
+
+def summary_markdown(card: dict, labels: dict[str, str] | None = None) -> str:
+    """The result in plain words; `labels` maps backbone names to display names."""
+    labels = labels or {}
+    config = card["config"]
+    victim, thief = labels.get(config["victim"], config["victim"]), labels.get(config["thief"], config["thief"])
+    modes = {"lp": "linear probe", "fft": "fine-tuned"}
+    outputs = {"label": "top-1 labels", "topk": f"top-{config['top_k']} labels", "probs": "probabilities",
+               "rounded": f"probabilities rounded to {config['decimals']} decimals"}
+    agreed = round(card["agreement"] * card["test_size"])
+    per_class = dict(zip(card["class_names"], card["per_class_agreement"]))
+    worst, best = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
+    return (
+        f"**The thief copied the victim on {100 * card['agreement']:.1f}% of the test images.** "
+        f"A {thief} thief ({modes[config['thief_mode']]}) that only saw the answers ({outputs[config['output']]}) "
+        f"to {card['queries_spent']:,} queries now gives the same answer as the {victim} victim "
+        f"({modes[config['victim_mode']]}) on {agreed:,} of {card['test_size']:,} test images.\n\n"
+        f"The victim itself is right on {100 * card['victim_accuracy']:.1f}% of them, the stolen copy on "
+        f"{100 * card['thief_accuracy']:.1f}%. The thief follows the victim best on *{best}* "
+        f"({100 * per_class[best]:.0f}%) and worst on *{worst}* ({100 * per_class[worst]:.0f}%). "
+        f"Run on {card['device']} in {card['timings'].get('total', 0):.0f} s."
+    )
+
+
+def _placeholder(figure: go.Figure, text: str) -> go.Figure:
+    figure.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                          font=dict(color=VICTIM))
+    figure.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False))
+    return figure
+
+
+def _log_range(low: float, high: float) -> list[float]:
+    return [math.log10(max(low, 1)) - 0.1, math.log10(max(high, low + 1)) + 0.1]

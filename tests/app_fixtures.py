@@ -1,0 +1,74 @@
+"""Fixtures for the app tests: a small CIFAR-10 image folder and a launched app."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def extract_subset(archive: Path, dest: Path, train: int = 30, test: int = 20) -> Path:
+    """Copy the first `train`/`test` images per class of a train/<class>/*.jpg archive into `dest`."""
+    wanted = {"train": train, "test": test}
+    taken: Counter = Counter()
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) != 3 or parts[0] not in wanted:
+                continue
+            if taken[parts[:2]] < wanted[parts[0]]:
+                taken[parts[:2]] += 1
+                target = dest.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
+    return dest
+
+
+@pytest.fixture(scope="session")
+def cifar_subset(cifar_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 train and 20 test images per CIFAR-10 class, as an image folder."""
+    return extract_subset(cifar_archive, tmp_path_factory.mktemp("cifar-subset"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`python app.py` serving on a free port with its own run-card folder; stopped at the end."""
+    port = _free_port()
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+               FMSTEAL_CACHE=str(session_cache), FMSTEAL_RUNS=str(tmp_path_factory.mktemp("runs")),
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    log = (tmp_path_factory.mktemp("app-log") / "app.log").open("w")
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"app.py exited with {server.returncode}; see {log.name}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail(f"app.py did not serve {url} within 120 s; see {log.name}")
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()
