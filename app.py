@@ -52,10 +52,10 @@ def check(*inputs) -> tuple[object | None, dict | None, str]:
         config = make_config(*inputs)
         guess = estimate(config)
     except FmstealError as error:
-        return None, None, f"⚠️ {error}"
+        return None, None, f"**Cannot start:** {error}"
     if guess["refused"]:
-        return None, guess, f"🛑 **Refused.** {guess['message']}"
-    return config, guess, f"⏱️ {guess['message']}"
+        return None, guess, f"**Refused.** {guess['message']}"
+    return config, guess, f"{guess['message']}"
 
 
 def show_estimate(*inputs) -> str:
@@ -120,6 +120,10 @@ def steal_tab() -> tuple:
                                 info="the attacker's public pretrained model")
             budget = gr.Slider(0, 20000, value=2000, step=100, label="Query budget",
                                info="images the thief may send to the victim's API")
+            estimate_box = gr.Markdown(elem_id="estimate")
+            with gr.Row():
+                start_button = gr.Button("Start", variant="primary", elem_id="start")
+                cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
             with gr.Accordion("Advanced", open=False):
                 data_dir = gr.Textbox(DEFAULT_DATA, label="Data folder or .tar.gz",
                                       info="train/<class>/*.jpg and test/<class>/*.jpg; empty = the dataset below")
@@ -143,13 +147,9 @@ def steal_tab() -> tuple:
                     test_pc = gr.Number(0, precision=0, label="Test images/class (0 = all)", minimum=0)
             inputs = [victim, thief, budget, data_dir, dataset, query_pool, victim_mode, thief_mode, output,
                       strategy, seed, device, image_size, train_pc, test_pc]
-            estimate_box = gr.Markdown(elem_id="estimate")
-            with gr.Row():
-                start_button = gr.Button("Start", variant="primary", elem_id="start")
-                cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
         with gr.Column(scale=2):
             status = gr.Markdown(status_line(None), elem_id="status")
-            curve = gr.Plot(plots.curve_figure([]), label="Agreement vs queries", elem_id="curve")
+            curve = gr.Plot(plots.curve_figure([], budget=2000), label="Agreement vs queries", elem_id="curve")
             with gr.Row():
                 confusion = gr.Plot(plots.confusion_figure(None), label="Confusion", elem_id="confusion")
                 per_class = gr.Plot(plots.per_class_figure(None), label="Per class", elem_id="per-class")
@@ -194,7 +194,7 @@ def results_tab() -> None:
     heat_choice = gr.Dropdown([(_heatmap_label(v), i) for i, v in enumerate(heatmaps)],
                               value=heatmaps.index(found["default_heatmap"]), label="Table")
     figure, finding = results.heatmap_figure(table, **found["default_heatmap"])
-    heat_plot = gr.Plot(figure, elem_id="results-heatmap")
+    heat_plot = gr.Plot(figure, show_label=False, elem_id="results-heatmap")
     heat_note = gr.Markdown(f"**Finding.** {finding}")
     heat_choice.change(lambda i: _finding(results.heatmap_figure(table, **heatmaps[i])), heat_choice,
                        [heat_plot, heat_note], api_visibility="private")
@@ -203,7 +203,7 @@ def results_tab() -> None:
         curve_choice = gr.Dropdown([(_curve_label(v), i) for i, v in enumerate(curves)],
                                    value=curves.index(found["default_curve"]), label="Budget curve")
         figure, finding = results.budget_curve_figure(table, **_curve_args(found["default_curve"]))
-        curve_plot = gr.Plot(figure, elem_id="results-curve")
+        curve_plot = gr.Plot(figure, show_label=False, elem_id="results-curve")
         curve_note = gr.Markdown(f"**Finding.** {finding}")
         curve_choice.change(lambda i: _finding(results.budget_curve_figure(table, **_curve_args(curves[i]))),
                             curve_choice, [curve_plot, curve_note], api_visibility="private")
@@ -229,8 +229,8 @@ def _curve_args(view: dict) -> dict:
 
 
 def build() -> gr.Blocks:
-    with gr.Blocks(title="fmsteal: watch a model get stolen") as demo:
-        gr.Markdown("# 🕵️ fmsteal: watch a model get stolen\nA victim classifier answers queries; a thief "
+    with gr.Blocks(title="fmsteal: watch a model get stolen", fill_width=True) as demo:
+        gr.Markdown("# fmsteal: watch a model get stolen\nA victim classifier answers queries; a thief "
                     "trains on nothing but those answers. How closely can it copy the victim?")
         with gr.Tabs():
             with gr.Tab("Steal a model", id="steal"):

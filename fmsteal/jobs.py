@@ -201,16 +201,16 @@ def status_line(snapshot: dict | None) -> str:
     status = snapshot["status"]
     if status == "queued":
         ahead = snapshot["position"] - 1
-        return (f"⏳ **Queued**: position {snapshot['position']} "
+        return (f"**Queued**: position {snapshot['position']} "
                 f"({'next up' if ahead == 0 else f'{ahead} job(s) ahead'}).")
     if status == "failed":
-        return f"❌ **Failed**: {snapshot['error']}"
+        return f"**Failed**: {snapshot['error']}"
     if status == "cancelled":
-        return f"⏹ **Cancelled** after {snapshot['elapsed_s']:.0f} s."
+        return f"**Cancelled** after {snapshot['elapsed_s']:.0f} s."
     if status == "done":
         took = snapshot["card"]["timings"].get("total", snapshot["elapsed_s"])
-        return f"✅ **Done** in {took:.0f} s."
-    parts = [f"⚙️ **Running** · phase **{snapshot['phase'] or 'starting'}**"]
+        return f"**Done** in {took:.0f} s."
+    parts = [f"**Running** · phase **{snapshot['phase'] or 'starting'}**"]
     progress = snapshot["progress"]
     if progress and progress["total"]:
         parts.append(f"{progress['message']} {100 * progress['done'] / progress['total']:.0f}%")

@@ -32,8 +32,9 @@ def curve_figure(checkpoints: list[dict], victim_accuracy: float | None = None, 
                          annotation_position="bottom right")
     low = min(queries, default=10)
     high = max([*queries, budget or 0]) or 100
-    figure.update_layout(title="Agreement vs queries", yaxis=dict(title="%", range=[0, 101]),
-                         xaxis=dict(title="queries to the victim", type="log", range=_log_range(low, high)),
+    figure.update_layout(title="Agreement vs queries", height=380, yaxis=dict(title="%", range=[0, 101]),
+                         xaxis=dict(title="queries to the victim", type="log", range=_log_range(low, high),
+                                    tickvals=queries or None, tickformat=","),
                          legend=dict(orientation="h", y=-0.25))
     return figure
 
@@ -42,14 +43,14 @@ def confusion_figure(card: dict | None) -> go.Figure:
     """Victim's prediction (rows) vs thief's prediction (columns), counts, with class names."""
     figure = go.Figure(layout=LAYOUT)
     if not card:
-        return _placeholder(figure, "Thief-vs-victim confusion appears when the run ends.")
+        return _placeholder(figure, "The confusion matrix<br>appears at the end.")
     labels, matrix = card["confusion"]["labels"], card["confusion"]["matrix"]
     row_share = [[100 * v / max(sum(row), 1) for v in row] for row in matrix]
     figure.add_trace(go.Heatmap(z=row_share, x=labels, y=labels, text=matrix, texttemplate="%{text}",
                                 colorscale="Purples", zmin=0, zmax=100, colorbar=dict(title="% of row"),
                                 hovertemplate="victim says %{y}<br>thief says %{x}<br>%{text} images "
                                               "(%{z:.0f}% of row)<extra></extra>"))
-    figure.update_layout(title="Where the thief follows the victim", xaxis=dict(title="thief predicts"),
+    figure.update_layout(title="Where the thief follows the victim", height=440, xaxis=dict(title="thief predicts"),
                          yaxis=dict(title="victim predicts", autorange="reversed"))
     return figure
 
@@ -58,14 +59,14 @@ def per_class_figure(card: dict | None) -> go.Figure:
     """Agreement (%) per class of the victim's prediction, with the overall agreement as a line."""
     figure = go.Figure(layout=LAYOUT)
     if not card:
-        return _placeholder(figure, "Per-class agreement appears when the run ends.")
+        return _placeholder(figure, "Per-class agreement<br>appears at the end.")
     values = [100 * v for v in card["per_class_agreement"]]
     figure.add_trace(go.Bar(x=values, y=card["class_names"], orientation="h", marker_color=AGREEMENT,
                             text=[f"{v:.0f}%" for v in values], textposition="auto",
                             hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
     figure.add_vline(x=100 * card["agreement"], line=dict(color=THIEF, dash="dash"),
                      annotation_text=f"overall {100 * card['agreement']:.1f}%", annotation_position="top")
-    figure.update_layout(title="Agreement per class", xaxis=dict(title="%", range=[0, 100]),
+    figure.update_layout(title="Agreement per class", height=440, xaxis=dict(title="%", range=[0, 100]),
                          yaxis=dict(autorange="reversed"))
     return figure
 
@@ -96,7 +97,7 @@ def summary_markdown(card: dict, labels: dict[str, str] | None = None) -> str:
 def _placeholder(figure: go.Figure, text: str) -> go.Figure:
     figure.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
                           font=dict(color=VICTIM))
-    figure.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False))
+    figure.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False), height=440)
     return figure
 
 

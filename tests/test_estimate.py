@@ -1,0 +1,104 @@
+"""Duration estimates follow the measured speeds; hopeless or impossible configs are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fmsteal import estimate as est
+from fmsteal.config import ExperimentConfig
+from fmsteal.errors import DataError
+from fmsteal.zoo import get_backbone
+
+
+def image_folder(root: Path, train: int, test: int, classes: int = 3) -> Path:
+    """Empty .jpg files in the train/<class>, test/<class> layout: counting needs no pixels."""
+    for split, count in (("train", train), ("test", test)):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                (folder / f"{i}.jpg").touch()
+    return root
+
+
+@pytest.fixture
+def cifar_like(tmp_path) -> str:
+    return str(image_folder(tmp_path / "data", 500, 100, classes=10))
+
+
+def make(data_dir: str, **overrides) -> ExperimentConfig:
+    values = dict(victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite0", budget=2000, data_dir=data_dir)
+    values.update(overrides)
+    return ExperimentConfig(**values)
+
+
+def test_speeds_match_the_measurements_and_scale_with_pixels():
+    assert est.forward_speed("resnet18", 224, "cpu") == 22.0
+    assert est.forward_speed("vit_base_patch16_224", 112, "cpu") == 7.0
+    assert est.forward_speed("tf_efficientnet_lite0", 48, "cpu") == pytest.approx(4 * 210.0)
+    assert est.forward_speed("resnet18", 224, "cuda") > 10 * est.forward_speed("resnet18", 224, "cpu")
+
+
+def test_offline_pair_is_estimated_from_its_images(cifar_like):
+    result = est.estimate(make(cifar_like), device="cpu")
+    images = 10 * (500 + 100)
+    assert not result["refused"] and result["device"] == "cpu"
+    assert result["phases"]["embed"] == pytest.approx(images / est.forward_speed("tf_efficientnet_lite0", 96, "cpu"), rel=0.01)
+    assert result["seconds"] == pytest.approx(sum(result["phases"].values()), abs=0.5)
+    assert "Estimated time on this CPU" in result["message"]
+
+
+def test_costlier_choices_cost_more(cifar_like):
+    def seconds(**overrides):
+        return est.estimate(make(cifar_like, **overrides), device="cpu")["seconds"]
+
+    base = seconds()
+    assert seconds(image_size=192) > 3 * base
+    assert seconds(victim_mode="fft") > base and seconds(thief_mode="fft") > base
+    assert seconds(thief="tf_efficientnet_lite2") > base  # a second backbone embeds everything again
+    assert est.estimate(make(cifar_like), device="cuda")["seconds"] < base
+
+
+def test_fft_of_vit_large_on_cpu_is_refused_with_what_would_work(cifar_like, monkeypatch):
+    monkeypatch.setattr(est, "hub_reachable", lambda: True)
+    big = image_folder(Path(cifar_like).parent / "big", 5000, 1000, classes=10)
+    result = est.estimate(make(str(big), victim="vit_large_patch16_224", thief="vit_large_patch16_224",
+                               victim_mode="fft", thief_mode="fft", budget=5000), device="cpu")
+    assert result["refused"] and result["seconds"] > est.REFUSE_SECONDS
+    assert "far beyond" in result["message"] and "Results tab" in result["message"]
+    assert "linear probes" in result["message"] or "EfficientNet-Lite0" in result["message"]
+
+
+def test_weights_that_cannot_be_fetched_are_refused(cifar_like, monkeypatch):
+    if get_backbone("resnet18").offline_available():
+        pytest.skip("resnet18 weights are cached on this machine")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = est.estimate(make(cifar_like, victim="resnet18"), device="cpu")
+    assert result["refused"] and "ResNet-18" in result["message"] and "offline ✓" in result["message"]
+    assert "hf download timm/resnet18.tv_in1k" in result["message"]
+
+
+def test_bad_data_is_a_data_error(tmp_path, cifar_like):
+    with pytest.raises(DataError, match="does not exist"):
+        est.estimate(make(str(tmp_path / "missing")))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.jpg").touch()
+    with pytest.raises(DataError, match="train/<class>"):
+        est.estimate(make(str(flat)))
+    with pytest.raises(DataError, match="larger than the query pool"):
+        est.estimate(make(cifar_like, budget=2501))
+    assert est.dataset_size(str(flat), pool=True) == (1, 0, 1)
+
+
+def test_hub_datasets_and_subsets(cifar_like):
+    assert est.dataset_size("cifar100") == (50_000, 10_000, 100)
+    full = est.estimate(make(cifar_like, budget=1000), device="cpu")["phases"]["embed"]
+    subset = est.estimate(make(cifar_like, budget=1000, train_per_class=250, test_per_class=50), device="cpu")["phases"]["embed"]
+    assert subset == pytest.approx(full / 2, rel=0.02)
+
+
+def test_durations_read_naturally():
+    assert [est.duration(s) for s in (0.2, 40, 420, 9000)] == ["1 s", "40 s", "7 min", "2.5 h"]
