@@ -66,7 +66,7 @@ def start(*inputs):
     """Queue the job (or explain why not): job id, stored id, status, estimate, timer."""
     config, guess, note = check(*inputs)
     if config is None:
-        return gr.skip(), gr.skip(), note, note, gr.Timer(active=False)
+        return "", gr.skip(), note, note, gr.Timer(active=False)
     job_id = STORE.submit(config, estimate_s=guess["seconds"])
     return job_id, job_id, status_line(STORE.snapshot(job_id)), note, gr.Timer(active=True)
 

@@ -35,7 +35,7 @@ CPU_SPEED = {
     "scratch_cnn": {32: 4000.0},
 }
 GPU_SPEEDUP = 40.0  # a mid-range GPU with AMP against 2 CPU cores
-TRAIN_COST = 3.0  # a training step (forward + backward) costs about three forward passes
+TRAIN_COST = 6.0  # a training step (forward, backward, augmentation) on a CPU, in forward passes
 LINEAR_SECONDS = 1e-5  # one sample-epoch of a linear head on cached features
 DECODE_IPS = 1500.0  # JPEG decoding of small images, once per dataset (then cached)
 HUB_SIZES = {"cifar10": (50_000, 10_000, 10), "cifar100": (50_000, 10_000, 100), "tiny-imagenet": (100_000, 10_000, 200)}

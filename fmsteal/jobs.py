@@ -100,6 +100,7 @@ class JobStore:
         return next(iter(sorted(self.output_dir.glob(f"*__{job_id}.json"))), None)
 
     def _work(self) -> None:
+        """Run queued jobs one at a time; a cancelled job is let go at once (its thread stops at its next event)."""
         while True:
             job = self._queue.get()
             with self._lock:
@@ -108,12 +109,20 @@ class JobStore:
                 self._waiting.remove(job.id)
                 job.status, job.started = "running", time.time()
                 job.version += 1
-            self._run(job)
+            over = threading.Event()
+            threading.Thread(target=self._run, args=(job, over), name=f"fmsteal-job-{job.id}", daemon=True).start()
+            while not over.wait(0.05):
+                if job.cancel.is_set():
+                    with self._lock:
+                        self._finish(job, "cancelled", "Cancelled.")
+                    break
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, over: threading.Event) -> None:
         try:
             for event in self._runner(job.config, job.cancel):
                 with self._lock:
+                    if job.status != "running":
+                        return
                     job.events.append(event)
                     job.version += 1
                 if event["kind"] == "result":
@@ -133,6 +142,8 @@ class JobStore:
             log.exception("job %s failed", job.id)
             with self._lock:
                 self._finish(job, "failed", f"Unexpected error: {type(error).__name__}: {error}")
+        finally:
+            over.set()
 
     def _save(self, card: dict) -> Path:
         """The run card as JSON and its curve as CSV beside it, in `output_dir`."""
@@ -144,6 +155,9 @@ class JobStore:
 
     @staticmethod
     def _finish(job: Job, status: str, error: str | None = None) -> None:
+        """Mark a job over (the first verdict wins: a job cancelled while finishing stays cancelled)."""
+        if job.status in TERMINAL:
+            return
         job.status, job.finished = status, time.time()
         job.error = error if status != "done" else None
         job.version += 1

@@ -119,6 +119,29 @@ def test_cancel_a_running_and_a_queued_job_frees_the_worker(tmp_path):
     assert store.submit(config(seed=1)) == queued and wait_for(store, queued)["status"] == "done"
 
 
+def test_cancel_lets_go_of_a_job_stuck_between_events(tmp_path):
+    engine = FakeEngine()
+    unblock = threading.Event()
+
+    def runner(config, cancel):
+        if config["seed"] == 0:
+            yield {"kind": "phase", "phase": "victim", "message": "a long training step", "elapsed_s": 0.0}
+            unblock.wait(10)  # one long step without events, as torch can take
+            yield {"kind": "phase", "phase": "steal", "message": "too late", "elapsed_s": 9.0}
+        yield from engine(config, cancel)
+
+    store = JobStore(tmp_path, runner=runner)
+    stuck, next_job = store.submit(config(seed=0)), store.submit(config(seed=1))
+    wait_for(store, stuck, ("running",))
+    started = time.time()
+    store.cancel(stuck)
+    assert wait_for(store, next_job)["status"] == "done" and time.time() - started < 2
+    unblock.set()
+    time.sleep(0.2)
+    snap = store.snapshot(stuck)
+    assert snap["status"] == "cancelled" and snap["phase"] == "victim"
+
+
 def test_a_failed_job_keeps_its_error_and_the_worker_goes_on(tmp_path):
     store = JobStore(tmp_path, runner=FakeEngine(fail_seeds={0}))
     failed, ok = store.submit(config(seed=0)), store.submit(config(seed=1))
