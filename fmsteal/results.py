@@ -141,7 +141,8 @@ def heatmap_figure(df: pd.DataFrame, dataset: str, victim_mode: str, budget: int
     cells = _summary(rows, ["victim", "victim_mode", "thief"])
     other_source = "paper" if source != "paper" else "fmsteal"
     other = _summary(_select(df, victim_mode, source=other_source, **chosen), ["victim", "victim_mode", "thief"])
-    beside = {(v, m, t): mean for v, m, t, mean in other[["victim", "victim_mode", "thief", "mean"]].itertuples(index=False)}
+    beside = {(v, m, t): mean
+              for v, m, t, mean in other[["victim", "victim_mode", "thief", "mean"]].itertuples(index=False)}
     victims = _victim_names(rows, rows["victim_mode"].nunique() > 1)
     thieves = rows.drop_duplicates("thief").set_index("thief")["thief_label"]
     z = np.full((len(victims), len(thieves)), np.nan)

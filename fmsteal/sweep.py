@@ -310,7 +310,8 @@ def _record(grid: Grid, out_dir: Path, summary: dict, executor: str, jobs: int, 
     lines = [f"# Provenance: sweep `{grid.name}`", "",
              f"Written by `fmsteal.sweep` (do not edit). {len(cards)} run cards in `cards/` "
              f"({compute / 3600:.2f} h of cell time in total); the table `{grid.name}.csv` is built from them.", "",
-             "| finished (UTC) | command | machine | versions | executor | cells | skipped | ran | failed | wall time |",
+             "| finished (UTC) | command | machine | versions | executor | cells | skipped | ran | failed | wall time"
+             " |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {e['finished']} | `{e['command']}` | {e['machine']} | {e['versions']} | {e['executor']} x{e['jobs']} "
               f"| {e['cells']} | {e['skipped']} | {e['ran']} | {e['failed']} | {e['wall_s'] / 60:.1f} min |"

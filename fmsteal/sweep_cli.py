@@ -19,7 +19,7 @@ def add_sweep_parser(subparsers) -> None:
     grid.add_argument("--grid", help="a YAML or JSON file: victims, thieves, budgets, seeds, outputs, "
                                      "victim_modes, fixed")
     sweep.add_argument("--out", required=True, help="output folder: cards/, <grid>.csv, PROVENANCE.md")
-    sweep.add_argument("--jobs", type=int, default=1, help="cells run at once (local: worker processes)")
+    sweep.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1); Ray schedules by its own CPUs")
     sweep.add_argument("--executor", choices=["local", "ray"], default="local",
                        help="local (default) or ray (needs `pip install ray`; uses the cluster ray.init() finds)")
     sweep.add_argument("--list", action="store_true", help="print the cells and whether each is done, run nothing")

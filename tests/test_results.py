@@ -46,7 +46,8 @@ def test_every_precomputed_table_loads_and_every_view_renders() -> None:
         paper = "source" not in raw.columns
         if paper:
             raw = raw.assign(strategy=raw.get("strategy", "random"), agreement=raw["agreement"] / 100)
-        keys = ["dataset", "victim_mode", "victim", "thief", "budget", "strategy"] + ([] if paper else ["output", "seed"])
+        keys = ["dataset", "victim_mode", "victim", "thief", "budget", "strategy"]
+        keys += [] if paper else ["output", "seed"]
         loaded = df[df["source"] == ("paper" if paper else "fmsteal")]
         merged = raw.merge(loaded, on=keys, suffixes=("", "_loaded"), validate="one_to_one")
         assert len(merged) == len(raw), f"rows of {path} are missing from the loaded table"
