@@ -25,8 +25,9 @@ RUNS = Path(os.environ.get("FMSTEAL_RUNS", REPO / "runs"))
 STORE = JobStore(RUNS)
 LABELS = {spec.name: spec.label for spec in list_backbones()}
 CSS = """
-.gradio-container {max-width: 1400px !important; margin: auto}
-#status {min-height: 2.6em; padding: 6px 12px; border-radius: 8px; background: var(--background-fill-secondary)}
+.gradio-container {width: 100% !important; max-width: 1480px !important; margin: auto}
+#status {min-height: 2.6em; padding: 8px 14px; border-radius: 8px; border-left: 4px solid var(--color-accent);
+          background: var(--block-background-fill)}
 #estimate {font-size: 0.92em}
 #summary {font-size: 1.05em}
 """
@@ -113,41 +114,41 @@ def steal_tab() -> tuple:
     """The job controls and live outputs; returns what the page-load events need."""
     choices = [(spec.describe(), spec.name) for spec in list_backbones()]
     with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=320):
-            victim = gr.Dropdown(choices, value="tf_efficientnet_lite0", label="Victim backbone",
+        with gr.Column(scale=2, min_width=420):
+            victim = gr.Dropdown(choices, value="tf_efficientnet_lite0", label="Victim backbone", elem_id="victim",
                                  info="the model being stolen: backbone + a head trained on the dataset")
-            thief = gr.Dropdown(choices, value="tf_efficientnet_lite0", label="Thief backbone",
+            thief = gr.Dropdown(choices, value="tf_efficientnet_lite0", label="Thief backbone", elem_id="thief",
                                 info="the attacker's public pretrained model")
-            budget = gr.Slider(0, 20000, value=2000, step=100, label="Query budget",
+            budget = gr.Slider(0, 20000, value=2000, step=100, label="Query budget", elem_id="budget",
                                info="images the thief may send to the victim's API")
             estimate_box = gr.Markdown(elem_id="estimate")
             with gr.Row():
                 start_button = gr.Button("Start", variant="primary", elem_id="start")
                 cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
             with gr.Accordion("Advanced", open=False):
-                data_dir = gr.Textbox(DEFAULT_DATA, label="Data folder or .tar.gz",
+                data_dir = gr.Textbox(DEFAULT_DATA, label="Data folder or .tar.gz", elem_id="data-dir",
                                       info="train/<class>/*.jpg and test/<class>/*.jpg; empty = the dataset below")
                 dataset = gr.Dropdown(["cifar10", "cifar100", "tiny-imagenet"], value="cifar10",
                                       label="Dataset (Hugging Face Hub)")
                 query_pool = gr.Textbox("heldout", label="Query pool",
                                         info="'heldout' (half of the train split), a dataset name or a folder")
                 with gr.Row():
-                    victim_mode = gr.Radio(["lp", "fft"], value="lp", label="Victim training",
+                    victim_mode = gr.Radio(["lp", "fft"], value="lp", label="Victim training", elem_id="victim-mode",
                                            info="lp = linear probe, fft = full fine-tuning")
-                    thief_mode = gr.Radio(["lp", "fft"], value="lp", label="Thief training")
+                    thief_mode = gr.Radio(["lp", "fft"], value="lp", label="Thief training", elem_id="thief-mode")
                 output = gr.Radio(["label", "topk", "probs", "rounded"], value="label", label="Victim answers",
                                   info="top-1 label (paper), top-k labels, probabilities, rounded probabilities")
                 strategy = gr.Radio(["random", "entropy", "kcenter"], value="random", label="Query selection")
                 with gr.Row():
-                    seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+                    seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id="seed")
                     device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
                 with gr.Row():
-                    image_size = gr.Number(0, precision=0, label="Image size (px, 0 = auto)", minimum=0)
+                    image_size = gr.Number(0, precision=0, label="Image size (px, 0 = auto)", minimum=0, elem_id="image-size")
                     train_pc = gr.Number(0, precision=0, label="Train images/class (0 = all)", minimum=0)
                     test_pc = gr.Number(0, precision=0, label="Test images/class (0 = all)", minimum=0)
             inputs = [victim, thief, budget, data_dir, dataset, query_pool, victim_mode, thief_mode, output,
                       strategy, seed, device, image_size, train_pc, test_pc]
-        with gr.Column(scale=2):
+        with gr.Column(scale=3):
             status = gr.Markdown(status_line(None), elem_id="status")
             curve = gr.Plot(plots.curve_figure([], budget=2000), label="Agreement vs queries", elem_id="curve")
             with gr.Row():

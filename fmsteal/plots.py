@@ -29,12 +29,12 @@ def curve_figure(checkpoints: list[dict], victim_accuracy: float | None = None, 
     if victim_accuracy is not None:
         figure.add_hline(y=100 * victim_accuracy, line=dict(color=VICTIM, dash="dash"),
                          annotation_text=f"victim accuracy {100 * victim_accuracy:.1f}%",
-                         annotation_position="bottom right")
+                         annotation_position="top left")
     low = min(queries, default=10)
     high = max([*queries, budget or 0]) or 100
     figure.update_layout(title="Agreement vs queries", height=380, yaxis=dict(title="%", range=[0, 101]),
                          xaxis=dict(title="queries to the victim", type="log", range=_log_range(low, high),
-                                    tickvals=queries or None, tickformat=","),
+                                    tickvals=queries or _round_numbers(low, high), tickformat=","),
                          legend=dict(orientation="h", y=-0.25))
     return figure
 
@@ -84,7 +84,7 @@ def summary_markdown(card: dict, labels: dict[str, str] | None = None) -> str:
     worst, best = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
     return (
         f"**The thief copied the victim on {100 * card['agreement']:.1f}% of the test images.** "
-        f"A {thief} thief ({modes[config['thief_mode']]}) that only saw the answers ({outputs[config['output']]}) "
+        f"The {thief} thief ({modes[config['thief_mode']]}) that only saw the answers ({outputs[config['output']]}) "
         f"to {card['queries_spent']:,} queries now gives the same answer as the {victim} victim "
         f"({modes[config['victim_mode']]}) on {agreed:,} of {card['test_size']:,} test images.\n\n"
         f"The victim itself is right on {100 * card['victim_accuracy']:.1f}% of them, the stolen copy on "
@@ -99,6 +99,11 @@ def _placeholder(figure: go.Figure, text: str) -> go.Figure:
                           font=dict(color=VICTIM))
     figure.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False), height=440)
     return figure
+
+
+def _round_numbers(low: float, high: float) -> list[int]:
+    """1-2-5 ticks between `low` and `high`, for an empty log axis."""
+    return [m * 10**e for e in range(7) for m in (1, 2, 5) if low <= m * 10**e <= high]
 
 
 def _log_range(low: float, high: float) -> list[float]:

@@ -1,0 +1,135 @@
+"""The page in headless Chromium: Results at once, a job from the form to the heatmap, reload,
+two visitors with a queue and cancel, a wrong input. Screenshots go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-gpu"]
+POINTS = "#curve .scatterlayer .trace:first-child .point"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url)
+    page.wait_for_selector("#curve .js-plotly-plot")
+    return page
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def fill(page, elem_id: str, value: object) -> None:
+    box = page.locator(f"#{elem_id} input:not([type=range]), #{elem_id} textarea").first
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def configure(page, data_dir: Path, budget: int, seed: int, fft: bool = False) -> None:
+    page.get_by_text("Advanced").click()
+    fill(page, "data-dir", data_dir)
+    fill(page, "image-size", 64)
+    fill(page, "seed", seed)
+    if fft:
+        page.locator("#victim-mode").get_by_text("fft", exact=True).click()
+        page.locator("#thief-mode").get_by_text("fft", exact=True).click()
+    fill(page, "budget", budget)
+    page.wait_for_function("document.querySelector('#estimate').innerText.includes('Estimated time')")
+
+
+def status(page) -> str:
+    return page.locator("#status").inner_text()
+
+
+def test_results_tab_renders_at_once(browser, app_url):
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    navigated = time.time()
+    page.goto(app_url)
+    page.wait_for_selector("#curve .js-plotly-plot")
+    shown = time.time()
+    page.get_by_role("tab", name="Results").click()
+    page.wait_for_selector("#results-heatmap .heatmaplayer", timeout=5000)
+    print(f"app shown {shown - navigated:.2f} s after navigation, results heatmap {time.time() - shown:.2f} s later")
+    assert time.time() - shown < 2
+    assert "ViT-L/16" in page.locator("#results-heatmap").inner_text()
+    page.screenshot(path=ARTIFACTS / "results.png", full_page=True)
+    page.get_by_role("tab", name="About").click()
+    assert "94.28%" in page.get_by_text("Headline on CIFAR-10").inner_text()
+    page.screenshot(path=ARTIFACTS / "about.png", full_page=True)
+
+
+def test_a_job_from_the_form_to_the_heatmap_and_back_after_reload(browser, app_url, cifar_subset):
+    page = open_page(browser, app_url)
+    pick(page, "victim", "EfficientNet-Lite0 · conventional")
+    pick(page, "thief", "EfficientNet-Lite1 · conventional")
+    configure(page, cifar_subset, budget=150, seed=21)
+    page.screenshot(path=ARTIFACTS / "form.png", full_page=True)
+    page.locator("#start").click()
+    page.wait_for_selector(POINTS, timeout=240_000)
+    page.wait_for_selector("#confusion .heatmaplayer", timeout=240_000)
+    page.wait_for_selector("#per-class .barlayer .point", timeout=10_000)
+    assert "Done" in status(page)
+    assert page.locator(POINTS).count() >= 5
+    summary = page.locator("#summary").inner_text()
+    assert "EfficientNet-Lite1 thief" in summary and "EfficientNet-Lite0 victim" in summary
+    assert "airplane" in page.locator("#confusion").inner_text()
+    page.screenshot(path=ARTIFACTS / "job_done.png", full_page=True)
+
+    page.reload()
+    page.wait_for_selector(POINTS, timeout=20_000)
+    page.wait_for_selector("#confusion .heatmaplayer", timeout=20_000)
+    assert "Done" in status(page) and page.locator("#summary").inner_text() == summary
+    page.screenshot(path=ARTIFACTS / "job_after_reload.png", full_page=True)
+
+
+def test_two_visitors_queue_and_cancel(browser, app_url, cifar_subset):
+    first, second = open_page(browser, app_url), open_page(browser, app_url)
+    configure(first, cifar_subset, budget=150, seed=22, fft=True)
+    first.locator("#start").click()
+    first.wait_for_function("document.querySelector('#status').innerText.includes('Running')", timeout=60_000)
+    configure(second, cifar_subset, budget=150, seed=23)
+    second.locator("#start").click()
+    second.wait_for_function("document.querySelector('#status').innerText.includes('position 1')", timeout=10_000)
+    first.screenshot(path=ARTIFACTS / "visitor1_running.png", full_page=True)
+    second.screenshot(path=ARTIFACTS / "visitor2_queued.png", full_page=True)
+    pressed = time.time()
+    first.locator("#cancel").click()
+    first.wait_for_function("document.querySelector('#status').innerText.includes('Cancelled')", timeout=5_000)
+    second.wait_for_function("!document.querySelector('#status').innerText.includes('Queued')", timeout=5_000)
+    print(f"cancel in one page to the next job leaving the queue in the other: {time.time() - pressed:.2f} s")
+    second.wait_for_selector("#confusion .heatmaplayer", timeout=240_000)
+    assert "Done" in status(second) and "Cancelled" in status(first)
+    second.screenshot(path=ARTIFACTS / "visitor2_done.png", full_page=True)
+
+
+def test_a_wrong_input_is_explained_in_the_page(browser, app_url, cifar_subset):
+    page = open_page(browser, app_url)
+    page.get_by_text("Advanced").click()
+    fill(page, "data-dir", cifar_subset / "missing")
+    page.wait_for_function("document.querySelector('#estimate').innerText.includes('does not exist')")
+    page.locator("#start").click()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('does not exist')")
+    fill(page, "data-dir", cifar_subset)
+    fill(page, "budget", 0)
+    page.wait_for_function("document.querySelector('#estimate').innerText.includes('budget must be at least 1')")
+    page.screenshot(path=ARTIFACTS / "wrong_input.png", full_page=True)
