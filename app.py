@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from fmsteal import plots, results
+from fmsteal.config import ExperimentConfig
 from fmsteal.errors import FmstealError
 from fmsteal.estimate import estimate
 from fmsteal.jobs import TERMINAL, JobStore, status_line
@@ -36,8 +37,6 @@ CSS = """
 def make_config(victim, thief, budget, data_dir, dataset, query_pool, victim_mode, thief_mode, output,
                 strategy, seed, device, image_size, train_per_class, test_per_class):
     """The page's inputs as an ExperimentConfig (raises ConfigError with a readable message)."""
-    from fmsteal.config import ExperimentConfig
-
     return ExperimentConfig(
         victim=victim, thief=thief, budget=int(budget or 0), dataset=dataset,
         data_dir=(data_dir or "").strip() or None, query_pool=(query_pool or "").strip() or "heldout",
@@ -60,6 +59,7 @@ def check(*inputs) -> tuple[object | None, dict | None, str]:
 
 
 def show_estimate(*inputs) -> str:
+    """The estimate (or the reason not to start) shown above Start."""
     return check(*inputs)[2]
 
 

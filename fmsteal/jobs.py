@@ -64,14 +64,10 @@ class JobStore:
             job = self._jobs.get(job_id)
             if job is not None and job.status not in ("failed", "cancelled"):
                 return job_id
-            job = Job(job_id, config.to_dict(), estimate_s)
-            stored = self._stored_card(job_id)
-            if stored is not None:
-                job.card, job.card_path, job.status = _read_json(stored), str(stored), "done"
-            else:
+            if self._from_disk(job_id) is None:
+                job = self._jobs[job_id] = Job(job_id, config.to_dict(), estimate_s)
                 self._waiting.append(job_id)
                 self._queue.put(job)
-            self._jobs[job_id] = job
         return job_id
 
     def cancel(self, job_id: str) -> bool:
@@ -89,15 +85,25 @@ class JobStore:
     def snapshot(self, job_id: str | None) -> dict | None:
         """The job's state as plain data (None for an unknown id): see `_snapshot`."""
         with self._lock:
-            job = self._jobs.get(job_id or "")
+            job = self._jobs.get(job_id or "") or self._from_disk(job_id or "")
             return None if job is None else _snapshot(job, self._position(job_id))
 
     def _position(self, job_id: str) -> int:
         """1 for the next job to run, 0 when not waiting."""
         return self._waiting.index(job_id) + 1 if job_id in self._waiting else 0
 
-    def _stored_card(self, job_id: str) -> Path | None:
-        return next(iter(sorted(self.output_dir.glob(f"*__{job_id}.json"))), None)
+    def _from_disk(self, job_id: str) -> Job | None:
+        """A finished job whose run card is in `output_dir` (from an earlier run of the server)."""
+        path = next(iter(sorted(self.output_dir.glob(f"*__{job_id}.json"))), None) if job_id.isalnum() else None
+        if path is None:
+            return None
+        from .cards import curve_csv, read_card
+
+        card = read_card(path)
+        if not path.with_suffix(".csv").exists():
+            path.with_suffix(".csv").write_text(curve_csv(card))
+        job = self._jobs[job_id] = Job(job_id, card["config"], status="done", card=card, card_path=str(path))
+        return job
 
     def _work(self) -> None:
         """Run queued jobs one at a time; a cancelled job is let go at once (its thread stops at its next event)."""
@@ -161,12 +167,6 @@ class JobStore:
         job.status, job.finished = status, time.time()
         job.error = error if status != "done" else None
         job.version += 1
-
-
-def _read_json(path: Path) -> dict:
-    from .cards import read_card
-
-    return read_card(path)
 
 
 def _snapshot(job: Job, position: int) -> dict:

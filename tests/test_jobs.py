@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +97,10 @@ def test_finished_cards_survive_a_restart(tmp_path):
     assert json.loads(open(path).read())["curve"][-1]["queries"] == 100
     assert open(path.replace(".json", ".csv")).read().splitlines()[0] == "queries,agreement,thief_accuracy,macro_f1"
     engine = FakeEngine()
+    Path(path.replace(".json", ".csv")).unlink()  # e.g. a card written by the CLI
+    reloaded = JobStore(tmp_path, runner=engine).snapshot(job_id)  # a page reattaching after a restart
+    assert reloaded["status"] == "done" and reloaded["card"]["curve"][0]["queries"] == 50
+    assert Path(path.replace(".json", ".csv")).read_text().startswith("queries,")
     restarted = JobStore(tmp_path, runner=engine)
     assert restarted.submit(config()) == job_id
     snap = restarted.snapshot(job_id)
