@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import Cancelled, FmstealError
+from .estimate import duration
 
 TERMINAL = ("done", "failed", "cancelled")
 Runner = Callable[[dict, threading.Event], Iterator[dict]]
@@ -220,10 +221,10 @@ def status_line(snapshot: dict | None) -> str:
     if status == "failed":
         return f"**Failed**: {snapshot['error']}"
     if status == "cancelled":
-        return f"**Cancelled** after {snapshot['elapsed_s']:.0f} s."
+        return f"**Cancelled** after {duration(snapshot['elapsed_s'])}."
     if status == "done":
         took = snapshot["card"]["timings"].get("total", snapshot["elapsed_s"])
-        return f"**Done** in {took:.0f} s."
+        return f"**Done** in {duration(took)}."
     parts = [f"**Running** · phase **{snapshot['phase'] or 'starting'}**"]
     progress = snapshot["progress"]
     if progress and progress["total"]:
@@ -231,10 +232,10 @@ def status_line(snapshot: dict | None) -> str:
     if snapshot["checkpoints"]:
         last = snapshot["checkpoints"][-1]
         parts.append(f"{last['queries']:,}/{snapshot['config']['budget']:,} queries")
-    parts.append(f"{snapshot['elapsed_s']:.0f} s elapsed")
+    parts.append(f"{duration(snapshot['elapsed_s'])} elapsed")
     if snapshot["eta_s"] is not None:
-        parts.append(f"~{snapshot['eta_s']:.0f} s left in this phase" if snapshot["phase"] in ("embed", "steal")
-                     else f"~{snapshot['eta_s']:.0f} s left")
+        scope = {"embed": " in this step", "steal": " to the last query"}.get(snapshot["phase"], "")
+        parts.append(f"~{duration(snapshot['eta_s'])} left{scope}")
     return " · ".join(parts)
 
 

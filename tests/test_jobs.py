@@ -10,8 +10,6 @@ import time
 import types
 from pathlib import Path
 
-import pytest
-
 from fmsteal import jobs
 from fmsteal.config import ExperimentConfig
 from fmsteal.errors import Cancelled, DataError
