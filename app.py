@@ -7,8 +7,12 @@ This file only wires widgets to functions: jobs run in `fmsteal.jobs`, estimates
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+
+if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces"):
+    import spaces  # noqa: F401  ZeroGPU patches CUDA initialisation: it must be imported before torch
 
 import gradio as gr
 
