@@ -85,7 +85,9 @@ def poll(job_id: str, seen: int):
     """Status line every tick; figures, summary and downloads only when the job changed."""
     snap = STORE.snapshot(job_id)
     timer = gr.Timer(active=snap is not None and snap["status"] not in TERMINAL)
-    if snap is None or snap["version"] == seen:
+    if snap is None:  # no job yet, or Start was refused: leave its message in place
+        return (*[gr.skip()] * 7, timer, seen)
+    if snap["version"] == seen:
         return (status_line(snap), *[gr.skip()] * 6, timer, seen)
     card = snap["card"]
     victim_accuracy = card["victim_accuracy"] if card else None

@@ -129,6 +129,8 @@ def test_a_wrong_input_is_explained_in_the_page(browser, app_url, cifar_subset):
     page.wait_for_function("document.querySelector('#estimate').innerText.includes('does not exist')")
     page.locator("#start").click()
     page.wait_for_function("document.querySelector('#status').innerText.includes('does not exist')")
+    time.sleep(1.5)  # the message stays (no poll overwrites it)
+    assert "does not exist" in status(page)
     fill(page, "data-dir", cifar_subset)
     fill(page, "budget", 0)
     page.wait_for_function("document.querySelector('#estimate').innerText.includes('budget must be at least 1')")
