@@ -137,7 +137,8 @@ def steal_tab() -> tuple:
                 dataset = gr.Dropdown(["cifar10", "cifar100", "tiny-imagenet"], value="cifar10",
                                       label="Dataset (Hugging Face Hub)")
                 query_pool = gr.Textbox("heldout", label="Query pool",
-                                        info="'heldout' (half of the train split), a dataset name or a folder")
+                                        info="'heldout' (half of the train split), cifar100, tiny-imagenet, "
+                                             "imagenet32 (needs FMSTEAL_IMAGENET32) or a folder")
                 with gr.Row():
                     victim_mode = gr.Radio(["lp", "fft"], value="lp", label="Victim training", elem_id="victim-mode",
                                            info="lp = linear probe, fft = full fine-tuning")

@@ -45,7 +45,7 @@ def _add_run_parser(commands) -> None:
     data = run.add_mutually_exclusive_group()
     data.add_argument("--data-dir", help="image folder or .tar.gz laid out train/<class>/, test/<class>/")
     data.add_argument("--dataset", default="cifar10", help="hub dataset (default cifar10)")
-    run.add_argument("--query-pool", default="heldout", help="heldout (default), a hub dataset or an image folder")
+    run.add_argument("--query-pool", default="heldout", help="heldout (default), cifar10/cifar100/tiny-imagenet, imagenet32 (set FMSTEAL_IMAGENET32) or an image folder")
     run.add_argument("--victim-mode", choices=["lp", "fft"], default=None, help="lp (default) or fft; scratch: fft")
     run.add_argument("--thief-mode", choices=["lp", "fft"], default=None, help="lp (default) or fft")
     run.add_argument("--output", choices=["label", "topk", "probs", "rounded"], default="label")

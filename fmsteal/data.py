@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +33,12 @@ HUB_DATASETS = {
     "cifar100": ("uoft-cs/cifar100", "cifar100", "img", "fine_label", {"train": "train", "test": "test"}),
     "tiny-imagenet": ("zh-plus/tiny-imagenet", "data", "image", "label", {"train": "train", "test": "valid"}),
 }
+
+# The paper's query pool: Downsampled ImageNet 32x32 (Chrabaszcz et al., 2017). Its licence needs an
+# image-net.org account, so nothing downloads it: FMSTEAL_IMAGENET32 names the unpacked folder of
+# its official `train_data_batch_*` files.
+IMAGENET32_ENV = "FMSTEAL_IMAGENET32"
+NAMED_POOLS = ("imagenet32",)
 
 
 @dataclass
@@ -87,6 +94,8 @@ def load_splits(source: str) -> Splits:
 
 def load_pool(source: str) -> ImageSet:
     """Query-pool images: a dataset's train split, or every image of a folder or archive without splits."""
+    if source == "imagenet32":
+        return _load_imagenet32()
     path = Path(source).expanduser()
     if source in HUB_DATASETS or not path.exists():
         return load_splits(source).train
@@ -190,6 +199,38 @@ def _common_size(pictures: list[Image.Image]) -> tuple[int, int]:
         return width, height
     side = min(MAX_STORED_SIDE, width, height)
     return side, side
+
+
+def _load_imagenet32() -> ImageSet:
+    """Downsampled ImageNet 32x32 from its official pickled batches (uint8 rows of 3x32x32 pixels)."""
+    folder = Path(os.environ.get(IMAGENET32_ENV, "")).expanduser()
+    files = sorted(folder.glob("train_data_batch_*")) if os.environ.get(IMAGENET32_ENV) else []
+    if not files:
+        raise DataError(
+            "The ImageNet32 query pool is not on this machine: its licence requires an image-net.org account, "
+            "so fmsteal cannot download it. Download 'Imagenet32_train' from https://image-net.org/download-images, "
+            f"unpack it and set {IMAGENET32_ENV} to the folder holding train_data_batch_1 ... _10; or pass any "
+            "image folder with --query-pool (or use the default held-out pool)."
+        )
+
+    def read() -> Splits:
+        images, labels = [], []
+        for file in files:
+            try:
+                with open(file, "rb") as handle:
+                    batch = pickle.load(handle)
+                images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                labels.append(np.asarray(batch["labels"], dtype=np.int64) - 1)  # the files count from 1
+            except Exception as error:
+                raise DataError(f"{file} is not an ImageNet32 batch file ({type(error).__name__}: {error}). "
+                                "Re-download Imagenet32_train.") from None
+        label_tensor = torch.from_numpy(np.concatenate(labels))
+        pool = ImageSet(torch.from_numpy(np.concatenate(images)), label_tensor,
+                        [str(i) for i in range(int(label_tensor.max()) + 1)])
+        return Splits("imagenet32", pool, pool.subset([]))
+
+    stamp = "|".join(f"{f.name}-{f.stat().st_size}-{f.stat().st_mtime_ns}" for f in files)
+    return _cached(f"imagenet32|{folder.resolve()}|{stamp}", read, "imagenet32").train
 
 
 def _load_hub(name: str) -> Splits:

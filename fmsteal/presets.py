@@ -32,11 +32,13 @@ PRESETS: dict[str, dict] = {
         "fixed": PAPER_CIFAR10,
     },
     # What runs on this project's 2-core CPU machines: one 20k-query run per cell gives the curve.
+    # No fixed image size: each backbone runs at its CPU size (96 px for the Lites, 32 px for the
+    # scratch CNN, whose native size it is).
     "offline-cifar10": {
         "victims": LITES + ["scratch_cnn"],
         "thieves": LITES,
         "budgets": [20000], "seeds": [0, 1, 2], "outputs": ["label", "probs"], "victim_modes": ["auto"],
-        "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz", "image_size": 96,
+        "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz",
                   "preset": "fast", "thief_mode": "lp", "strategy": "random"},
     },
 }

@@ -1,6 +1,7 @@
 """Datasets: archives, image folders, hub parquet files, and clear errors for bad ones."""
 
 import io
+import pickle
 import tarfile
 from pathlib import Path
 
@@ -58,6 +59,23 @@ def test_a_folder_without_splits_is_an_unlabelled_query_pool(tmp_path):
     assert pool.images.shape == (5, 3, 12, 12) and pool.class_names == ["unlabelled"]
     with pytest.raises(DataError, match="has no images under train"):
         load_splits(str(folder))
+
+
+def test_imagenet32_pool_reads_the_official_batches_or_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.IMAGENET32_ENV, raising=False)
+    with pytest.raises(DataError, match="FMSTEAL_IMAGENET32.*image-net.org|image-net.org.*FMSTEAL_IMAGENET32"):
+        load_pool("imagenet32")
+    rows = np.arange(4 * 3072, dtype=np.int64).reshape(4, 3072) % 251
+    for i, part in enumerate((rows[:3], rows[3:]), start=1):  # the layout of Imagenet32_train's files
+        with open(tmp_path / f"train_data_batch_{i}", "wb") as handle:
+            pickle.dump({"data": part.astype(np.uint8), "labels": [1, 7, 1000][: len(part)]}, handle)
+    monkeypatch.setenv(data.IMAGENET32_ENV, str(tmp_path))
+    pool = load_pool("imagenet32")
+    assert pool.images.shape == (4, 3, 32, 32) and pool.labels.tolist() == [0, 6, 999, 0]
+    assert pool.images[1, 2, 0, 0] == rows[1, 2048] and pool.images[3, 0, 1, 0] == rows[3, 32]
+    (tmp_path / "train_data_batch_2").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="not an ImageNet32 batch file"):
+        load_pool("imagenet32")
 
 
 def test_images_of_other_sizes_are_resized_to_the_common_one(tmp_path):

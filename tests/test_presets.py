@@ -58,7 +58,7 @@ def test_offline_preset_grid() -> None:
     assert {(c.victim, c.victim_mode) for c in cells} == {(v, "lp") for v in lites} | {("scratch_cnn", "fft")}
     assert {c.thief for c in cells} == lites and {c.thief_mode for c in cells} == {"lp"}
     assert {c.seed for c in cells} == {0, 1, 2} and {c.output for c in cells} == {"label", "probs"}
-    assert {(c.budget, c.image_size, c.preset, c.dataset) for c in cells} == {(20000, 96, "fast", "cifar10")}
+    assert {(c.budget, c.image_size, c.preset, c.dataset) for c in cells} == {(20000, None, "fast", "cifar10")}
     resolved = Path(grid.resolved(cells[0]).data_dir)
     assert resolved == (REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz").resolve()
     checkpoints = curve_checkpoints(20000)
