@@ -68,8 +68,7 @@ class Thief:
                                                     nn.Linear(self.spec.feature_dim, self.num_classes))
             inputs, transform = images, self._image_transform(True)
         self.network = yield from fit(network, inputs, targets, self.recipe, transform, self.device, self.seed,
-                                      self.num_classes, validation, phase="steal", label=label,
-                                      events_per_epoch=1 if self.mode == "lp" else 10)
+                                      self.num_classes, validation, phase="steal", label=label)
 
     def _image_transform(self, train: bool):
         return image_transform(self.spec, self.image_size, self.device, self.recipe.augment and train)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Generator
 
 import torch
@@ -57,15 +58,19 @@ def fit(
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
     phase: str = "train",
     label: str = "training",
-    events_per_epoch: int = 1,
+    report_seconds: float = 0.5,
 ) -> Generator[dict, None, nn.Module]:
-    """Train `model`; with `validation` (inputs, labels) keep the epoch with the best macro-F1."""
+    """Train `model`; with `validation` (inputs, labels) keep the epoch with the best macro-F1.
+
+    Progress is yielded at the end of every epoch and at least every `report_seconds` within one,
+    so a consumer that stops on cancel stops within about a training step.
+    """
     model.to(device)
     generator = torch.Generator().manual_seed(seed)
     batch_size = min(recipe.batch_size, max(1, len(inputs)))
     steps = math.ceil(len(inputs) / batch_size)
     optimizer, scheduler = make_optimizer(model.parameters(), recipe, steps)
-    report_every = max(1, steps // events_per_epoch)
+    reported = time.monotonic()
     best_score, best_state = -1.0, None
     for epoch in range(recipe.epochs):
         model.train()
@@ -79,7 +84,8 @@ def fit(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            if (step + 1) % report_every == 0 or step + 1 == steps:
+            if step + 1 == steps or time.monotonic() - reported >= report_seconds:
+                reported = time.monotonic()
                 yield {"kind": "progress", "phase": phase, "done": epoch * steps + step + 1,
                        "total": recipe.epochs * steps, "message": f"{label}: epoch {epoch + 1}/{recipe.epochs}"}
         if validation is not None:

@@ -66,7 +66,6 @@ def train_victim(spec: BackboneSpec, mode: str, train: ImageSet, embedder: Embed
     else:
         inputs, transform = train.images, image_transform(spec, image_size, device, recipe.augment)
     network = yield from fit(network, inputs, train.labels, recipe, transform, device, seed, num_classes,
-                             phase="victim", label=f"Training the {spec.label} victim ({mode.upper()})",
-                             events_per_epoch=1 if mode == "lp" else 20)
+                             phase="victim", label=f"Training the {spec.label} victim ({mode.upper()})")
     atomic_save({"key": key, "state": network.state_dict()}, file)
     return TrainedVictim(spec, mode, image_size, device, network, embedder)

@@ -1,12 +1,13 @@
 """One experiment end to end on real CIFAR-10 subsets with the offline Lite0."""
 
 import json
+import threading
 
 import pytest
 import torch
 
 from engine_fixtures import run_to_card
-from fmsteal.errors import ConfigError, DeviceUnavailable
+from fmsteal.errors import Cancelled, ConfigError, DeviceUnavailable
 from fmsteal.experiment import ExperimentConfig, resolve_device, run
 from fmsteal.thief import curve_checkpoints
 
@@ -59,6 +60,18 @@ def test_fft_victim_and_thief_train_whole_networks(tiny_config):
                                       train_per_class=10, test_per_class=5, image_size=32))
     assert card["queries_spent"] == 40 and 0 <= card["agreement"] <= 1
     assert card["config"]["victim_mode"] == "fft" and card["image_size"] == {"victim": 32, "thief": 32}
+
+
+def test_cancel_stops_network_training_within_its_first_epoch(tiny_config):
+    config = tiny_config(victim="scratch_cnn", victim_mode="fft", budget=40, train_per_class=200,
+                         test_per_class=5, image_size=32, seed=5)
+    cancel, victim_steps = threading.Event(), []
+    with pytest.raises(Cancelled):
+        for event in run(config, cancel=cancel):
+            if event["kind"] == "progress" and event["phase"] == "victim":
+                victim_steps.append(event["done"])
+                cancel.set()
+    assert len(victim_steps) == 1 and victim_steps[0] < event["total"] / 2  # stopped early in training
 
 
 def test_an_external_query_pool_is_used_instead_of_the_heldout_split(tiny_config, tmp_path):

@@ -1,9 +1,11 @@
 """The paper's hyperparameters and the schedules the training loop applies."""
 
+from dataclasses import replace
+
 import torch
 
 from fmsteal.recipes import PAPER_THIEF, PAPER_VICTIM, recipe_for
-from fmsteal.train import make_optimizer, soft_cross_entropy
+from fmsteal.train import fit, make_optimizer, soft_cross_entropy
 
 
 def test_paper_preset_is_the_authors_recipe():
@@ -34,3 +36,16 @@ def test_soft_targets_reduce_to_cross_entropy_on_one_hot_rows():
     labels = torch.tensor([0, 3, 1, 1, 2])
     one_hot = torch.nn.functional.one_hot(labels, 4).float()
     assert torch.allclose(soft_cross_entropy(logits, labels), soft_cross_entropy(logits, one_hot))
+
+
+def test_training_reports_progress_within_an_epoch_so_a_cancel_lands_between_steps():
+    inputs, targets = torch.randn(40, 6), torch.nn.functional.one_hot(torch.arange(40) % 3, 3).float()
+    recipe = replace(recipe_for("fast", "thief", "lp", scratch=False), batch_size=8, epochs=2)
+
+    def progress(report_seconds: float) -> list[int]:
+        events = fit(torch.nn.Linear(6, 3), inputs, targets, recipe, lambda x, train: x, torch.device("cpu"), 0, 3,
+                     report_seconds=report_seconds)
+        return [event["done"] for event in events]
+
+    assert progress(0.0) == list(range(1, 11))  # 5 steps per epoch, every one reported
+    assert progress(3600.0) == [5, 10]  # at least at the end of each epoch
