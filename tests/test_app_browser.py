@@ -76,8 +76,13 @@ def test_results_tab_renders_at_once(browser, app_url):
     page.wait_for_selector("#results-heatmap .heatmaplayer", timeout=5000)
     print(f"app shown {shown - navigated:.2f} s after navigation, results heatmap {time.time() - shown:.2f} s later")
     assert time.time() - shown < 2
-    assert "ViT-L/16" in page.locator("#results-heatmap").inner_text()
+    finding = page.locator("#results-finding").inner_text()
+    assert "EfficientNet-Lite0 thief" in finding and "from-scratch victim" in finding and "±" in finding
     page.screenshot(path=ARTIFACTS / "results.png", full_page=True)
+    pick(page, "results-table", "paper · cifar10 · LP victims · 5,000 label queries")
+    page.wait_for_function("document.querySelector('#results-heatmap').innerText.includes('ViT-L/16')")
+    assert "foundation models" in page.locator("#results-finding").inner_text()
+    page.screenshot(path=ARTIFACTS / "results_paper.png", full_page=True)
     page.get_by_role("tab", name="About").click()
     assert "94.28%" in page.get_by_text("Headline on CIFAR-10").inner_text()
     page.screenshot(path=ARTIFACTS / "about.png", full_page=True)
