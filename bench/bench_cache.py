@@ -49,7 +49,7 @@ def paper_style_run(config, epochs: int) -> tuple[float, float]:
     test = stratified_subset(splits.test, config.test_per_class)
     victim_train, _, pool = _split_pool(config, train)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the head's backward needs these as ordinary tensors
     def features(images: torch.Tensor, augment: bool) -> torch.Tensor:
         batch = random_crop_flip(images) if augment else images
         return backbone(preprocess(batch, config.image_size, spec.mean, spec.std))

@@ -34,7 +34,7 @@ def curve_figure(checkpoints: list[dict], victim_accuracy: float | None = None, 
     high = max([*queries, budget or 0]) or 100
     figure.update_layout(title="Agreement vs queries", height=380, yaxis=dict(title="%", range=[0, 101]),
                          xaxis=dict(title="queries to the victim", type="log", range=_log_range(low, high),
-                                    tickvals=queries or _round_numbers(low, high), tickformat=","),
+                                    tickvals=queries or round_log_ticks(low, high), tickformat=","),
                          legend=dict(orientation="h", y=-0.25))
     return figure
 
@@ -101,8 +101,8 @@ def _placeholder(figure: go.Figure, text: str) -> go.Figure:
     return figure
 
 
-def _round_numbers(low: float, high: float) -> list[int]:
-    """1-2-5 ticks between `low` and `high`, for an empty log axis."""
+def round_log_ticks(low: float, high: float) -> list[int]:
+    """1-2-5 ticks between `low` and `high`, for a log axis."""
     return [m * 10**e for e in range(7) for m in (1, 2, 5) if low <= m * 10**e <= high]
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from fmsteal.plots import round_log_ticks
+
 COLUMNS = ["source", "dataset", "victim_mode", "victim", "victim_label", "thief", "thief_label", "budget",
            "output", "seed", "strategy", "agreement", "victim_acc", "thief_acc", "macro_f1"]
 KEYS = ["source", "dataset", "victim_mode", "victim", "thief", "budget", "output", "seed", "strategy"]
@@ -215,7 +217,9 @@ def budget_curve_figure(df: pd.DataFrame, dataset: str, victim_mode: str, output
                                     hovertemplate="%{x:,} queries: %{y:.1f}%<extra>" + name + "</extra>"))
     thief_label = rows["thief_label"].iloc[0]
     figure.update_layout(title=f"{thief_label} thief on {dataset}: agreement vs queries ({output})",
-                         xaxis={"title": "queries", "type": "log"}, yaxis={"title": "agreement %"},
+                         xaxis={"title": "queries", "type": "log", "tickformat": ",",
+                                "tickvals": round_log_ticks(rows["budget"].min(), rows["budget"].max())},
+                         yaxis={"title": "agreement %"},
                          margin={"t": 50})
     source = "fmsteal" if (points["source"] == "fmsteal").any() else "paper"
     return figure, _curve_finding(points[points["source"] == source], names, thief, thief_label)
@@ -234,7 +238,7 @@ def _curve_finding(points: pd.DataFrame, names: dict, thief: str, thief_label: s
     own, scratch = ends[ends["victim"] == thief], ends[ends["victim"].map(family) == "scratch"]
     if len(own) and len(scratch):
         return (f"The {thief_label} thief's agreement with a victim on its own backbone goes from {rise(own.iloc[0])}; "
-                f"with the from-scratch victim ({scratch.iloc[0]['name']}) from {rise(scratch.iloc[0])}.")
+                f"with the {scratch.iloc[0]['name']} victim, trained from scratch, from {rise(scratch.iloc[0])}.")
     most, least = ends.loc[ends["gain"].idxmax()], ends.loc[ends["gain"].idxmin()]
     return (f"More queries help the {thief_label} thief most against the {most['name']} victim "
             f"({rise(most)}, {100 * most.gain:+.1f} points) and least against the {least['name']} victim "

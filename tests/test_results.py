@@ -13,6 +13,7 @@ import pytest
 
 from fmsteal import results
 from fmsteal.presets import PRESETS
+from fmsteal.sweep import Grid, card_path, table_rows
 from fmsteal.zoo import get_backbone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,18 @@ def test_every_precomputed_folder_says_where_it_came_from() -> None:
         assert (folder / "PROVENANCE.md").exists(), f"{folder} has no PROVENANCE.md"
     provenance = (PRECOMPUTED / "paper" / "PROVENANCE.md").read_text()
     assert "2502.18077" in provenance and "rajankita/foundation_model_stealing" in provenance
+
+
+def test_the_offline_grid_is_its_preset_complete_and_its_table_is_made_from_its_cards() -> None:
+    folder = PRECOMPUTED / "offline-cifar10"
+    grid = Grid.from_preset("offline-cifar10")
+    cells = grid.cells()
+    assert all(card_path(folder, cell).exists() for cell in cells)
+    assert len(list((folder / "cards").glob("*.json"))) == len(cells)
+    written = pd.read_csv(folder / "offline-cifar10.csv")
+    rebuilt = pd.DataFrame(table_rows(grid, folder), columns=written.columns)
+    pd.testing.assert_frame_equal(written, rebuilt, check_dtype=False)
+    assert "python -m fmsteal sweep --preset offline-cifar10" in (folder / "PROVENANCE.md").read_text()
 
 
 def test_the_papers_numbers_are_the_shared_reference_unchanged() -> None:
