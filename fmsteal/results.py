@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 
 from fmsteal.plots import round_log_ticks
@@ -205,15 +206,16 @@ def budget_curve_figure(df: pd.DataFrame, dataset: str, victim_mode: str, output
     points = _summary(rows.sort_values("budget", kind="stable"), curve_keys + ["budget"])
     names = _victim_names(rows, rows["victim_mode"].nunique() > 1)
     figure = go.Figure()
-    for (source, victim, mode), curve in points.groupby(curve_keys, sort=False):
-        name = names[(victim, mode)] + (" · paper" if source == "paper" else "")
+    palette = plotly.colors.qualitative.Plotly
+    for i, ((source, victim, mode), curve) in enumerate(points.groupby(curve_keys, sort=False)):
+        name, color = names[(victim, mode)] + (" · paper" if source == "paper" else ""), palette[i % len(palette)]
         x, y, sd = curve["budget"].to_numpy(), 100 * curve["mean"].to_numpy(), 100 * curve["sd"].fillna(0).to_numpy()
         if (curve["n"] > 1).any():
             figure.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([y + sd, (y - sd)[::-1]]),
-                                        fill="toself", opacity=0.2, line={"width": 0}, showlegend=False,
-                                        hoverinfo="skip", legendgroup=name))
+                                        fill="toself", fillcolor=color, opacity=0.2, line={"width": 0},
+                                        showlegend=False, hoverinfo="skip", legendgroup=name))
         figure.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", legendgroup=name,
-                                    line={"dash": "dash" if source == "paper" else "solid"},
+                                    line={"dash": "dash" if source == "paper" else "solid", "color": color},
                                     hovertemplate="%{x:,} queries: %{y:.1f}%<extra>" + name + "</extra>"))
     thief_label = rows["thief_label"].iloc[0]
     figure.update_layout(title=f"{thief_label} thief on {dataset}: agreement vs queries ({output})",

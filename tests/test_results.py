@@ -127,6 +127,8 @@ def test_budget_curve_has_a_spread_band_over_seeds_and_a_finding_from_the_data()
     lines = [trace for trace in figure.data if trace.fill != "toself"]
     assert len(bands) == 2 and [t.name for t in lines] == ["Lite0 (LP)", "Scratch CNN (FFT)"]
     assert np.allclose(lines[0].y, [45.0, 85.0]) and np.allclose(lines[1].y, [30.0, 55.0])
+    assert [band.fillcolor for band in bands] == [line.line.color for line in lines]
+    assert lines[0].line.color != lines[1].line.color
     assert "45.0%" in sentence and "85.0%" in sentence and "30.0%" in sentence and "55.0%" in sentence
     single = df[df["seed"] == 0]
     figure, _ = results.budget_curve_figure(single, "cifar10", results.ALL_MODES, "label", "tf_efficientnet_lite0")
