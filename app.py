@@ -81,15 +81,19 @@ def cancel(job_id: str) -> str:
     return status_line(STORE.snapshot(job_id))
 
 
-def poll(job_id: str, seen: int):
-    """Status line every tick; figures, summary and downloads only when the job changed."""
+def poll(job_id: str, drawn: str):
+    """Status line every tick; figures, summary and downloads only when a checkpoint or the card arrived.
+
+    `drawn` names what the page shows (job, checkpoints, card), so progress ticks send no figures.
+    """
     snap = STORE.snapshot(job_id)
     timer = gr.Timer(active=snap is not None and snap["status"] not in TERMINAL)
     if snap is None:  # no job yet, or Start was refused: leave its message in place
-        return (*[gr.skip()] * 7, timer, seen)
-    if snap["version"] == seen:
-        return (status_line(snap), *[gr.skip()] * 6, timer, seen)
+        return (*[gr.skip()] * 7, timer, drawn)
     card = snap["card"]
+    showing = f"{job_id}:{len(snap['checkpoints'])}:{card is not None}"
+    if showing == drawn:
+        return (status_line(snap), *[gr.skip()] * 6, timer, drawn)
     victim_accuracy = card["victim_accuracy"] if card else None
     curve = plots.curve_figure(card["curve"] if card else snap["checkpoints"], victim_accuracy,
                                snap["config"]["budget"])
@@ -97,13 +101,13 @@ def poll(job_id: str, seen: int):
     return (status_line(snap), curve, plots.confusion_figure(card), plots.per_class_figure(card),
             plots.summary_markdown(card, LABELS) if card else "",
             gr.DownloadButton(value=snap["card_path"], visible=bool(card)),
-            gr.DownloadButton(value=str(csv) if csv else None, visible=bool(card)), timer, snap["version"])
+            gr.DownloadButton(value=str(csv) if csv else None, visible=bool(card)), timer, showing)
 
 
 def reattach(stored: str | None):
     """On page load: show the job this browser started before, if the server still knows it."""
     job_id = stored if STORE.snapshot(stored) else ""
-    return (job_id, *poll(job_id, -1))
+    return (job_id, *poll(job_id, ""))
 
 
 def job_state(job_id: str) -> dict:
@@ -167,19 +171,21 @@ def steal_tab() -> tuple:
                 curve_file = gr.DownloadButton("Curve (CSV)", visible=False, size="md")
     job_box = gr.Textbox(visible=False, label="job id")
     stored = gr.BrowserState("", storage_key="fmsteal_job")
-    seen = gr.State(-1)
+    drawn = gr.State("")
     timer = gr.Timer(1.0, active=False)
 
     victim.change(fix_mode, victim, victim_mode, api_visibility="private")
     thief.change(fix_mode, thief, thief_mode, api_visibility="private")
+    # Cheap, read-only handlers run concurrently: one visitor's poll never waits behind another's.
     for widget in inputs:
-        widget.change(show_estimate, inputs, estimate_box, api_visibility="private", trigger_mode="always_last")
-    live = [status, curve, confusion, per_class, summary, card_file, curve_file, timer, seen]
+        widget.change(show_estimate, inputs, estimate_box, api_visibility="private", trigger_mode="always_last",
+                      concurrency_limit=None)
+    live = [status, curve, confusion, per_class, summary, card_file, curve_file, timer, drawn]
     start_button.click(start, inputs, [job_box, stored, status, estimate_box, timer], api_name="start").then(
-        poll, [job_box, gr.State(-1)], live, api_name="first_poll", api_visibility="private")
-    cancel_button.click(cancel, job_box, status, api_name="cancel")
-    timer.tick(poll, [job_box, seen], live, api_name="poll", show_progress="hidden")
-    gr.api(job_state, api_name="job")
+        poll, [job_box, gr.State("")], live, api_name="first_poll", api_visibility="private", concurrency_limit=None)
+    cancel_button.click(cancel, job_box, status, api_name="cancel", concurrency_limit=None)
+    timer.tick(poll, [job_box, drawn], live, api_name="poll", show_progress="hidden", concurrency_limit=None)
+    gr.api(job_state, api_name="job", concurrency_limit=None)
     gr.api(show_estimate_api, api_name="estimate")
     return stored, job_box, live, inputs, estimate_box
 

@@ -2,7 +2,8 @@
 
 A job's id is its config's `job_id()`, so a repeated config joins the queued/running job or gets the
 finished result at once (also after a restart: finished run cards are JSON files in `output_dir`).
-Cancel sets the job's `threading.Event`; a failed job keeps its error and the worker goes on.
+Cancel marks the job cancelled at once, so the worker moves on, and sets its `threading.Event`,
+which stops its thread at the next event. A failed job keeps its error and the worker goes on.
 On a ZeroGPU Space the run goes through `spaces.GPU`; its events are plain dicts, so they cross
 the process boundary.
 """
@@ -72,7 +73,7 @@ class JobStore:
         return job_id
 
     def cancel(self, job_id: str) -> bool:
-        """Stop a queued or running job; False when it is unknown or already over."""
+        """Stop a queued or running job at once (the worker moves on); False when it is unknown or over."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.status in TERMINAL:
@@ -80,7 +81,7 @@ class JobStore:
             job.cancel.set()
             if job.status == "queued":
                 self._waiting.remove(job_id)
-                self._finish(job, "cancelled", "Cancelled before it started.")
+            self._finish(job, "cancelled", "Cancelled before it started." if job.status == "queued" else "Cancelled.")
         return True
 
     def snapshot(self, job_id: str | None) -> dict | None:
@@ -119,9 +120,7 @@ class JobStore:
             over = threading.Event()
             threading.Thread(target=self._run, args=(job, over), name=f"fmsteal-job-{job.id}", daemon=True).start()
             while not over.wait(0.05):
-                if job.cancel.is_set():
-                    with self._lock:
-                        self._finish(job, "cancelled", "Cancelled.")
+                if job.status in TERMINAL:  # cancelled: its thread stops at its next event
                     break
 
     def _run(self, job: Job, over: threading.Event) -> None:
