@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from .cache import atomic_save, cache_dir, load_or_none
+from .cancel import check
 from .errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -171,7 +172,9 @@ def _read_local(path: Path, unlabelled_ok: bool = False) -> Splits:
 
 def _tar_entries(path: Path):
     with tarfile.open(path, "r:*") as archive:
-        for member in archive:
+        for i, member in enumerate(archive):
+            if i % 1024 == 0:
+                check()
             if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
                 data = archive.extractfile(member).read()
                 yield Path(member.name).parts, (lambda data=data: data)
@@ -179,7 +182,9 @@ def _tar_entries(path: Path):
 
 def _decode(items: list[tuple[str, object]], class_names: list[str]) -> ImageSet:
     pictures = []
-    for label, read in items:
+    for i, (label, read) in enumerate(items):
+        if i % 256 == 0:
+            check()
         try:
             pictures.append(Image.open(io.BytesIO(read())).convert("RGB"))
         except Exception as error:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .cache import atomic_save, cache_dir, load_or_none
+from .cancel import check
 from .data import ImageSet
 from .zoo import BackboneSpec, load_backbone
 
@@ -127,6 +128,7 @@ class Embedder:
                 out[i] = hit[0][hit[1]]
         if missing:
             for start in range(0, len(missing), self.batch_size):
+                check()
                 rows = missing[start:start + self.batch_size]
                 out[rows] = self._forward_batch(pixels[rows])
         return out

@@ -20,7 +20,8 @@ from .blackbox import BlackBoxVictim
 from .config import ExperimentConfig
 from .data import ImageSet, load_pool, load_splits, stratified_subset
 from .embed import Embedder
-from .errors import Cancelled, ConfigError, DeviceUnavailable
+from .cancel import cancel_scope, check
+from .errors import ConfigError, DeviceUnavailable
 from .metrics import accuracy, agreement, confusion, macro_f1, per_class_agreement
 from .recipes import recipe_for
 from .thief import Thief, curve_checkpoints, steal
@@ -51,18 +52,18 @@ def run(config: ExperimentConfig, cancel: threading.Event | None = None) -> Iter
     started = time.perf_counter()
     timings: dict[str, float] = {}
     phase, phase_started = None, started
-    for event in _events(config, timings):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("The run was cancelled.")
-        now = time.perf_counter()
-        if event["kind"] in ("phase", "result"):
-            if phase is not None:
-                timings[phase] = round(timings.get(phase, 0.0) + now - phase_started, 3)
-            phase, phase_started = event.get("phase"), now
-        if event["kind"] == "result":
-            timings["total"] = round(now - started, 3)
-        event["elapsed_s"] = round(now - started, 3)
-        yield event
+    with cancel_scope(cancel):
+        for event in _events(config, timings):
+            check()
+            now = time.perf_counter()
+            if event["kind"] in ("phase", "result"):
+                if phase is not None:
+                    timings[phase] = round(timings.get(phase, 0.0) + now - phase_started, 3)
+                phase, phase_started = event.get("phase"), now
+            if event["kind"] == "result":
+                timings["total"] = round(now - started, 3)
+            event["elapsed_s"] = round(now - started, 3)
+            yield event
 
 
 def _events(config: ExperimentConfig, timings: dict) -> Iterator[dict]:

@@ -10,6 +10,7 @@ the process boundary.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import logging
 import os
@@ -56,8 +57,10 @@ class JobStore:
         self._queue: queue.Queue[Job] = queue.Queue()
         self._waiting: list[str] = []
         self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []  # job threads, including cancelled ones still stopping
         self._worker = threading.Thread(target=self._work, name="fmsteal-worker", daemon=True)
         self._worker.start()
+        atexit.register(self.close)  # a thread killed inside torch at exit aborts the interpreter
 
     def submit(self, config, estimate_s: float | None = None) -> str:
         """Queue an ExperimentConfig (or return the id of its queued, running or finished job)."""
@@ -83,6 +86,16 @@ class JobStore:
                 self._waiting.remove(job_id)
             self._finish(job, "cancelled", "Cancelled before it started." if job.status == "queued" else "Cancelled.")
         return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Cancel every job and wait up to `timeout` seconds for their threads to stop."""
+        with self._lock:
+            active = [job.id for job in self._jobs.values() if job.status not in TERMINAL]
+        for job_id in active:
+            self.cancel(job_id)
+        deadline = time.time() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.time()))
 
     def snapshot(self, job_id: str | None) -> dict | None:
         """The job's state as plain data (None for an unknown id): see `_snapshot`."""
@@ -118,7 +131,9 @@ class JobStore:
                 job.status, job.started = "running", time.time()
                 job.version += 1
             over = threading.Event()
-            threading.Thread(target=self._run, args=(job, over), name=f"fmsteal-job-{job.id}", daemon=True).start()
+            thread = threading.Thread(target=self._run, args=(job, over), name=f"fmsteal-job-{job.id}", daemon=True)
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
             while not over.wait(0.05):
                 if job.status in TERMINAL:  # cancelled: its thread stops at its next event
                     break

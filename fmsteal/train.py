@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cancel import check
 from .embed import autocast
 from .metrics import macro_f1
 from .recipes import Recipe
@@ -104,6 +105,7 @@ def predict(model: nn.Module, inputs: torch.Tensor, transform: Transform, device
     model.eval()
     outputs = []
     for start in range(0, len(inputs), batch_size):
+        check()
         with autocast(device):
             outputs.append(model(transform(inputs[start:start + batch_size], False)).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)

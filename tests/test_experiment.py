@@ -7,9 +7,12 @@ import pytest
 import torch
 
 from engine_fixtures import run_to_card
+from fmsteal.cache import cache_dir
+from fmsteal.cancel import cancel_scope
 from fmsteal.errors import Cancelled, ConfigError, DeviceUnavailable
 from fmsteal.experiment import ExperimentConfig, resolve_device, run
 from fmsteal.thief import curve_checkpoints
+from fmsteal.train import predict
 
 CARD_KEYS = {"config", "versions", "device", "timings", "curve", "confusion", "agreement", "seed", "victim_accuracy",
              "thief_accuracy", "macro_f1", "per_class_agreement", "class_names", "queries_spent"}
@@ -72,6 +75,32 @@ def test_cancel_stops_network_training_within_its_first_epoch(tiny_config):
                 victim_steps.append(event["done"])
                 cancel.set()
     assert len(victim_steps) == 1 and victim_steps[0] < event["total"] / 2  # stopped early in training
+
+
+def test_cancel_reaches_into_decoding_before_anything_is_cached(tiny_config, tmp_path):
+    from test_data import write_folder
+
+    folder = write_folder(tmp_path / "fresh", {"train": {"a": 300, "b": 300}, "test": {"a": 10, "b": 10}})
+    datasets = cache_dir("datasets")
+    before = set(datasets.iterdir())
+    cancel = threading.Event()
+    events = run(tiny_config(data_dir=str(folder), train_per_class=None, test_per_class=None, budget=50), cancel)
+    assert next(events)["phase"] == "data"
+    cancel.set()
+    with pytest.raises(Cancelled):
+        next(events)
+    assert set(datasets.iterdir()) == before  # stopped inside decoding, not after it
+
+
+def test_prediction_stops_between_batches_once_its_run_is_cancelled():
+    model, cancel = torch.nn.Linear(4, 2), threading.Event()
+    inputs = torch.randn(10, 4)
+    with cancel_scope(cancel):
+        assert predict(model, inputs, lambda x, train: x, torch.device("cpu"), batch_size=4).shape == (10, 2)
+        cancel.set()
+        with pytest.raises(Cancelled):
+            predict(model, inputs, lambda x, train: x, torch.device("cpu"), batch_size=4)
+    assert predict(model, inputs, lambda x, train: x, torch.device("cpu")).shape == (10, 2)  # outside any run
 
 
 def test_an_external_query_pool_is_used_instead_of_the_heldout_split(tiny_config, tmp_path):

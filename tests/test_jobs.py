@@ -135,7 +135,8 @@ def test_cancel_lets_go_of_a_job_stuck_between_events(tmp_path):
 
     store = JobStore(tmp_path, runner=runner)
     stuck, next_job = store.submit(config(seed=0)), store.submit(config(seed=1))
-    wait_for(store, stuck, ("running",))
+    while store.snapshot(stuck)["phase"] != "victim":  # inside its long step
+        time.sleep(0.02)
     started = time.time()
     store.cancel(stuck)
     assert wait_for(store, next_job)["status"] == "done" and time.time() - started < 2
@@ -216,3 +217,5 @@ def test_real_engine_cancel_is_quick(tiny_config, tmp_path):
     latency = time.time() - started
     print(f"cancel latency {latency:.2f} s")
     assert snap["status"] == "cancelled" and latency < 5
+    store.close(timeout=30)  # what the server does at exit: the cancelled run's thread stops too
+    assert not [t for t in threading.enumerate() if t.name == f"fmsteal-job-{job_id}"]
