@@ -90,7 +90,7 @@ def load_splits(source: str) -> Splits:
             f"Unknown dataset {source!r}. Use one of {', '.join(HUB_DATASETS)}, or the path of an image "
             "folder or .tar.gz archive laid out train/<class>/*.jpg and test/<class>/*.jpg."
         )
-    return _cached(f"{path.resolve()}|{_source_stamp(path)}", lambda: _read_local(path), path.name)
+    return _cached(source_key(source), lambda: _read_local(path), path.name)
 
 
 def load_pool(source: str) -> ImageSet:
@@ -100,8 +100,27 @@ def load_pool(source: str) -> ImageSet:
     path = Path(source).expanduser()
     if source in HUB_DATASETS or not path.exists():
         return load_splits(source).train
-    key = f"pool|{path.resolve()}|{_source_stamp(path)}"
-    return _cached(key, lambda: _read_local(path, unlabelled_ok=True), path.name).train
+    return _cached(source_key(source, pool=True), lambda: _read_local(path, unlabelled_ok=True), path.name).train
+
+
+def source_key(source: str, pool: bool = False) -> str | None:
+    """What identifies a source's decoded images in the cache, read without decoding (None: not found)."""
+    if source in HUB_DATASETS:
+        return f"hub:{source}"
+    if source == "imagenet32":
+        files = _imagenet32_files()
+        stamp = "|".join(f"{f.name}-{f.stat().st_size}-{f.stat().st_mtime_ns}" for f in files)
+        return f"imagenet32|{files[0].parent.resolve()}|{stamp}" if files else None
+    path = Path(source).expanduser()
+    if not path.exists():
+        return None
+    return f"{'pool|' if pool else ''}{path.resolve()}|{_source_stamp(path)}"
+
+
+def is_decoded(source: str, pool: bool = False) -> bool:
+    """True when the cache already holds `source`'s decoded images."""
+    key = source_key(source, pool)
+    return key is not None and _cache_file(key).exists()
 
 
 def stratified_subset(images: ImageSet, per_class: int | None) -> ImageSet:
@@ -113,8 +132,12 @@ def stratified_subset(images: ImageSet, per_class: int | None) -> ImageSet:
     return images.subset(np.sort(keep))
 
 
+def _cache_file(key: str) -> Path:
+    return cache_dir("datasets") / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.pt"
+
+
 def _cached(key: str, read, name: str) -> Splits:
-    file = cache_dir("datasets") / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.pt"
+    file = _cache_file(key)
     stored = load_or_none(file)
     if stored is None or stored.get("key") != key:
         splits = read()
@@ -208,8 +231,7 @@ def _common_size(pictures: list[Image.Image]) -> tuple[int, int]:
 
 def _load_imagenet32() -> ImageSet:
     """Downsampled ImageNet 32x32 from its official pickled batches (uint8 rows of 3x32x32 pixels)."""
-    folder = Path(os.environ.get(IMAGENET32_ENV, "")).expanduser()
-    files = sorted(folder.glob("train_data_batch_*")) if os.environ.get(IMAGENET32_ENV) else []
+    files = _imagenet32_files()
     if not files:
         raise DataError(
             "The ImageNet32 query pool is not on this machine: its licence requires an image-net.org account, "
@@ -234,8 +256,12 @@ def _load_imagenet32() -> ImageSet:
                         [str(i) for i in range(int(label_tensor.max()) + 1)])
         return Splits("imagenet32", pool, pool.subset([]))
 
-    stamp = "|".join(f"{f.name}-{f.stat().st_size}-{f.stat().st_mtime_ns}" for f in files)
-    return _cached(f"imagenet32|{folder.resolve()}|{stamp}", read, "imagenet32").train
+    return _cached(source_key("imagenet32"), read, "imagenet32").train
+
+
+def _imagenet32_files() -> list[Path]:
+    folder = os.environ.get(IMAGENET32_ENV)
+    return sorted(Path(folder).expanduser().glob("train_data_batch_*")) if folder else []
 
 
 def _load_hub(name: str) -> Splits:

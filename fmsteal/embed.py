@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Generator
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,7 @@ class Embedder:
         self.batch_size = batch_size or (256 if device.type == "cuda" else 64)
         self.images_forwarded = 0  # images that went through the backbone (cache misses)
         self.cache_rebuilt = 0  # cache files found corrupt or stale and rebuilt
+        self.files: list[Path] = []  # the cache files of everything embedded so far
         self._model: torch.nn.Module | None = None
         self._fingerprint: str | None = None
         self._index: dict[bytes, tuple[torch.Tensor, int]] = {}
@@ -88,6 +90,7 @@ class Embedder:
         file = cache_dir("embeddings") / self.spec.name / f"{self.image_size}px-{images.fingerprint}.pt"
         meta = {"backbone": self.spec.name, "weights": self.weights_fingerprint, "data": images.fingerprint,
                 "size": self.image_size, "mean": list(self.spec.mean), "std": list(self.spec.std), "n": len(images)}
+        self.files.append(file)
         stored = load_or_none(file)
         if stored is not None and stored.get("meta") == meta and _checksum(stored.get("features")) == stored.get("checksum"):
             return stored["features"]

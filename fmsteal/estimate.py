@@ -1,8 +1,8 @@
 """How long a config will take on this machine, and refusal of configs far beyond it.
 
 Speeds are the forward throughputs measured on the project's 2-core CPUs (DESIGN.md), scaled by
-pixel count to other resolutions. The estimate is for a cold cache (nothing embedded yet); runs
-that reuse cached features finish much sooner. Everything returned is plain data.
+pixel count to other resolutions. Work that earlier runs left in the cache (decoded images, a
+backbone's features, a trained victim: `fmsteal.warm`) is left out. Everything returned is plain data.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ WARN_SECONDS = 15 * 60
 
 
 def estimate(config, device: str | None = None) -> dict:
-    """{"seconds", "phases", "device", "refused", "message"} for an ExperimentConfig.
+    """{"seconds", "phases", "device", "reused", "refused", "message"} for an ExperimentConfig.
 
     `device` ("cpu"/"cuda") overrides what the config would resolve to here. Raises DataError
     when the data folder does not exist.
@@ -53,10 +53,10 @@ def estimate(config, device: str | None = None) -> dict:
     from .zoo import get_backbone
 
     device = device or _device(config.device)
-    phases = _phases(config, device)
+    phases, reused = _phases(config, device)
     seconds = sum(phases.values())
     result = {"seconds": round(seconds, 1), "phases": {k: round(v, 1) for k, v in phases.items()},
-              "device": device, "refused": False}
+              "device": device, "reused": reused, "refused": False}
     missing = [name for name in {config.victim, config.thief} if not get_backbone(name).offline_available()]
     reasons = []
     if seconds > REFUSE_SECONDS:
@@ -72,11 +72,16 @@ def estimate(config, device: str | None = None) -> dict:
         result.update(refused=True, message=" ".join(reasons))
     else:
         where = " (plus downloading weights from the Hub)" if missing else ""
-        result["message"] = (f"Estimated time on this {device.upper()}: about {duration(seconds)}{where}, "
-                             "less when these images were embedded before.")
+        cache = (f"reusing {_and(reused)} that earlier runs left in the cache." if reused else
+                 "nothing reusable in the cache yet; a repeat with these backbones and data is much faster.")
+        result["message"] = f"Estimated time on this {device.upper()}: about {duration(seconds)}{where}; {cache}"
         if seconds > WARN_SECONDS:
             result["message"] += f" That is long for a demo. {_suggestions(config, device)}"
     return result
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def duration(seconds: float) -> str:
@@ -120,8 +125,11 @@ def _device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _phases(config, device: str) -> dict[str, float]:
-    """Seconds per phase: data decoding, embedding, victim training, stealing."""
+def _phases(config, device: str) -> tuple[dict[str, float], list[str]]:
+    """Seconds per phase (data decoding, embedding, victim training, stealing), leaving out the work
+    earlier runs left in the cache, and the names of that reused work."""
+    from . import warm
+    from .data import is_decoded
     from .recipes import recipe_for
     from .thief import curve_checkpoints
     from .zoo import get_backbone
@@ -136,20 +144,33 @@ def _phases(config, device: str) -> dict[str, float]:
         raise DataError(f"The budget ({config.budget:,} queries) is larger than the query pool "
                         f"({n_pool:,} images). Lower the budget or use a larger pool or dataset.")
     victim, thief = get_backbone(config.victim), get_backbone(config.thief)
-    v_ips = forward_speed(victim.timm_arch, _size(victim, config, device), device)
-    t_ips = forward_speed(thief.timm_arch, _size(thief, config, device), device)
+    v_size, t_size = _size(victim, config, device), _size(thief, config, device)
+    v_ips, t_ips = forward_speed(victim.timm_arch, v_size, device), forward_speed(thief.timm_arch, t_size, device)
     embedded = n_train + n_test + (0 if heldout else n_pool)
-    phases = {"data": embedded / DECODE_IPS, "embed": 0.0}
+    reused = []
+    if is_decoded(config.source) and (heldout or is_decoded(config.query_pool, pool=True)):
+        phases = {"data": 0.0, "embed": 0.0}
+        reused.append("the decoded images")
+    else:
+        phases = {"data": embedded / DECODE_IPS, "embed": 0.0}
+    embedding = {victim.name: v_size} if config.victim_mode == "lp" else {}
+    if config.thief_mode == "lp" or config.strategy == "kcenter":
+        embedding.setdefault(thief.name, t_size)
+    for name, size in embedding.items():
+        if warm.is_cached(config, "embed", backbone=name, size=size):
+            reused.append(f"the {get_backbone(name).label} features")
+        else:
+            phases["embed"] += embedded / (v_ips if name == victim.name else t_ips)
 
     v_recipe = recipe_for(config.preset, "victim", config.victim_mode, victim.family == "scratch")
+    trained = warm.is_cached(config, "victim", **warm.victim_fields(config, v_size))
+    if trained:
+        reused.append("the trained victim")
     if config.victim_mode == "lp":
-        phases["embed"] += embedded / v_ips
-        phases["victim"] = n_victim_train * v_recipe.epochs * LINEAR_SECONDS
+        phases["victim"] = 0.0 if trained else n_victim_train * v_recipe.epochs * LINEAR_SECONDS
     else:
-        phases["victim"] = n_victim_train * v_recipe.epochs * TRAIN_COST / v_ips + n_test / v_ips
-    same = config.victim_mode == "lp" and (victim.name, _size(victim, config, device)) == (thief.name, _size(thief, config, device))
-    if not same and (config.thief_mode == "lp" or config.strategy == "kcenter"):
-        phases["embed"] += embedded / t_ips
+        training = 0.0 if trained else n_victim_train * v_recipe.epochs * TRAIN_COST / v_ips
+        phases["victim"] = training + n_test / v_ips
 
     t_recipe = recipe_for(config.preset, "thief", config.thief_mode, thief.family == "scratch")
     rungs = curve_checkpoints(config.budget)
@@ -161,7 +182,7 @@ def _phases(config, device: str) -> dict[str, float]:
         if config.strategy == "entropy":
             steal += len(rungs) * n_pool / t_ips
     phases["steal"] = steal + answers
-    return phases
+    return phases, reused
 
 
 def _size(spec, config, device: str) -> int:
@@ -201,7 +222,7 @@ def _suggestions(config, device: str) -> str:
     fits = []
     for text, variant in variants:
         try:
-            seconds = sum(_phases(variant, device).values())
+            seconds = sum(_phases(variant, device)[0].values())
         except DataError:
             continue
         if seconds <= WARN_SECONDS:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from . import __version__
+from . import __version__, warm
 from .blackbox import BlackBoxVictim
 from .config import ExperimentConfig
 from .data import ImageSet, load_pool, load_splits, stratified_subset
@@ -94,11 +94,13 @@ def _events(config: ExperimentConfig, timings: dict) -> Iterator[dict]:
         for images, what in ((train, "train split"), (test, "test split"), (pool_source, "query pool")):
             if images is not None:
                 yield from embedder.register(images, f"{role}: {what}")
+        warm.record(config, "embed", embedder.files, backbone=embedder.spec.name, size=embedder.image_size)
 
     yield {"kind": "phase", "phase": "victim", "message": f"Training the {victim_spec.label} victim"}
     victim_recipe = recipe_for(config.preset, "victim", config.victim_mode, victim_spec.family == "scratch")
     victim = yield from train_victim(victim_spec, config.victim_mode, victim_train, victim_embedder,
                                      victim_recipe, victim_size, device, config.seed)
+    warm.record(config, "victim", [victim.cache_file], **warm.victim_fields(config, victim_size))
     victim_test = victim.logits(test.images).argmax(1)
     victim_accuracy = accuracy(victim_test, test.labels)
     yield {"kind": "log", "level": "info", "message": f"Victim test accuracy: {victim_accuracy:.1%}"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Generator
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -25,13 +26,14 @@ class TrainedVictim:
     """The victim's private side: its weights. Only experiment code (for evaluation) touches it."""
 
     def __init__(self, spec: BackboneSpec, mode: str, image_size: int, device: torch.device,
-                 network: nn.Module, embedder: Embedder | None):
+                 network: nn.Module, embedder: Embedder | None, cache_file: Path | None = None):
         self.spec = spec
         self.mode = mode
         self.image_size = image_size
         self.device = device
         self.network = network.eval()  # the head (LP, on cached features) or the whole classifier (FFT)
         self.embedder = embedder
+        self.cache_file = cache_file  # where its weights are cached
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if self.embedder is not None:
@@ -60,7 +62,7 @@ def train_victim(spec: BackboneSpec, mode: str, train: ImageSet, embedder: Embed
     if stored is not None and stored.get("key") == key:
         network.load_state_dict(stored["state"])
         yield {"kind": "log", "level": "info", "message": "Victim loaded from the cache."}
-        return TrainedVictim(spec, mode, image_size, device, network.to(device), embedder)
+        return TrainedVictim(spec, mode, image_size, device, network.to(device), embedder, file)
     if mode == "lp":
         inputs, transform = embedder.features_of(train.images), feature_transform(device)
     else:
@@ -68,4 +70,4 @@ def train_victim(spec: BackboneSpec, mode: str, train: ImageSet, embedder: Embed
     network = yield from fit(network, inputs, train.labels, recipe, transform, device, seed, num_classes,
                              phase="victim", label=f"Training the {spec.label} victim ({mode.upper()})")
     atomic_save({"key": key, "state": network.state_dict()}, file)
-    return TrainedVictim(spec, mode, image_size, device, network, embedder)
+    return TrainedVictim(spec, mode, image_size, device, network, embedder, file)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from engine_fixtures import run_to_card
 from fmsteal import estimate as est
+from fmsteal.cache import cache_dir
 from fmsteal.config import ExperimentConfig
 from fmsteal.errors import DataError
 from fmsteal.zoo import get_backbone
@@ -47,7 +50,7 @@ def test_offline_pair_is_estimated_from_its_images(cifar_like):
     assert not result["refused"] and result["device"] == "cpu"
     assert result["phases"]["embed"] == pytest.approx(images / est.forward_speed("tf_efficientnet_lite0", 96, "cpu"), rel=0.01)
     assert result["seconds"] == pytest.approx(sum(result["phases"].values()), abs=0.5)
-    assert "Estimated time on this CPU" in result["message"]
+    assert "Estimated time on this CPU" in result["message"] and "nothing reusable" in result["message"]
 
 
 def test_costlier_choices_cost_more(cifar_like):
@@ -102,3 +105,20 @@ def test_hub_datasets_and_subsets(cifar_like):
 
 def test_durations_read_naturally():
     assert [est.duration(s) for s in (0.2, 40, 420, 9000)] == ["1 s", "40 s", "7 min", "2.5 h"]
+
+
+def test_work_an_earlier_run_left_in_the_cache_is_left_out(tiny_config):
+    config = tiny_config(seed=7, image_size=48)  # a size no other test embeds at
+    cold = est.estimate(config)
+    assert cold["phases"]["embed"] > 0 and cold["phases"]["victim"] > 0
+    assert not {"the EfficientNet-Lite0 features", "the trained victim"} & set(cold["reused"])
+    run_to_card(config)
+    warm = est.estimate(config)
+    assert warm["phases"]["data"] == warm["phases"]["embed"] == warm["phases"]["victim"] == 0
+    assert warm["reused"] == ["the decoded images", "the EfficientNet-Lite0 features", "the trained victim"]
+    assert "reusing the decoded images" in warm["message"] and warm["seconds"] < cold["seconds"]
+    other_seed = est.estimate(replace(config, seed=8))  # its victim trains on another split
+    assert other_seed["phases"]["embed"] == 0 and other_seed["phases"]["victim"] > 0
+    for features in (cache_dir("embeddings") / "tf_efficientnet_lite0").glob("48px-*.pt"):
+        features.unlink()  # a record is believed only while its files are there
+    assert est.estimate(config)["phases"]["embed"] == cold["phases"]["embed"]
