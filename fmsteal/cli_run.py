@@ -36,7 +36,7 @@ def run_main(args: argparse.Namespace) -> int:
             if bar is None or bar.total != event["total"] or event["done"] < bar.n:
                 if bar is not None:
                     bar.close()
-                bar = tqdm(total=event["total"], unit="step", leave=False)
+                bar = tqdm(total=event["total"], unit="step", leave=False, disable=None)  # none in logs
             bar.set_description(event["message"], refresh=False)
             bar.update(event["done"] - bar.n)
             continue
