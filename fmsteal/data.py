@@ -117,9 +117,8 @@ def source_key(source: str, pool: bool = False) -> str | None:
     return f"{'pool|' if pool else ''}{path.resolve()}|{_source_stamp(path)}"
 
 
-def is_decoded(source: str, pool: bool = False) -> bool:
-    """True when the cache already holds `source`'s decoded images."""
-    key = source_key(source, pool)
+def is_decoded(key: str | None) -> bool:
+    """True when the cache already holds the decoded images of the source with this `source_key`."""
     return key is not None and _cache_file(key).exists()
 
 

@@ -149,7 +149,8 @@ def _phases(config, device: str) -> tuple[dict[str, float], list[str]]:
     v_ips, t_ips = forward_speed(victim.timm_arch, v_size, device), forward_speed(thief.timm_arch, t_size, device)
     embedded = n_train + n_test + (0 if heldout else n_pool)
     reused = []
-    if is_decoded(config.source) and (heldout or is_decoded(config.query_pool, pool=True)):
+    base = warm.data_key(config, _recent_source_key)
+    if base is not None and is_decoded(base["data"]) and (heldout or is_decoded(base["pool"])):
         phases = {"data": 0.0, "embed": 0.0}
         reused.append("the decoded images")
     else:
@@ -158,14 +159,14 @@ def _phases(config, device: str) -> tuple[dict[str, float], list[str]]:
     if config.thief_mode == "lp" or config.strategy == "kcenter":
         embedding.setdefault(thief.name, t_size)
     for name, size in embedding.items():
-        if warm.is_cached(config, "embed", backbone=name, size=size):
+        if warm.is_cached(base, "embed", backbone=name, size=size):
             reused.append(f"the {get_backbone(name).label} features")
             phases["embed"] += embedded / CACHED_FEATURES_IPS
         else:
             phases["embed"] += embedded / (v_ips if name == victim.name else t_ips)
 
     v_recipe = recipe_for(config.preset, "victim", config.victim_mode, victim.family == "scratch")
-    trained = warm.is_cached(config, "victim", **warm.victim_fields(config, v_size))
+    trained = warm.is_cached(base, "victim", **warm.victim_fields(config, v_size))
     if trained:
         reused.append("the trained victim")
     if config.victim_mode == "lp":
@@ -185,6 +186,18 @@ def _phases(config, device: str) -> tuple[dict[str, float], list[str]]:
             steal += len(rungs) * n_pool / t_ips
     phases["steal"] = steal + answers
     return phases, reused
+
+
+def _recent_source_key(source: str, pool: bool) -> str | None:
+    """`data.source_key`, reused for ten seconds: a folder's stamp walks all its files."""
+    return _source_key(source, pool, int(time.time() // 10))
+
+
+@lru_cache(maxsize=16)
+def _source_key(source: str, pool: bool, moment: int) -> str | None:
+    from .data import source_key
+
+    return source_key(source, pool)
 
 
 def _size(spec, config, device: str) -> int:

@@ -11,15 +11,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .cache import cache_dir
 from .data import source_key
 
 
+def data_key(config, key_of: Callable[[str, bool], str | None] = source_key) -> dict | None:
+    """The data half of a record's key (None when the data is not found); reads stamps, decodes nothing.
+
+    `key_of(source, pool)` is `data.source_key` or a memo of it.
+    """
+    data = key_of(config.source, False)
+    pool = "heldout" if config.query_pool == "heldout" else key_of(config.query_pool, True)
+    if data is None or pool is None:
+        return None
+    return {"data": data, "pool": pool, "train_per_class": config.train_per_class,
+            "test_per_class": config.test_per_class}
+
+
 def record(config, part: str, files: list[Path], **fields) -> None:
     """Remember that `part` of `config` (with `fields`) is served by `files`."""
-    path = _record_path(config, part, fields)
+    path = _record_path(data_key(config), part, fields)
     if path is None or not files:
         return
     tmp = path.with_suffix(".tmp")
@@ -27,9 +41,9 @@ def record(config, part: str, files: list[Path], **fields) -> None:
     os.replace(tmp, path)
 
 
-def is_cached(config, part: str, **fields) -> bool:
-    """True when a run recorded `part` of such a config and its cache files are all still there."""
-    path = _record_path(config, part, fields)
+def is_cached(base: dict | None, part: str, **fields) -> bool:
+    """True when a run on the data `base` (see `data_key`) recorded `part` and its files are all there."""
+    path = _record_path(base, part, fields)
     if path is None or not path.exists():
         return False
     try:
@@ -45,12 +59,9 @@ def victim_fields(config, image_size: int) -> dict:
             "preset": config.preset}
 
 
-def _record_path(config, part: str, fields: dict) -> Path | None:
-    data = source_key(config.source)
-    pool = "heldout" if config.query_pool == "heldout" else source_key(config.query_pool, pool=True)
-    if data is None or pool is None:
+def _record_path(base: dict | None, part: str, fields: dict) -> Path | None:
+    if base is None:
         return None
-    key = {"part": part, "data": data, "pool": pool, "train_per_class": config.train_per_class,
-           "test_per_class": config.test_per_class, **fields}
+    key = {"part": part, **base, **fields}
     return cache_dir("warm") / f"{hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]}.json"
 
