@@ -182,7 +182,8 @@ def steal_tab() -> tuple:
                       concurrency_limit=None)
     live = [status, curve, confusion, per_class, summary, card_file, curve_file, timer, drawn]
     start_button.click(start, inputs, [job_box, stored, status, estimate_box, timer], api_name="start").then(
-        poll, [job_box, gr.State("")], live, api_name="first_poll", api_visibility="private", concurrency_limit=None)
+        poll, [job_box, gr.State("")], live, api_name="first_poll", api_visibility="private", concurrency_limit=None,
+        show_progress="hidden")
     cancel_button.click(cancel, job_box, status, api_name="cancel", concurrency_limit=None)
     timer.tick(poll, [job_box, drawn], live, api_name="poll", show_progress="hidden", concurrency_limit=None)
     gr.api(job_state, api_name="job", concurrency_limit=None)
