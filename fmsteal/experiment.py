@@ -81,6 +81,7 @@ def _events(config: ExperimentConfig, timings: dict) -> Iterator[dict]:
         f"{len(victim_train):,} victim training images, a query pool of {len(pool):,}, {len(test):,} test images "
         f"({len(test.class_names)} classes) on {device.type} ({num_threads} threads).")}
 
+    cached_data = warm.data_key(config)  # once per run: a folder's stamp walks all its files
     yield {"kind": "phase", "phase": "embed", "message": "Computing frozen-backbone features (cached)"}
     victim_size = resolve_image_size(victim_spec, config.image_size, device)
     thief_size = resolve_image_size(thief_spec, config.image_size, device)
@@ -94,13 +95,13 @@ def _events(config: ExperimentConfig, timings: dict) -> Iterator[dict]:
         for images, what in ((train, "train split"), (test, "test split"), (pool_source, "query pool")):
             if images is not None:
                 yield from embedder.register(images, f"{role}: {what}")
-        warm.record(config, "embed", embedder.files, backbone=embedder.spec.name, size=embedder.image_size)
+        warm.record(cached_data, "embed", embedder.files, backbone=embedder.spec.name, size=embedder.image_size)
 
     yield {"kind": "phase", "phase": "victim", "message": f"Training the {victim_spec.label} victim"}
     victim_recipe = recipe_for(config.preset, "victim", config.victim_mode, victim_spec.family == "scratch")
     victim = yield from train_victim(victim_spec, config.victim_mode, victim_train, victim_embedder,
                                      victim_recipe, victim_size, device, config.seed)
-    warm.record(config, "victim", [victim.cache_file], **warm.victim_fields(config, victim_size))
+    warm.record(cached_data, "victim", [victim.cache_file], **warm.victim_fields(config, victim_size))
     victim_test = victim.logits(test.images).argmax(1)
     victim_accuracy = accuracy(victim_test, test.labels)
     yield {"kind": "log", "level": "info", "message": f"Victim test accuracy: {victim_accuracy:.1%}"}

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from .cache import cache_dir
+from .cards import write_card
 from .data import source_key
 
 
@@ -31,14 +31,11 @@ def data_key(config, key_of: Callable[[str, bool], str | None] = source_key) -> 
             "test_per_class": config.test_per_class}
 
 
-def record(config, part: str, files: list[Path], **fields) -> None:
-    """Remember that `part` of `config` (with `fields`) is served by `files`."""
-    path = _record_path(data_key(config), part, fields)
-    if path is None or not files:
-        return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"files": sorted({str(f) for f in files})}))
-    os.replace(tmp, path)
+def record(base: dict | None, part: str, files: list[Path], **fields) -> None:
+    """Remember that `part` of a run on the data `base` (see `data_key`, with `fields`) is served by `files`."""
+    path = _record_path(base, part, fields)
+    if path is not None and files:
+        write_card({"files": sorted({str(f) for f in files})}, path)  # atomic: parallel sweep cells share records
 
 
 def is_cached(base: dict | None, part: str, **fields) -> bool:
