@@ -1,7 +1,7 @@
 """fmsteal's web app: pick a victim and a thief, press Start, watch the model being stolen.
 
-This file only wires widgets to functions: jobs run in `fmsteal.jobs`, estimates come from
-`fmsteal.estimate`, figures from `fmsteal.plots` and `fmsteal.results`.
+This file only wires widgets to functions: jobs run in `fmsteal.service.jobs`, estimates come from
+`fmsteal.experiment.estimate`, figures from `fmsteal.service.plots` and `fmsteal.service.results`.
 `python app.py` serves on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860).
 """
 
@@ -16,12 +16,12 @@ if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces"):
 
 import gradio as gr
 
-from fmsteal import plots, results
-from fmsteal.config import ExperimentConfig
+from fmsteal.service import plots, results
+from fmsteal.experiment.config import ExperimentConfig
 from fmsteal.errors import FmstealError
-from fmsteal.estimate import estimate
-from fmsteal.jobs import TERMINAL, JobStore, status_line
-from fmsteal.zoo import get_backbone, list_backbones
+from fmsteal.experiment.estimate import estimate
+from fmsteal.service.jobs import TERMINAL, JobStore, status_line
+from fmsteal.engine.zoo import get_backbone, list_backbones
 
 REPO = Path(__file__).resolve().parent
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -254,55 +254,12 @@ def build() -> gr.Blocks:
             with gr.Tab("Results", id="results"):
                 results_tab()
             with gr.Tab("About", id="about"):
-                gr.Markdown(ABOUT_TEXT)
+                gr.Markdown((REPO / "fmsteal" / "service" / "about.md").read_text())
         demo.load(reattach, stored, [job_box, *live], api_visibility="private")
         demo.load(show_estimate, inputs, estimate_box, api_visibility="private")
     return demo
 
 
-ABOUT_TEXT = """
-## What is model stealing?
-A company trains an image classifier and sells access to it through an API: you send an image, it
-answers with a class. **Model stealing** (model extraction) is building your own copy of that
-classifier from nothing but its answers: send images, record the answers, train a *thief* model to
-give the same answers. The copy then works without paying, leaks what the victim learned, and is a
-stepping stone for further attacks.
-
-## The threat model
-The attacker sees **only the victim's answers**: by default the top-1 label, as in the paper
-(optionally the top-k labels or the class probabilities). They never see the victim's weights,
-gradients or training data, and they pay for every query, so the query **budget** is the attacker's
-cost. The attacker does choose *which* images to send (a pool of unlabelled images, here a half of
-the training split the victim never saw) and *which public model* to start the thief from.
-In fmsteal this boundary is code: the attack only talks to a `BlackBoxVictim`, which counts every
-image as one query and refuses queries past the budget.
-
-## What agreement means
-**Agreement** is the fraction of test images on which the thief predicts the same class as the
-victim, right or wrong. 100% means a perfect functional copy. It is not accuracy: a thief can copy
-a victim's mistakes too. The page also shows the thief's own accuracy, the victim's accuracy
-(dashed line), and per class where the copy follows the victim and where it does not.
-
-## The paper
-Raj, Varma, Arora, *Examining the Threat Landscape: Foundation Models and Model Stealing*,
-BMVC 2024 ([arXiv 2502.18077](https://arxiv.org/abs/2502.18077)). Classifiers fine-tuned from public
-foundation models are much easier to steal, because the thief can start from the very same public
-features. Headline on CIFAR-10 with 5,000 queries and a ViT-L/16 thief: **94.28% agreement** with a
-ViT-L/16 victim against **73.20%** with a ResNet-18 victim. The Results tab shows the paper's tables
-beside the grid this project measured on 2-core CPUs with offline backbones.
-
-## Run it yourself
-- **Locally:** `pip install -r requirements.txt && python app.py`, then open http://127.0.0.1:7860
-  (set `GRADIO_SERVER_NAME`/`GRADIO_SERVER_PORT` to change the address). Offline, pick the backbones
-  marked *offline ✓* (EfficientNet-Lite0/1/2, the scratch CNN) and a data folder or archive
-  laid out `train/<class>/*.jpg`, `test/<class>/*.jpg`. The command line does the same:
-  `python -m fmsteal run --victim tf_efficientnet_lite0 --thief tf_efficientnet_lite0 --budget 2000 --data-dir DATA`.
-- **On a GPU:** the same commands; `device` *auto* picks CUDA and the backbones' native resolution,
-  so the paper's ViT-L/16 runs become practical. Hub weights download into the Hugging Face cache.
-- **As a Hugging Face Space:** push this repository to a Gradio Space (the README's front matter
-  configures it). On ZeroGPU hardware the runs go through `spaces.GPU`; on a CPU Space keep to
-  small backbones and low resolutions, and read the full-size grid in the Results tab.
-"""
 
 demo = build()
 

@@ -24,7 +24,7 @@ ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpe
 
 
 def cached_run(config) -> tuple[float, dict]:
-    from fmsteal.experiment import run
+    from fmsteal.experiment.pipeline import run
 
     started = time.perf_counter()
     card = list(run(config))[-1]["card"]
@@ -33,12 +33,12 @@ def cached_run(config) -> tuple[float, dict]:
 
 def paper_style_run(config, epochs: int) -> tuple[float, float]:
     """Victim and thief linear probes whose features are recomputed on augmented images every epoch."""
-    from fmsteal.augment import random_crop_flip
-    from fmsteal.data import load_splits, stratified_subset
-    from fmsteal.embed import preprocess
-    from fmsteal.experiment import _split_pool
-    from fmsteal.metrics import agreement
-    from fmsteal.zoo import get_backbone, load_backbone
+    from fmsteal.engine.augment import random_crop_flip
+    from fmsteal.engine.data import load_splits, stratified_subset
+    from fmsteal.engine.embed import preprocess
+    from fmsteal.experiment.pipeline import _split_pool
+    from fmsteal.evaluation.metrics import agreement
+    from fmsteal.engine.zoo import get_backbone, load_backbone
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -86,8 +86,8 @@ def main() -> int:
         print(f"needs the shared CIFAR-10 archive at {ARCHIVE}")
         return 1
     os.environ["FMSTEAL_CACHE"] = tempfile.mkdtemp(prefix="fmsteal-bench-")
-    from fmsteal.data import load_splits
-    from fmsteal.experiment import ExperimentConfig
+    from fmsteal.engine.data import load_splits
+    from fmsteal.experiment.pipeline import ExperimentConfig
 
     decoding = time.perf_counter()
     load_splits(str(ARCHIVE))  # decoded once for all three ways, so no way pays for the JPEGs

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import Cancelled
+from fmsteal.errors import Cancelled
 
 _state = threading.local()
 

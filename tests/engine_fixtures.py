@@ -35,7 +35,7 @@ def cifar_archive() -> Path:
 @pytest.fixture(scope="session")
 def tiny_config(cifar_archive: Path):
     """Factory of small, fast experiment configs on real CIFAR-10 with the offline Lite0."""
-    from fmsteal.experiment import ExperimentConfig
+    from fmsteal.experiment.pipeline import ExperimentConfig
 
     def make(**overrides) -> ExperimentConfig:
         values = dict(victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite0", budget=200,
@@ -48,7 +48,7 @@ def tiny_config(cifar_archive: Path):
 
 def run_to_card(config) -> tuple[dict, list[dict]]:
     """Run `config` to the end: its run card and every event."""
-    from fmsteal.experiment import run
+    from fmsteal.experiment.pipeline import run
 
     events = list(run(config))
     return events[-1]["card"], events

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmsteal.blackbox import Answers, BlackBoxVictim
+from fmsteal.attack.blackbox import Answers, BlackBoxVictim
 from fmsteal.errors import BudgetExceeded
 
 FIXED_PROBS = torch.tensor([0.05, 0.6, 0.2, 0.1, 0.05])
@@ -58,20 +58,21 @@ def test_images_must_be_a_batch_of_rgb_images():
         BlackBoxVictim(constant_victim, 5)(torch.rand(3, 8, 8))
 
 
-def test_thief_module_never_imports_the_victims_implementation():
-    source = (Path(__file__).resolve().parents[1] / "fmsteal" / "thief.py").read_text()
-    imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
-    assert "victim" not in imported and "fmsteal.victim" not in imported
-    assert "TrainedVictim" not in source
+def test_no_attack_module_imports_the_victims_implementation():
+    for path in (Path(__file__).resolve().parents[1] / "fmsteal" / "attack").glob("*.py"):
+        source = path.read_text()
+        imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
+        assert "fmsteal.engine.victim" not in imported and not any(m.startswith("fmsteal.experiment") for m in imported if m)
+        assert "TrainedVictim" not in source, path.name
 
 
 def test_steal_reaches_a_custom_callable_victim_only_through_its_answers(tiny_config):
     """A stand-in 'remote API' victim: the thief spends exactly the budget through it."""
-    from fmsteal.data import load_splits, stratified_subset
-    from fmsteal.embed import Embedder
-    from fmsteal.recipes import FAST_LINEAR
-    from fmsteal.thief import Thief, curve_checkpoints, steal
-    from fmsteal.zoo import get_backbone
+    from fmsteal.engine.data import load_splits, stratified_subset
+    from fmsteal.engine.embed import Embedder
+    from fmsteal.engine.recipes import FAST_LINEAR
+    from fmsteal.attack.thief import Thief, curve_checkpoints, steal
+    from fmsteal.engine.zoo import get_backbone
 
     config = tiny_config()
     pool = stratified_subset(load_splits(config.data_dir).train, 20)

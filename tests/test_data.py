@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fmsteal import data
-from fmsteal.data import load_pool, load_splits, stratified_subset
+from fmsteal.engine import data
+from fmsteal.engine.data import load_pool, load_splits, stratified_subset
 from fmsteal.errors import DataError
 
 

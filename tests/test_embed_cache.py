@@ -2,10 +2,10 @@
 
 import torch
 
-from fmsteal.cache import cache_dir
-from fmsteal.data import load_splits, stratified_subset
-from fmsteal.embed import Embedder
-from fmsteal.zoo import get_backbone
+from fmsteal.engine.cache import cache_dir
+from fmsteal.engine.data import load_splits, stratified_subset
+from fmsteal.engine.embed import Embedder
+from fmsteal.engine.zoo import get_backbone
 
 CPU = torch.device("cpu")
 

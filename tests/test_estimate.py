@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from engine_fixtures import run_to_card
-from fmsteal import estimate as est
-from fmsteal.cache import cache_dir
-from fmsteal.config import ExperimentConfig
+from fmsteal.experiment import estimate as est
+from fmsteal.engine.cache import cache_dir
+from fmsteal.experiment.config import ExperimentConfig
 from fmsteal.errors import DataError
-from fmsteal.zoo import get_backbone
+from fmsteal.engine.zoo import get_backbone
 
 
 def image_folder(root: Path, train: int, test: int, classes: int = 3) -> Path:

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from engine_fixtures import run_to_card
-from fmsteal.cache import cache_dir
+from fmsteal.engine.cache import cache_dir
 from fmsteal.cancel import cancel_scope
 from fmsteal.errors import Cancelled, ConfigError, DeviceUnavailable
-from fmsteal.experiment import ExperimentConfig, resolve_device, run
-from fmsteal.thief import curve_checkpoints
-from fmsteal.train import predict
+from fmsteal.experiment.pipeline import ExperimentConfig, resolve_device, run
+from fmsteal.attack.thief import curve_checkpoints
+from fmsteal.engine.train import predict
 
 CARD_KEYS = {"config", "versions", "device", "timings", "curve", "confusion", "agreement", "seed", "victim_accuracy",
              "thief_accuracy", "macro_f1", "per_class_agreement", "class_names", "queries_spent"}

@@ -10,10 +10,10 @@ import time
 import types
 from pathlib import Path
 
-from fmsteal import jobs
-from fmsteal.config import ExperimentConfig
+from fmsteal.service import jobs
+from fmsteal.experiment.config import ExperimentConfig
 from fmsteal.errors import Cancelled, DataError
-from fmsteal.jobs import JobStore, status_line
+from fmsteal.service.jobs import JobStore, status_line
 
 
 def config(**overrides) -> ExperimentConfig:

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from fmsteal.metrics import accuracy, agreement, confusion, macro_f1, per_class_agreement
+from fmsteal.evaluation.metrics import accuracy, agreement, confusion, macro_f1, per_class_agreement
 
 THIEF = torch.tensor([0, 1, 1, 2, 2, 2, 0, 1])
 VICTIM = torch.tensor([0, 1, 2, 2, 2, 0, 0, 0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fmsteal.plots import confusion_figure, curve_figure, per_class_figure, summary_markdown
+from fmsteal.service.plots import confusion_figure, curve_figure, per_class_figure, summary_markdown
 
 
 def make_card() -> dict:

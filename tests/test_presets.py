@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fmsteal.presets import PRESETS
-from fmsteal.recipes import recipe_for
-from fmsteal.sweep import REPO, Grid
-from fmsteal.thief import curve_checkpoints
-from fmsteal.zoo import get_backbone
+from fmsteal.service.presets import PRESETS
+from fmsteal.engine.recipes import recipe_for
+from fmsteal.service.sweep import REPO, Grid
+from fmsteal.attack.thief import curve_checkpoints
+from fmsteal.engine.zoo import get_backbone
 
 PAPER_TABLE = REPO / "precomputed" / "paper" / "paper_agreement.csv"
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import torch
 
-from fmsteal.recipes import PAPER_THIEF, PAPER_VICTIM, recipe_for
-from fmsteal.train import fit, make_optimizer, soft_cross_entropy
+from fmsteal.engine.recipes import PAPER_THIEF, PAPER_VICTIM, recipe_for
+from fmsteal.engine.train import fit, make_optimizer, soft_cross_entropy
 
 
 def test_paper_preset_is_the_authors_recipe():

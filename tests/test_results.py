@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmsteal import results
-from fmsteal.presets import PRESETS
-from fmsteal.sweep import Grid, card_path, table_rows
-from fmsteal.zoo import get_backbone
+from fmsteal.service import results
+from fmsteal.service.presets import PRESETS
+from fmsteal.service.sweep import Grid, card_path, table_rows
+from fmsteal.engine.zoo import get_backbone
 
 REPO = Path(__file__).resolve().parents[1]
 PRECOMPUTED = REPO / "precomputed"
@@ -164,7 +164,7 @@ def test_a_sweep_table_in_precomputed_becomes_the_default_view(tiny_sweep: Path,
 
 def test_results_tab_renders_in_a_fresh_process_under_two_seconds() -> None:
     script = (
-        "import sys, time; t = time.perf_counter(); from fmsteal import results\n"
+        "import sys, time; t = time.perf_counter(); from fmsteal.service import results\n"
         f"df = results.load_tables({str(PRECOMPUTED)!r}); v = results.views(df)\n"
         "results.heatmap_figure(df, **v['default_heatmap']); results.budget_curve_figure(df, **v['default_curve'])\n"
         "print(time.perf_counter() - t, 'torch' in sys.modules)\n")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fmsteal.__main__ import main
-from fmsteal.cards import read_card
+from fmsteal.cli import main
+from fmsteal.experiment.cards import read_card
 from fmsteal.errors import Cancelled, ConfigError
-from fmsteal.sweep import TABLE_COLUMNS, Grid, card_path, run_sweep, warm_first
+from fmsteal.service.sweep import TABLE_COLUMNS, Grid, card_path, run_sweep, warm_first
 
 
 def test_cells_cross_every_axis_and_resolve_auto_modes() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fmsteal.errors import ConfigError
-from fmsteal.zoo import get_backbone, list_backbones, load_backbone
+from fmsteal.engine.zoo import get_backbone, list_backbones, load_backbone
 
 PAPER_BACKBONES = ["resnet18", "resnet34", "resnet50", "resnet101", "vit_small_patch16_224", "vit_base_patch16_224",
                    "vit_large_patch16_224", "vit_base_patch16_224_dino", "vit_base_patch16_clip_224"]
@@ -51,7 +51,7 @@ def test_pypi_lite_weights_are_genuinely_pretrained():
 HUB_SCRIPT = """
 import json, sys, torch
 from dataclasses import replace
-from fmsteal import zoo
+from fmsteal.engine import zoo
 from fmsteal.errors import WeightsUnavailable
 lite = zoo.get_backbone("tf_efficientnet_lite0")
 hub_spec = replace(lite, name="lite0_from_hub", weight_source="hub:timm/tf_efficientnet_lite0.in1k")

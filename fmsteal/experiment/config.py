@@ -6,11 +6,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 
-from .blackbox import OUTPUT_MODES
-from .data import HUB_DATASETS
-from .errors import ConfigError
-from .thief import STRATEGIES
-from .zoo import get_backbone
+from fmsteal.attack.blackbox import OUTPUT_MODES
+from fmsteal.engine.data import HUB_DATASETS
+from fmsteal.errors import ConfigError
+from fmsteal.attack.thief import STRATEGIES
+from fmsteal.engine.zoo import get_backbone
 
 MODES = ("lp", "fft")
 DEVICES = ("auto", "cpu", "cuda")

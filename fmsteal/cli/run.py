@@ -7,10 +7,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .cards import card_name, write_card
-from .config import ExperimentConfig
-from .experiment import run
-from .zoo import CIFAR_MEAN, CLIP_MEAN, HALF, IMAGENET_MEAN, get_backbone, list_backbones
+from fmsteal.experiment.cards import card_name, write_card
+from fmsteal.experiment.config import ExperimentConfig
+from fmsteal.experiment.pipeline import run
+from fmsteal.engine.zoo import CIFAR_MEAN, CLIP_MEAN, HALF, IMAGENET_MEAN, get_backbone, list_backbones
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .cards import read_card, write_card
-from .config import ExperimentConfig
-from .errors import Cancelled, ConfigError, FmstealError
-from .presets import PRESETS
-from .zoo import get_backbone
+from fmsteal.experiment.cards import read_card, write_card
+from fmsteal.experiment.config import ExperimentConfig
+from fmsteal.errors import Cancelled, ConfigError, FmstealError
+from fmsteal.service.presets import PRESETS
+from fmsteal.engine.zoo import get_backbone
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AXES = ("victims", "thieves", "budgets", "seeds", "outputs", "victim_modes")
 TABLE_COLUMNS = ["source", "dataset", "victim_mode", "victim", "victim_label", "thief", "thief_label", "budget",
                  "output", "seed", "agreement", "victim_acc", "thief_acc", "macro_f1", "strategy"]
@@ -177,7 +177,7 @@ def run_cell(config: dict, cancel: threading.Event | None = None) -> dict:
 
     Errors meant for the user fail the cell; Cancelled and anything else (a bug) propagate.
     """
-    from .experiment import run
+    from fmsteal.experiment.pipeline import run
 
     try:
         card = None
@@ -308,7 +308,7 @@ def _record(grid: Grid, out_dir: Path, summary: dict, executor: str, jobs: int, 
     cards = [read_card(card_path(out_dir, c)) for c in grid.cells() if card_path(out_dir, c).exists()]
     compute = sum(card["timings"]["total"] for card in cards)
     lines = [f"# Provenance: sweep `{grid.name}`", "",
-             f"Written by `fmsteal.sweep` (do not edit). {len(cards)} run cards in `cards/` "
+             f"Written by `fmsteal.service.sweep` (do not edit). {len(cards)} run cards in `cards/` "
              f"({compute / 3600:.2f} h of cell time in total); the table `{grid.name}.csv` is built from them.", "",
              "| finished (UTC) | command | machine | versions | executor | cells | skipped | ran | failed | wall time"
              " |",

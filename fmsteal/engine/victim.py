@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .augment import feature_transform, image_transform
-from .cache import atomic_save, cache_dir, load_or_none
-from .data import ImageSet
-from .embed import Embedder, to_uint8
-from .recipes import Recipe
-from .train import fit, predict
-from .zoo import BackboneSpec, load_backbone
+from fmsteal.engine.augment import feature_transform, image_transform
+from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
+from fmsteal.engine.data import ImageSet
+from fmsteal.engine.embed import Embedder, to_uint8
+from fmsteal.engine.recipes import Recipe
+from fmsteal.engine.train import fit, predict
+from fmsteal.engine.zoo import BackboneSpec, load_backbone
 
 
 class TrainedVictim:

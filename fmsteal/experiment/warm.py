@@ -13,9 +13,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .cache import cache_dir
-from .cards import write_card
-from .data import source_key
+from fmsteal.engine.cache import cache_dir
+from fmsteal.experiment.cards import write_card
+from fmsteal.engine.data import source_key
 
 
 def data_key(config, key_of: Callable[[str, bool], str | None] = source_key) -> dict | None:

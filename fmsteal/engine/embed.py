@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .cache import atomic_save, cache_dir, load_or_none
-from .cancel import check
-from .data import ImageSet
-from .zoo import BackboneSpec, load_backbone
+from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
+from fmsteal.cancel import check
+from fmsteal.engine.data import ImageSet
+from fmsteal.engine.zoo import BackboneSpec, load_backbone
 
 Progress = Generator[dict, None, torch.Tensor]
 

@@ -15,13 +15,13 @@ import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 
-from fmsteal.plots import round_log_ticks
+from fmsteal.service.plots import round_log_ticks
 
 COLUMNS = ["source", "dataset", "victim_mode", "victim", "victim_label", "thief", "thief_label", "budget",
            "output", "seed", "strategy", "agreement", "victim_acc", "thief_acc", "macro_f1"]
 KEYS = ["source", "dataset", "victim_mode", "victim", "thief", "budget", "output", "seed", "strategy"]
 ALL_MODES = "all"  # a victim_mode choice that keeps LP and FFT victims side by side
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PAPER_OUTPUTS = {"top1_label": "label"}
 
 

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 import torch
 
-from .errors import BudgetExceeded
+from fmsteal.errors import BudgetExceeded
 
 OutputMode = Literal["label", "topk", "probs", "rounded"]
 OUTPUT_MODES = ("label", "topk", "probs", "rounded")

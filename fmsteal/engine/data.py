@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .cache import atomic_save, cache_dir, load_or_none
-from .cancel import check
-from .errors import DataError
+from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
+from fmsteal.cancel import check
+from fmsteal.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_STORED_SIDE = 128

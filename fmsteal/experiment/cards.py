@@ -30,7 +30,7 @@ def read_card(path: str | Path) -> dict:
 
 def card_name(card: dict) -> str:
     """A readable file name: victim-thief-budget-output-seed-jobid.json."""
-    from .config import ExperimentConfig
+    from fmsteal.experiment.config import ExperimentConfig
 
     config = ExperimentConfig.from_dict(card["config"])
     return (f"{config.victim}__{config.thief}__{config.budget}q__{config.output}__seed{config.seed}"

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cancel import check
-from .embed import autocast
-from .metrics import macro_f1
-from .recipes import Recipe
+from fmsteal.cancel import check
+from fmsteal.engine.embed import autocast
+from fmsteal.evaluation.metrics import macro_f1
+from fmsteal.engine.recipes import Recipe
 
 Transform = Callable[[torch.Tensor, bool], torch.Tensor]
 

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Cancelled, FmstealError
-from .estimate import duration
+from fmsteal.errors import Cancelled, FmstealError
+from fmsteal.experiment.estimate import duration
 
 TERMINAL = ("done", "failed", "cancelled")
 Runner = Callable[[dict, threading.Event], Iterator[dict]]
@@ -112,7 +112,7 @@ class JobStore:
         path = next(iter(sorted(self.output_dir.glob(f"*__{job_id}.json"))), None) if job_id.isalnum() else None
         if path is None:
             return None
-        from .cards import curve_csv, read_card
+        from fmsteal.experiment.cards import curve_csv, read_card
 
         card = read_card(path)
         if not path.with_suffix(".csv").exists():
@@ -168,7 +168,7 @@ class JobStore:
 
     def _save(self, card: dict) -> Path:
         """The run card as JSON and its curve as CSV beside it, in `output_dir`."""
-        from .cards import card_name, curve_csv, write_card
+        from fmsteal.experiment.cards import card_name, curve_csv, write_card
 
         path = write_card(card, self.output_dir / card_name(card))
         path.with_suffix(".csv").write_text(curve_csv(card))
@@ -275,13 +275,13 @@ def default_runner() -> Runner:
 
 
 def _local_events(config: dict, cancel: threading.Event) -> Iterator[dict]:
-    from .experiment import ExperimentConfig, run
+    from fmsteal.experiment.pipeline import ExperimentConfig, run
 
     yield from run(ExperimentConfig.from_dict(config), cancel=cancel)
 
 
 def _zero_gpu_events(config: dict) -> Iterator[dict]:
     """Runs in ZeroGPU's GPU process: no threading.Event crosses over, so cancel is checked outside."""
-    from .experiment import ExperimentConfig, run
+    from fmsteal.experiment.pipeline import ExperimentConfig, run
 
     yield from run(ExperimentConfig.from_dict(config))

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .augment import feature_transform, image_transform
-from .blackbox import Answers, VictimAPI
-from .embed import Embedder
-from .recipes import Recipe
-from .train import fit, predict
-from .zoo import BackboneSpec, load_backbone
+from fmsteal.engine.augment import feature_transform, image_transform
+from fmsteal.attack.blackbox import Answers, VictimAPI
+from fmsteal.engine.embed import Embedder
+from fmsteal.engine.recipes import Recipe
+from fmsteal.engine.train import fit, predict
+from fmsteal.engine.zoo import BackboneSpec, load_backbone
 
 STRATEGIES = ("random", "entropy", "kcenter")
 VALIDATION_EVERY = 10  # every 10th query is kept as the victim-labelled validation set (10%)

@@ -15,18 +15,19 @@ from datetime import datetime, timezone
 
 import torch
 
-from . import __version__, warm
-from .blackbox import BlackBoxVictim
-from .config import ExperimentConfig
-from .data import ImageSet, load_pool, load_splits, stratified_subset
-from .embed import Embedder
-from .cancel import cancel_scope, check
-from .errors import ConfigError, DeviceUnavailable
-from .metrics import accuracy, agreement, confusion, macro_f1, per_class_agreement
-from .recipes import recipe_for
-from .thief import Thief, curve_checkpoints, steal
-from .victim import train_victim
-from .zoo import BackboneSpec, get_backbone
+from fmsteal import __version__
+from fmsteal.experiment import warm
+from fmsteal.attack.blackbox import BlackBoxVictim
+from fmsteal.experiment.config import ExperimentConfig
+from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
+from fmsteal.engine.embed import Embedder
+from fmsteal.cancel import cancel_scope, check
+from fmsteal.errors import ConfigError, DeviceUnavailable
+from fmsteal.evaluation.metrics import accuracy, agreement, confusion, macro_f1, per_class_agreement
+from fmsteal.engine.recipes import recipe_for
+from fmsteal.attack.thief import Thief, curve_checkpoints, steal
+from fmsteal.engine.victim import train_victim
+from fmsteal.engine.zoo import BackboneSpec, get_backbone
 
 __all__ = ["ExperimentConfig", "run", "resolve_device", "resolve_image_size"]
 

@@ -2,7 +2,7 @@
 
 Speeds are the forward throughputs measured on the project's 2-core CPUs (DESIGN.md), scaled by
 pixel count to other resolutions. Work that earlier runs left in the cache (decoded images, a
-backbone's features, a trained victim: `fmsteal.warm`) is left out. Everything returned is plain data.
+backbone's features, a trained victim: `fmsteal.experiment.warm`) is left out. Everything returned is plain data.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import DataError
+from fmsteal.errors import DataError
 
 # Images per second, forward pass only, fp32, batch 32, on 2 CPU cores: arch -> {size: ips}.
 CPU_SPEED = {
@@ -51,7 +51,7 @@ def estimate(config, device: str | None = None) -> dict:
     `device` ("cpu"/"cuda") overrides what the config would resolve to here. Raises DataError
     when the data folder does not exist.
     """
-    from .zoo import get_backbone
+    from fmsteal.engine.zoo import get_backbone
 
     device = device or _device(config.device)
     phases, reused = _phases(config, device)
@@ -129,11 +129,11 @@ def _device(name: str) -> str:
 def _phases(config, device: str) -> tuple[dict[str, float], list[str]]:
     """Seconds per phase (data decoding, embedding, victim training, stealing), leaving out the work
     earlier runs left in the cache, and the names of that reused work."""
-    from . import warm
-    from .data import is_decoded
-    from .recipes import recipe_for
-    from .thief import curve_checkpoints
-    from .zoo import get_backbone
+    from fmsteal.experiment import warm
+    from fmsteal.engine.data import is_decoded
+    from fmsteal.engine.recipes import recipe_for
+    from fmsteal.attack.thief import curve_checkpoints
+    from fmsteal.engine.zoo import get_backbone
 
     n_train, n_test, classes = dataset_size(config.source)
     n_train = min(n_train, (config.train_per_class or n_train) * classes)
@@ -195,7 +195,7 @@ def _recent_source_key(source: str, pool: bool) -> str | None:
 
 @lru_cache(maxsize=16)
 def _source_key(source: str, pool: bool, moment: int) -> str | None:
-    from .data import source_key
+    from fmsteal.engine.data import source_key
 
     return source_key(source, pool)
 
@@ -208,7 +208,7 @@ def _size(spec, config, device: str) -> int:
 
 def _suggestions(config, device: str) -> str:
     """Nearby configs that would finish in reasonable time, as one sentence."""
-    from .zoo import get_backbone
+    from fmsteal.engine.zoo import get_backbone
 
     variants = []
     if "fft" in (config.victim_mode, config.thief_mode):
@@ -263,7 +263,7 @@ def dataset_size(source: str, pool: bool = False) -> tuple[int, int, int]:
 
 @lru_cache(maxsize=32)
 def _count(path: str, mtime: int, size: int, pool: bool) -> tuple[int, int, int]:
-    from .data import IMAGE_SUFFIXES
+    from fmsteal.engine.data import IMAGE_SUFFIXES
 
     root = Path(path)
     if root.is_dir():

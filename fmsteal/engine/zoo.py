@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .errors import ConfigError, WeightsUnavailable
+from fmsteal.errors import ConfigError, WeightsUnavailable
 
 Family = Literal["foundation", "conventional", "scratch"]
 
@@ -119,7 +119,7 @@ def get_backbone(name: str) -> BackboneSpec:
 def load_backbone(spec: BackboneSpec, image_size: int, pretrained: bool = True) -> nn.Module:
     """Build `spec` as a feature extractor (pooled features of size `spec.feature_dim`)."""
     if spec.weight_source == "none":
-        from .scratch_cnn import ScratchCNN
+        from fmsteal.engine.scratch_cnn import ScratchCNN
 
         return ScratchCNN()
     if spec.weight_source.startswith("pypi:"):

@@ -8,7 +8,7 @@ import sys
 
 from tqdm import tqdm
 
-from .presets import PRESETS
+from fmsteal.service.presets import PRESETS
 
 
 def add_sweep_parser(subparsers) -> None:
@@ -27,7 +27,7 @@ def add_sweep_parser(subparsers) -> None:
 
 def sweep_main(args: argparse.Namespace) -> int:
     """Run the sweep `args` describe; 0 when every cell has its run card, 1 otherwise."""
-    from .sweep import Grid, card_path, run_sweep
+    from fmsteal.service.sweep import Grid, card_path, run_sweep
 
     grid = Grid.from_preset(args.preset) if args.preset else Grid.from_file(args.grid)
     if args.list:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .embed import preprocess
-from .train import Transform
-from .zoo import BackboneSpec
+from fmsteal.engine.embed import preprocess
+from fmsteal.engine.train import Transform
+from fmsteal.engine.zoo import BackboneSpec
 
 
 def feature_transform(device: torch.device) -> Transform:
