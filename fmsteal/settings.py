@@ -1,0 +1,57 @@
+"""Every setting fmsteal reads from the environment, in one place (documented in the README).
+
+`current()` reads the environment each time it is called (cheap), so tests and a Space's variables
+take effect without re-importing anything. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings", "current", "REPO"]
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout (precomputed/, runs/ and the shared data sit beside it)
+_SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """fmsteal's settings; each field names its environment variable in the README's table."""
+
+    cache: Path  # FMSTEAL_CACHE: decoded datasets, embeddings, trained victims, measured speeds
+    runs: Path  # FMSTEAL_RUNS: run cards and curves written by the app
+    data_dir: str  # FMSTEAL_DATA_DIR: the data folder the page starts with ("" = a hub dataset)
+    data_roots: tuple[Path, ...]  # FMSTEAL_DATA_ROOTS: folders a local page may read data from (empty: any)
+    public: bool  # FMSTEAL_PUBLIC=1 or SPACE_ID set: anonymous visitors, uploads only, strict limits
+    max_seconds: float  # FMSTEAL_MAX_SECONDS: estimated duration above which a run is refused
+    gpu_seconds: int  # FMSTEAL_GPU_SECONDS: the spaces.GPU duration of one run on ZeroGPU
+    zero_gpu: bool  # SPACES_ZERO_GPU: running on a ZeroGPU Space
+    imagenet32: str | None  # FMSTEAL_IMAGENET32: folder of ImageNet32's train_data_batch_* files
+    cache_max_bytes: int  # FMSTEAL_CACHE_MAX_GB: the cache is trimmed oldest-first above this size
+    hub_offline: bool  # HF_HUB_OFFLINE: never try the Hugging Face Hub
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def current() -> Settings:
+    """The settings as the environment has them now."""
+    env = os.environ
+    cache = env.get("FMSTEAL_CACHE") or str(Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fmsteal")
+    roots = tuple(Path(p).expanduser() for p in env.get("FMSTEAL_DATA_ROOTS", "").split(os.pathsep) if p.strip())
+    return Settings(
+        cache=Path(cache).expanduser(),
+        runs=Path(env.get("FMSTEAL_RUNS") or REPO / "runs"),
+        data_dir=env.get("FMSTEAL_DATA_DIR", str(_SHARED_CIFAR) if _SHARED_CIFAR.exists() else ""),
+        data_roots=roots,
+        public=_flag("FMSTEAL_PUBLIC") or bool(env.get("SPACE_ID")),
+        max_seconds=float(env.get("FMSTEAL_MAX_SECONDS", 2 * 3600)),
+        gpu_seconds=int(env.get("FMSTEAL_GPU_SECONDS", 600)),
+        zero_gpu=bool(env.get("SPACES_ZERO_GPU")),
+        imagenet32=env.get("FMSTEAL_IMAGENET32") or None,
+        cache_max_bytes=int(float(env.get("FMSTEAL_CACHE_MAX_GB", 20)) * 2**30),
+        hub_offline=_flag("HF_HUB_OFFLINE"),
+    )
