@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmsteal.engine.safe_fs import Clock, FileEntry, Limits, open_regular, os_error, walk
+from fmsteal.engine.tar_names import Unreadable, tar_members
 from fmsteal.errors import DataError
 
 __all__ = ["IMAGE_SUFFIXES", "LAYOUT", "Local", "Scan", "archive_images", "list_local", "scan"]
@@ -108,9 +109,25 @@ def _scan_folder(path: Path, shown: str, clock: Clock) -> tuple[Scan, list[FileE
 
 
 def _scan_archive(path: Path, shown: str, clock: Clock) -> Scan:
-    names = [Path(member.name).parts for member, _ in _members(path, shown, clock)
-             if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES)]
+    try:
+        names = _fast_names(path, shown, clock)
+    except (Unreadable, *_ARCHIVE_ERRORS, OSError):
+        clock.entries = clock.bytes = 0  # count again, with tarfile
+        names = [Path(member.name).parts for member, _ in _members(path, shown, clock)
+                 if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES)]
     return _counts(names, _file_stamp(path, shown))
+
+
+def _fast_names(path: Path, shown: str, clock: Clock) -> list[tuple[str, ...]]:
+    """The image names of a tar archive from its headers alone (see `tar_names`)."""
+    names = []
+    with open_regular(path, shown) as handle:
+        for name, regular, size in tar_members(handle):
+            clock.entry()
+            clock.data(size)
+            if regular and name.lower().endswith(IMAGE_SUFFIXES):
+                names.append(Path(name).parts)
+    return names
 
 
 def _members(path: Path, shown: str, clock: Clock):

@@ -30,12 +30,14 @@ MAX_OTHER_FILES = 10_000  # a "data folder" with more files that are not images 
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on one walk or read: entries, bytes of matching files, seconds, and the env variable of the time."""
+    """Bounds on one walk or read: entries, bytes of images, seconds, and the variables that set them."""
 
     files: int
     data_bytes: int
     seconds: float
     seconds_env: str
+    files_env: str = "FMSTEAL_MAX_FILES"
+    bytes_env: str = "FMSTEAL_MAX_DATA_GB"
 
     @classmethod
     def listing(cls) -> "Limits":
@@ -62,8 +64,8 @@ class Clock:
         """Count one entry (file, folder or archive member)."""
         self.entries += 1
         if self.entries > self.limits.files:
-            raise DataError(f"{self.shown!r} holds more than {self.limits.files:,} files or folders (FMSTEAL_MAX_FILES). "
-                            "Point to a smaller folder or archive.")
+            raise DataError(f"{self.shown!r} holds more than {self.limits.files:,} files or folders "
+                            f"({self.limits.files_env}). Use a smaller folder or archive.")
         if self.entries % 256 == 0:
             self.tick()
 
@@ -71,8 +73,8 @@ class Clock:
         """Count `size` bytes of images."""
         self.bytes += size
         if self.bytes > self.limits.data_bytes:
-            raise DataError(f"{self.shown!r} holds more than {self.limits.data_bytes / 2**30:.1f} GB of images "
-                            "(FMSTEAL_MAX_DATA_GB). Use a smaller dataset.")
+            raise DataError(f"{self.shown!r} holds more than {_amount(self.limits.data_bytes)} of images "
+                            f"({self.limits.bytes_env}). Use a smaller dataset.")
 
     def tick(self) -> None:
         """Raise when the time is up or the run was cancelled."""
@@ -80,7 +82,11 @@ class Clock:
         if time.monotonic() > self.deadline:
             raise DataError(f"{self.what} {self.shown!r} took longer than {self.limits.seconds:g} s "
                             f"({self.limits.seconds_env}); it holds too many files or is too slow to read. "
-                            "Point to a smaller folder or archive.")
+                            "Use a smaller folder or archive.")
+
+
+def _amount(size: int) -> str:
+    return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.0f} MB"
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,7 @@ def checked_path(source: str) -> Path:
         configured = os.pathsep.join(str(r) for r in settings.current().data_roots)
         where = f"the folders in FMSTEAL_DATA_ROOTS ({configured})" if configured else "uploaded archives"
         raise DataError(f"{shown!r} is outside the data this server may read: use {where}.")
-    if _is_system(path, linked=False):
+    if _is_system(path, linked=False) or _is_system(Path(os.path.abspath(os.path.expanduser(source))), linked=False):
         raise DataError(f"{shown!r} is a system path, not data. Point to an image folder or a .tar.gz archive.")
     try:
         mode = os.stat(path).st_mode
@@ -201,6 +207,7 @@ def walk(root: Path, shown: str, clock: Clock, suffixes: tuple[str, ...]) -> Ite
     others = 0
     while stack:
         folder, parts = stack.pop()
+        clock.tick()
         where = "/".join((shown.rstrip("/"), *parts)) if parts else shown
         try:
             with os.scandir(folder) as listing:
