@@ -238,12 +238,12 @@ def _entries(handle, shown: str) -> Iterator[_Entry]:
 def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> _Entry:
     if info.flag_bits & 0x1:
         raise DataError(f"{shown!r} is encrypted. Upload an archive without a password.")
-    mode = info.external_attr >> 16
+    file_type = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0  # Unix-made zips only
     if info.is_dir():
         kind = "dir"
-    elif stat.S_ISLNK(mode):
+    elif file_type == stat.S_IFLNK:
         kind = "link"
-    elif mode and not stat.S_ISREG(mode):
+    elif file_type not in (0, stat.S_IFREG):
         kind = "device"
     else:
         kind = "file"
@@ -264,7 +264,7 @@ def _safe_parts(name: str, shown: str) -> tuple[str, ...]:
     """The entry's path parts, or a DataError for absolute paths, `..`, drive letters and control characters."""
     text = name.replace("\\", "/")
     if text.startswith("/") or re.match(r"^[A-Za-z]:", text) or any(ord(c) < 32 for c in text):
-        raise DataError(f"{shown!r} holds an entry with an absolute or invalid path ({name[:80]!r}). "
+        raise DataError(f"{shown!r} holds an entry with an absolute or invalid path. "
                         "Archive the folder with relative paths (train/<class>/..., test/<class>/...).")
     parts = tuple(part for part in text.split("/") if part not in ("", "."))
     if ".." in parts:
