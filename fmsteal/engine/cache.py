@@ -108,8 +108,8 @@ def trim_cache(max_bytes: int | None = None, keep: Path | None = None) -> list[P
 def remove_stale_temporaries(root: Path | None = None, min_age_seconds: float = 3600.0) -> list[Path]:
     """Delete the `*.tmp` files under `root` (default: the cache) that no live writer will finish.
 
-    A temporary file named by `atomic_save` whose process has exited goes at once; any other goes once
-    it is older than `min_age_seconds` (a writer that slow is gone). Returns the removed paths.
+    A temporary file named by `atomic_save` goes once its process has exited; any other once it is
+    older than `min_age_seconds` (a writer that slow is gone). Returns the removed paths.
     """
     root = cache_root() if root is None else root
     now = time.time()
@@ -122,7 +122,7 @@ def remove_stale_temporaries(root: Path | None = None, min_age_seconds: float = 
         if not stat.S_ISREG(info.st_mode):
             continue
         writer = _writer_pid(path.name)
-        if (writer is not None and not _alive(writer)) or now - info.st_mtime > min_age_seconds:
+        if not _alive(writer) if writer is not None else now - info.st_mtime > min_age_seconds:
             try:
                 path.unlink()
                 removed.append(path)
