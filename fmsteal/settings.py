@@ -69,7 +69,7 @@ def current() -> Settings:
         max_files=int(env.get("FMSTEAL_MAX_FILES", 100_000 if public else 1_500_000)),
         max_data_bytes=int(float(env.get("FMSTEAL_MAX_DATA_GB", 2 if public else 16)) * 2**30),
         max_image_pixels=int(env.get("FMSTEAL_MAX_IMAGE_PIXELS", 40_000_000)),
-        walk_seconds=float(env.get("FMSTEAL_WALK_SECONDS", 10)),
+        walk_seconds=float(env.get("FMSTEAL_WALK_SECONDS", 30)),
         read_seconds=float(env.get("FMSTEAL_READ_SECONDS", 900)),
         uploads=Path(env.get("FMSTEAL_UPLOADS") or Path(tempfile.gettempdir()) / "fmsteal-uploads").expanduser(),
         upload_max_files=int(env.get("FMSTEAL_UPLOAD_MAX_FILES", 70_000)),

@@ -135,11 +135,13 @@ def _hostile(cifar_files, tmp_path, outside, case):
     if case == "count":  # 60 images + folders over a cap of 50 entries
         return make_tar(tmp_path / "a.tar.gz", good), "more than 50 files.*FMSTEAL_UPLOAD_MAX_FILES"
     if case == "size":  # 5 MB of zeros declared in one member's header: a few KB compressed
-        return make_tar(tmp_path / "a.tar.gz", {**good, "d/train/cat/big.jpg": bytes(5 * 2**20)}), "more than 1 MB.*FMSTEAL_UPLOAD_MAX_MB"
+        archive = make_tar(tmp_path / "a.tar.gz", {**good, "d/train/cat/big.jpg": bytes(5 * 2**20)})
+        return archive, "more than 1 MB.*FMSTEAL_UPLOAD_MAX_MB"
     if case == "pixels":  # 60,000 x 60,000 pixels claimed by a 100-byte PNG: over PIL's own bomb limit too
         return make_zip(tmp_path / "a.zip", {**good, "d/train/cat/bomb.png": _big_png(60_000, 60_000)}), "over the cap"
     if case == "pixels-cap":
-        return make_zip(tmp_path / "a.zip", {**good, "d/train/cat/wide.png": _big_png(5000, 3000)}), "5000x3000 pixels, over the cap of 10,000,000"
+        archive = make_zip(tmp_path / "a.zip", {**good, "d/train/cat/wide.png": _big_png(5000, 3000)})
+        return archive, "5000x3000 pixels, over the cap of 10,000,000"
     raise AssertionError(case)
 
 

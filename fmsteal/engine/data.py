@@ -19,7 +19,7 @@ import torch
 
 from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
 from fmsteal.engine.decode import MAX_STORED_SIDE, Encoded, decode
-from fmsteal.engine.listing import IMAGE_SUFFIXES, LAYOUT, Local, archive_images, list_local, scan
+from fmsteal.engine.listing import IMAGE_SUFFIXES, LAYOUT, Local, archive_images, file_stamp, list_local, scan
 from fmsteal.engine.safe_fs import checked_path, read_regular, shown_name
 from fmsteal.errors import DataError
 
@@ -132,7 +132,8 @@ def source_key(source: str, pool: bool = False) -> str | None:
     if not Path(source).expanduser().exists():
         return None
     path, shown = _local(source)
-    return f"{'pool|' if pool else ''}{path}|{scan(path, shown).stamp}"
+    stamp = scan(path, shown).stamp if path.is_dir() else file_stamp(path, shown)  # a folder's walk is memoised
+    return Local(path, shown, stamp, None).key(pool)
 
 
 def is_decoded(key: str | None) -> bool:

@@ -21,7 +21,7 @@ from fmsteal.engine.safe_fs import Clock, FileEntry, Limits, open_regular, os_er
 from fmsteal.engine.tar_names import Unreadable, tar_members
 from fmsteal.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "LAYOUT", "Local", "Scan", "archive_images", "list_local", "scan"]
+__all__ = ["IMAGE_SUFFIXES", "LAYOUT", "Local", "Scan", "archive_images", "file_stamp", "list_local", "scan"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LAYOUT = "Lay it out as train/<class>/*.jpg and test/<class>/*.jpg (one folder per class)."
@@ -57,14 +57,12 @@ class Local:
 
 _memo: OrderedDict[str, tuple[tuple, Scan]] = OrderedDict()
 _memo_lock = threading.Lock()
-_path_locks: dict[str, threading.Lock] = {}
+_path_locks = [threading.Lock() for _ in range(32)]  # one per path hash: a path is walked by one thread at a time
 
 
 def scan(path: Path, shown: str) -> Scan:
     """Counts and stamp of the folder or archive at the checked `path`, walked once per input."""
-    with _memo_lock:
-        lock = _path_locks.setdefault(str(path), threading.Lock())
-    with lock:  # a second caller of the same path waits for the first walk instead of walking too
+    with _path_locks[hash(str(path)) % len(_path_locks)]:  # a second caller waits for the first walk, then reuses it
         quick = _quick_stamp(path, shown)
         with _memo_lock:
             hit = _memo.get(str(path))
@@ -80,7 +78,7 @@ def scan(path: Path, shown: str) -> Scan:
 def list_local(path: Path, shown: str) -> Local:
     """The checked `path` ready to read: a folder is walked (FMSTEAL_READ_SECONDS), an archive only stamped."""
     if not path.is_dir():
-        return Local(path, shown, _file_stamp(path, shown), None)
+        return Local(path, shown, file_stamp(path, shown), None)
     quick = _quick_stamp(path, shown)
     result, images = _scan_folder(path, shown, Clock(Limits.reading(), shown))
     _remember(path, quick, result)
@@ -115,7 +113,7 @@ def _scan_archive(path: Path, shown: str, clock: Clock) -> Scan:
         clock.entries = clock.bytes = 0  # count again, with tarfile
         names = [Path(member.name).parts for member, _ in _members(path, shown, clock)
                  if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES)]
-    return _counts(names, _file_stamp(path, shown))
+    return _counts(names, file_stamp(path, shown))
 
 
 def _fast_names(path: Path, shown: str, clock: Clock) -> list[tuple[str, ...]]:
@@ -158,7 +156,8 @@ def _counts(names: list[tuple[str, ...]], stamp: str) -> Scan:
     return Scan(len(names), split["train"], split["test"], len(classes), stamp)
 
 
-def _file_stamp(path: Path, shown: str) -> str:
+def file_stamp(path: Path, shown: str) -> str:
+    """An archive's stamp for cache keys: its size and modification time."""
     try:
         info = os.stat(path)
     except OSError as error:

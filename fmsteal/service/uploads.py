@@ -109,7 +109,11 @@ def sweep_uploads(max_age_seconds: float | None = None, root: Path | None = None
     removed = 0
     for visitor in list(root.iterdir()) if root.is_dir() else []:
         for upload in list(visitor.iterdir()) if visitor.is_dir() and not visitor.is_symlink() else []:
-            if time.time() - upload.lstat().st_mtime > limit:
+            try:
+                expired = time.time() - upload.lstat().st_mtime > limit
+            except FileNotFoundError:  # removed meanwhile (its visitor left)
+                continue
+            if expired:
                 shutil.rmtree(upload, ignore_errors=True)
                 removed += 1
         try:
@@ -121,8 +125,11 @@ def sweep_uploads(max_age_seconds: float | None = None, root: Path | None = None
 
 def belongs_to(path: str | os.PathLike, visitor: str, root: Path | None = None) -> bool:
     """True when `path` lies inside one of `visitor`'s uploads (check it before running on a path a request names)."""
-    home = ((root or settings.current().uploads) / _visitor_folder(visitor)).resolve()
-    resolved = Path(path).resolve()
+    try:
+        home = ((root or settings.current().uploads) / _visitor_folder(visitor)).resolve()
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError):
+        return False
     return resolved != home and resolved.is_relative_to(home)
 
 
