@@ -37,7 +37,7 @@ class Settings:
     max_data_bytes: int  # FMSTEAL_MAX_DATA_GB: most bytes of images read from one folder or archive (public: 2)
     max_image_pixels: int  # FMSTEAL_MAX_IMAGE_PIXELS: largest image (width x height) decoded or accepted in an upload
     walk_seconds: float  # FMSTEAL_WALK_SECONDS: time limit for listing a data folder or archive (counts, stamps)
-    read_seconds: float  # FMSTEAL_READ_SECONDS: time limit for reading a dataset's files or extracting an upload
+    read_seconds: float  # FMSTEAL_READ_SECONDS: time limit for reading + decoding a dataset, extracting an upload
     uploads: Path  # FMSTEAL_UPLOADS: where visitors' archives are extracted, one folder per visitor
     upload_max_files: int  # FMSTEAL_UPLOAD_MAX_FILES: most entries an uploaded archive may hold
     upload_max_bytes: int  # FMSTEAL_UPLOAD_MAX_MB: most bytes an upload may hold, compressed or extracted
@@ -70,7 +70,7 @@ def current() -> Settings:
         max_data_bytes=int(float(env.get("FMSTEAL_MAX_DATA_GB", 2 if public else 16)) * 2**30),
         max_image_pixels=int(env.get("FMSTEAL_MAX_IMAGE_PIXELS", 40_000_000)),
         walk_seconds=float(env.get("FMSTEAL_WALK_SECONDS", 30)),
-        read_seconds=float(env.get("FMSTEAL_READ_SECONDS", 900)),
+        read_seconds=float(env.get("FMSTEAL_READ_SECONDS", 600 if public else 4 * 3600)),
         uploads=Path(env.get("FMSTEAL_UPLOADS") or Path(tempfile.gettempdir()) / "fmsteal-uploads").expanduser(),
         upload_max_files=int(env.get("FMSTEAL_UPLOAD_MAX_FILES", 70_000)),
         upload_max_bytes=int(float(env.get("FMSTEAL_UPLOAD_MAX_MB", 1024)) * 2**20),

@@ -20,7 +20,7 @@ import torch
 from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
 from fmsteal.engine.decode import MAX_STORED_SIDE, Encoded, decode
 from fmsteal.engine.listing import IMAGE_SUFFIXES, LAYOUT, Local, archive_images, file_stamp, list_local, scan
-from fmsteal.engine.safe_fs import checked_path, read_regular, shown_name
+from fmsteal.engine.safe_fs import Clock, Limits, checked_path, read_regular, shown_name
 from fmsteal.errors import DataError
 
 __all__ = ["CIFAR10_CLASSES", "HUB_DATASETS", "HUB_SIZES", "IMAGE_SUFFIXES", "IMAGENET32_ENV", "MAX_STORED_SIDE",
@@ -179,11 +179,13 @@ def _cached(key: str, read, name: str) -> Splits:
 
 def _read_local(local: Local, unlabelled_ok: bool = False) -> Splits:
     shown = local.shown
+    clock = Clock(Limits.reading(), shown)  # reading and decoding together stay within FMSTEAL_READ_SECONDS
     if local.files is not None:
-        entries = [(f.parts, partial(read_regular, f.path, "/".join((shown.rstrip("/"), *f.parts))))
+        entries = [(f.parts, partial(_timed_read, clock, f.path, "/".join((shown.rstrip("/"), *f.parts))))
                    for f in local.files]
     else:
-        entries = [(parts, lambda n, data=data: data) for parts, data in archive_images(local.path, shown)]
+        entries = [(parts, partial(_timed_bytes, clock, data))
+                   for parts, data in archive_images(local.path, shown, clock)]
     by_split: dict[str, list[Encoded]] = {"train": [], "test": []}
     for parts, read in entries:
         if "train" in parts[:-2] or "test" in parts[:-2]:
@@ -206,6 +208,16 @@ def _read_local(local: Local, unlabelled_ok: bool = False) -> Splits:
         )
     name = local.path.name.removesuffix(".tar.gz").removesuffix(".tgz")
     return Splits(name, _image_set(by_split["train"], class_names), _image_set(by_split["test"], class_names))
+
+
+def _timed_read(clock: Clock, path: Path, shown: str, limit: int) -> bytes:
+    clock.tick()
+    return read_regular(path, shown, limit)
+
+
+def _timed_bytes(clock: Clock, data: bytes, limit: int) -> bytes:
+    clock.tick()
+    return data
 
 
 def _image_set(items: list[Encoded], class_names: list[str]) -> ImageSet:

@@ -85,9 +85,8 @@ def list_local(path: Path, shown: str) -> Local:
     return Local(path, shown, result.stamp, sorted(images, key=lambda f: f.parts))
 
 
-def archive_images(path: Path, shown: str) -> list[tuple[tuple[str, ...], bytes]]:
-    """(path parts, bytes) of every image file in the .tar.gz archive at `path`, bounded like a folder."""
-    clock = Clock(Limits.reading(), shown)
+def archive_images(path: Path, shown: str, clock: Clock) -> list[tuple[tuple[str, ...], bytes]]:
+    """(path parts, bytes) of every image file in the .tar.gz archive at `path`, counted against `clock`."""
     images = []
     for member, archive in _members(path, shown, clock):
         if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
