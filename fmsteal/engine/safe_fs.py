@@ -155,10 +155,11 @@ def checked_path(source: str) -> Path:
         raise os_error(error, shown) from None
     roots = _allowed_roots()
     if roots is not None and not any(path.is_relative_to(root) for root in roots):
-        configured = os.pathsep.join(str(r) for r in settings.current().data_roots)
-        where = f"the folders in FMSTEAL_DATA_ROOTS ({configured})" if configured else "uploaded archives"
+        s = settings.current()
+        configured = os.pathsep.join(str(r) for r in s.data_roots)
+        where = f"the folders in FMSTEAL_DATA_ROOTS ({configured})" if configured and not s.public else "uploaded archives"
         raise DataError(f"{shown!r} is outside the data this server may read: use {where}.")
-    if _is_system(path, linked=False) or _is_system(Path(os.path.abspath(os.path.expanduser(source))), linked=False):
+    if _in_system_dir(path) or _in_system_dir(Path(os.path.abspath(os.path.expanduser(source)))):  # /proc/self/cwd
         raise DataError(f"{shown!r} is a system path, not data. Point to an image folder or a .tar.gz archive.")
     try:
         mode = os.stat(path).st_mode
@@ -224,7 +225,7 @@ def walk(root: Path, shown: str, clock: Clock, suffixes: tuple[str, ...]) -> Ite
                     continue  # a dangling link is not data
                 raise os_error(error, "/".join((shown.rstrip("/"), *here))) from None
             if stat.S_ISDIR(info.st_mode):
-                if (info.st_dev, info.st_ino) in seen or _is_system(path, entry.is_symlink()):
+                if (info.st_dev, info.st_ino) in seen or _in_system_dir(path.resolve() if entry.is_symlink() else path):
                     continue
                 if len(here) > MAX_DEPTH:
                     raise DataError(f"{shown!r} nests folders more than {MAX_DEPTH} deep; a dataset is laid out "
@@ -243,9 +244,8 @@ def walk(root: Path, shown: str, clock: Clock, suffixes: tuple[str, ...]) -> Ite
                 yield FileEntry(here, path, info.st_size, info.st_mtime_ns), matches
 
 
-def _is_system(path: Path, linked: bool) -> bool:
-    target = path.resolve() if linked else path
-    return any(target == d or target.is_relative_to(d) for d in SYSTEM_DIRS)
+def _in_system_dir(path: Path) -> bool:
+    return any(path == d or path.is_relative_to(d) for d in SYSTEM_DIRS)
 
 
 def _identity(folder: Path, shown: str) -> tuple[int, int]:
