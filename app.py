@@ -259,7 +259,7 @@ def steal_tab() -> tuple:
     def show_estimate(data: dict) -> str:
         return check(form.values(data))[2]
 
-    def start(data: dict):
+    def press_start(data: dict):
         job_id, status_text, note = submit(form.values(data))
         if not job_id:
             return gr.skip(), note, note, gr.Timer(active=False)
@@ -284,8 +284,11 @@ def steal_tab() -> tuple:
                       concurrency_limit=None)
     live = [job_box, status, curve, confusion, per_class, summary, card_file, curve_file, comparison, shown, gallery,
             share_button, timer, drawn]
-    refresh = (poll, [session, gr.State(""), shown], live)
-    start_button.click(start, form.inputs | {session}, [session, status, estimate_box, timer],
+    def redraw(session_ids: list[str], shown_ids: list[str] | None):
+        return poll(session_ids, "", shown_ids)
+
+    refresh = (redraw, [session, shown], live)
+    start_button.click(press_start, form.inputs | {session}, [session, status, estimate_box, timer],
                        api_visibility="private").then(*refresh, api_visibility="private", concurrency_limit=None,
                                                       show_progress="hidden")
     for name, button in scenario_buttons.items():
