@@ -33,10 +33,10 @@ CSS = """
           background: var(--block-background-fill)}
 #estimate {font-size: 0.92em}
 #summary {font-size: 1.05em}
-body.presenter .gradio-container {font-size: 1.45em; --body-text-color: #000; --block-label-text-color: #000}
-body.presenter .gradio-container .prose, body.presenter #status {font-size: 1.3em; color: #000}
+body.presenter, body.presenter .gradio-container {--text-xs: 15px; --text-sm: 18px; --text-md: 22px; --text-lg: 26px;
+  --text-xl: 30px; --text-xxl: 36px; --body-text-color: #000; --block-label-text-color: #000; --block-info-text-color: #111}
+body.presenter #status {font-size: 1.6em; border-left-width: 8px; background: #fff; color: #000}
 body.presenter #advanced, body.presenter #estimate, body.presenter #shown {display: none}
-body.presenter #status {border-left-width: 8px; background: #fff}
 """
 START_BUDGET = 2000  # the page opens on a budget that runs in seconds on a warm cache
 _store: JobStore | None = None
