@@ -10,10 +10,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "current", "REPO"]
+__all__ = ["Settings", "current", "max_run_seconds", "REPO", "GPU_MARGIN", "GPU_OVERHEAD_SECONDS"]
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout (precomputed/, runs/ and the shared data sit beside it)
 _SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+GPU_MARGIN = 1.5  # a ZeroGPU run asks for 1.5x its estimated duration (estimates are rough) ...
+GPU_OVERHEAD_SECONDS = 30  # ... plus the time to start the GPU worker and move the weights over
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class Settings:
     imagenet32: str | None  # FMSTEAL_IMAGENET32: folder of ImageNet32's train_data_batch_* files
     cache_max_bytes: int  # FMSTEAL_CACHE_MAX_GB: the cache is trimmed oldest-first above this size
     hub_offline: bool  # HF_HUB_OFFLINE: never try the Hugging Face Hub
+    max_jobs_per_visitor: int  # FMSTEAL_MAX_JOBS_PER_VISITOR: one visitor's queued+running runs (public 1, local 4)
+    max_queue: int  # FMSTEAL_MAX_QUEUE: queued+running runs on the whole server (public 6, local 32)
+    runs_ttl_hours: float  # FMSTEAL_RUNS_TTL_HOURS: run files deleted after this long (public 24, local 0 = kept)
+    job_memory_minutes: float  # FMSTEAL_JOB_MEMORY_MINUTES: finished runs kept in memory (30); cards stay on disk
+    abandon_seconds: float  # FMSTEAL_ABANDON_SECONDS: a run whose page stopped polling this long is dropped
+    #   when its turn comes (public 120, local 0 = never)
 
 
 def _flag(name: str) -> bool:
@@ -42,16 +50,31 @@ def current() -> Settings:
     env = os.environ
     cache = env.get("FMSTEAL_CACHE") or str(Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fmsteal")
     roots = tuple(Path(p).expanduser() for p in env.get("FMSTEAL_DATA_ROOTS", "").split(os.pathsep) if p.strip())
+    public = _flag("FMSTEAL_PUBLIC") or bool(env.get("SPACE_ID"))
     return Settings(
         cache=Path(cache).expanduser(),
         runs=Path(env.get("FMSTEAL_RUNS") or REPO / "runs"),
         data_dir=env.get("FMSTEAL_DATA_DIR", str(_SHARED_CIFAR) if _SHARED_CIFAR.exists() else ""),
         data_roots=roots,
-        public=_flag("FMSTEAL_PUBLIC") or bool(env.get("SPACE_ID")),
+        public=public,
         max_seconds=float(env.get("FMSTEAL_MAX_SECONDS", 2 * 3600)),
         gpu_seconds=int(env.get("FMSTEAL_GPU_SECONDS", 600)),
         zero_gpu=bool(env.get("SPACES_ZERO_GPU")),
         imagenet32=env.get("FMSTEAL_IMAGENET32") or None,
         cache_max_bytes=int(float(env.get("FMSTEAL_CACHE_MAX_GB", 20)) * 2**30),
         hub_offline=_flag("HF_HUB_OFFLINE"),
+        max_jobs_per_visitor=int(env.get("FMSTEAL_MAX_JOBS_PER_VISITOR") or (1 if public else 4)),
+        max_queue=int(env.get("FMSTEAL_MAX_QUEUE") or (6 if public else 32)),
+        runs_ttl_hours=float(env.get("FMSTEAL_RUNS_TTL_HOURS") or (24 if public else 0)),
+        job_memory_minutes=float(env.get("FMSTEAL_JOB_MEMORY_MINUTES") or 30),
+        abandon_seconds=float(env.get("FMSTEAL_ABANDON_SECONDS") or (120 if public else 0)),
     )
+
+
+def max_run_seconds(settings: Settings | None = None) -> float:
+    """The longest estimated run accepted: FMSTEAL_MAX_SECONDS and, on ZeroGPU, what fits in one
+    `spaces.GPU` call of FMSTEAL_GPU_SECONDS once the margin and the worker's start-up are counted."""
+    settings = settings or current()
+    if settings.zero_gpu:
+        return max(0.0, min(settings.max_seconds, (settings.gpu_seconds - GPU_OVERHEAD_SECONDS) / GPU_MARGIN))
+    return settings.max_seconds
