@@ -19,7 +19,7 @@ from fmsteal import settings as fmsteal_settings
 from fmsteal.errors import Cancelled, ConfigError, DataError
 from fmsteal.experiment.config import ExperimentConfig
 from fmsteal.service import runners
-from fmsteal.service.job_files import owner_hash
+from fmsteal.service.job_files import browser_secret, owner_hash
 from fmsteal.service.jobs import ABANDONED, TERMINAL, Busy, JobStore, new_owner_token, status_line
 
 A, B, C = (new_owner_token() for _ in range(3))
@@ -275,13 +275,22 @@ def test_files_of_killed_runs_are_removed_at_start(tmp_path):
     store = store_for(tmp_path)
     kept = store.submit(config(), A)
     wait_for(store, kept)
-    killed = tmp_path / new_owner_token()
-    killed.mkdir()
-    (killed / "half.json").write_text("{")
+    killed, other = tmp_path / new_owner_token(), tmp_path / "my_own_results_folder"
+    for folder in (killed, other):
+        folder.mkdir()
+        (folder / "half.json").write_text("{")
+    (killed / ".fmsteal-run").touch()  # a run's folder, killed before its meta was written
     (tmp_path / kept / "card.tmp").write_text("half")
     store_for(tmp_path)
     assert not killed.exists() and not (tmp_path / kept / "card.tmp").exists()
+    assert (other / "half.json").exists()  # folders that are not runs' are left alone
     assert store_for(tmp_path).snapshot(kept, A)["status"] == "done"
+
+
+def test_browser_secret_outlives_a_restart(tmp_path):
+    secret = browser_secret(tmp_path)
+    assert len(secret) >= 32 and browser_secret(tmp_path) == secret
+    assert (tmp_path / ".browser-secret").stat().st_mode & 0o777 == 0o600
 
 
 def test_a_run_whose_page_went_away_is_dropped_when_its_turn_comes(tmp_path):

@@ -11,7 +11,9 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -20,9 +22,10 @@ from pathlib import Path
 
 from fmsteal.experiment.cards import card_name, curve_csv, read_card, write_card
 
-__all__ = ["RunFiles", "StoredRun", "owner_hash", "valid_job_id"]
+__all__ = ["RunFiles", "StoredRun", "browser_secret", "owner_hash", "valid_job_id"]
 
 META = "meta.json"
+MARK = ".fmsteal-run"  # written first: a folder with it but no meta is a killed run's
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,25 @@ def owner_hash(owner: str) -> str:
 def valid_job_id(job_id: object) -> bool:
     """True for a string shaped like the ids `secrets.token_urlsafe` makes (safe as a folder name)."""
     return isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) is not None
+
+
+def browser_secret(folder: str | Path) -> str:
+    """A secret that outlives restarts, kept in `folder/.browser-secret` (created private): what
+    `gr.BrowserState(secret=...)` needs so a browser's stored owner token still decrypts after a restart
+    (Gradio's default secret changes at every start)."""
+    path = Path(folder) / ".browser-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".browser-secret.{os.getpid()}.{threading.get_ident()}")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)  # atomic: the first writer wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,8 @@ class RunFiles:
     def save(self, job_id: str, owner: str, config_id: str, card: dict) -> Path:
         """Write the card, its CSV and then `meta.json` (so a folder with meta is complete); the card's path."""
         folder = self.root / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MARK).touch()
         path = write_card(card, folder / card_name(card))
         path.with_suffix(".csv").write_text(curve_csv(card))
         meta = {"owner": owner, "config_id": config_id, "card": path.name, "finished": time.time()}
@@ -112,15 +136,17 @@ class RunFiles:
         return gone
 
     def remove_partial(self) -> int:
-        """Delete temporary files and meta-less folders that killed runs left behind; how many."""
+        """Delete what killed runs left behind (their folders without meta, temporary files); how many."""
         removed = 0
-        for tmp in self.root.glob("*/*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-        for folder in self.root.iterdir() if self.root.is_dir() else ():
-            if folder.is_dir() and valid_job_id(folder.name) and not (folder / META).exists():
+        for mark in self.root.glob(f"*/{MARK}"):
+            folder = mark.parent
+            if not (folder / META).exists():
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
+            else:
+                for tmp in folder.glob("*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                    removed += 1
         return removed
 
     def _read(self, job_id: str) -> StoredRun | None:

@@ -218,7 +218,7 @@ class JobStore:
     def _touch(self, job: Job) -> None:
         """The owner is watching: note when, and (on ZeroGPU) the request context to run the job in."""
         job.seen = time.time()
-        if self._capture:
+        if self._capture and job.status in ACTIVE:
             job.context = contextvars.copy_context()
 
     def _check_limits(self, mine: str) -> None:
@@ -245,6 +245,7 @@ class JobStore:
             return
         job.status, job.finished = status, time.time()
         job.error = error if status != "done" else None
+        job.context = None  # let go of the owner's request
         job.version += 1
 
     # --- the worker ---
