@@ -221,6 +221,8 @@ def test_cancel_a_running_and_a_queued_job(tmp_path):
     assert store.cancel(running, A)
     assert wait_for(store, after)["status"] == "done" and time.time() - began < 2
     assert store.snapshot(queued, A)["status"] == "cancelled" and engine.started == [0, 2]
+    assert "before it started" in status_line(store.snapshot(queued, A))
+    assert "Cancelled** after" in status_line(store.snapshot(running, A))
     assert not store.cancel(after, A) and not store.cancel(new_owner_token(), A)
     assert store.submit(config(seed=1), A) != queued  # a cancelled job is not reused
 
@@ -382,7 +384,7 @@ def test_zero_gpu_runs_in_the_visitors_latest_request(tmp_path, fake_spaces, mon
     store = JobStore(tmp_path, settings=settings(zero_gpu=True))
     first = as_visitor("token-a", store.submit, config(seed=0), A, 100)
     later = as_visitor("token-b-at-start", store.submit, config(seed=1), B, 20)
-    wait_for(store, first, statuses=("running",))
+    as_visitor("token-a", wait_for, store, first, A, ("running",))  # A's page polls
     as_visitor("token-b-polling", store.snapshot, later, B)  # B's page polls with a fresh token
     engine.release.set()
     assert as_visitor("token-b-polling", wait_for, store, later, B)["status"] == "done"

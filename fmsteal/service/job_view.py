@@ -72,6 +72,7 @@ def snapshot_of(job: Job, position: int, describe: Describe = default_describe, 
     card = job.card and {**job.card, "config": public_config(job.card["config"], describe)}
     return {
         "id": job.id, "status": job.status, "position": position, "stopping_ahead": stopping_ahead,
+        "started": job.started is not None,
         "config": public_config(job.config, describe), "error": _scrub(job.error, job.config, describe),
         "phase": phase, "progress": progress and {k: progress[k] for k in ("done", "total", "message")},
         "checkpoints": checkpoints, "logs": logs, "card": card, "has_files": job.saved,
@@ -82,7 +83,8 @@ def snapshot_of(job: Job, position: int, describe: Describe = default_describe, 
 
 def lost_snapshot(job_id: str) -> dict:
     """What a poll of an unknown job (or somebody else's) gets: a terminal status that says to start again."""
-    return {"id": job_id, "status": "lost", "position": 0, "stopping_ahead": False, "config": None, "error": LOST,
+    return {"id": job_id, "status": "lost", "position": 0, "stopping_ahead": False, "started": False,
+            "config": None, "error": LOST,
             "phase": None, "progress": None, "checkpoints": [], "logs": [], "card": None, "has_files": False,
             "elapsed_s": 0.0, "estimate_s": None, "version": 0, "eta_s": None}
 
@@ -124,7 +126,8 @@ def status_line(snapshot: dict | None) -> str:
         return f"**{status.capitalize()}**: {snapshot['error']}"
     if status == "cancelled":
         reason = f" {snapshot['error']}" if snapshot["error"] else ""
-        return f"**Cancelled** after {duration(snapshot['elapsed_s'])}.{reason}"
+        when = f"after {duration(snapshot['elapsed_s'])}" if snapshot["started"] else "before it started"
+        return f"**Cancelled** {when}.{reason}"
     if status == "done":
         took = snapshot["card"]["timings"].get("total", snapshot["elapsed_s"])
         return f"**Done** in {duration(took)}."
