@@ -70,7 +70,8 @@ class FakeEngine:
             while config["seed"] in self.hold_seeds and not self.release.is_set():
                 if cancel.is_set():
                     raise Cancelled("cancelled")
-                yield {"kind": "progress", "phase": "embed", "done": 1, "total": 4, "message": "batch", "elapsed_s": 0.1}
+                yield {"kind": "progress", "phase": "embed", "done": 1, "total": 4, "message": "batch",
+                       "elapsed_s": 0.1}
                 time.sleep(0.02)
             yield {"kind": "phase", "phase": "steal", "message": "stealing", "elapsed_s": 0.2}
             for q in (50, 100):
@@ -83,8 +84,7 @@ class FakeEngine:
 
 
 def store_for(tmp_path, engine=None, **overrides) -> JobStore:
-    store = JobStore(tmp_path, runner=engine or FakeEngine(), settings=settings(**overrides))
-    return store
+    return JobStore(tmp_path, runner=engine or FakeEngine(), settings=settings(**overrides))
 
 
 def wait_for(store: JobStore, job_id: str, owner: str = A, statuses=TERMINAL, timeout: float = 20) -> dict:

@@ -171,7 +171,8 @@ class JobStore:
             finished = sorted((j for j in self._jobs.values() if j.status in TERMINAL and j.finished is not None
                                and j is not self._current), key=lambda j: j.finished)
             for rank, job in enumerate(finished):
-                if now - job.finished > settings.job_memory_minutes * 60 or len(finished) - rank > MAX_FINISHED_IN_MEMORY:
+                too_many = len(finished) - rank > MAX_FINISHED_IN_MEMORY
+                if too_many or now - job.finished > settings.job_memory_minutes * 60:
                     del self._jobs[job.id]
         if settings.runs_ttl_hours > 0:
             gone = self._files.expire(settings.runs_ttl_hours * 3600, now)
