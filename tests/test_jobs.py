@@ -246,6 +246,19 @@ def test_unexpected_errors_keep_their_details_off_a_public_page(tmp_path):
     assert snap["status"] == "failed" and "/proc" not in snap["error"] and "OSError" in snap["error"]
 
 
+def test_zero_gpu_refusals_reach_the_page_as_they_are(tmp_path):
+    import gradio as gr
+
+    quota = "You have exceeded your free ZeroGPU quota (120s requested vs. 30s left). Try again in 1:00:00."
+
+    def refused(config, cancel, estimate_s=None):  # what spaces.GPU raises before the run starts
+        raise gr.Error(quota, title="ZeroGPU quota exceeded", print_exception=False)
+        yield
+
+    store = store_for(tmp_path, refused, public=True)
+    assert wait_for(store, store.submit(config(), A))["error"] == quota
+
+
 def test_snapshots_hold_no_server_paths(tmp_path):
     folder = tmp_path / "uploads" / "visitor-1" / "images"
 

@@ -341,7 +341,7 @@ class JobStore:
     def _unexpected(self, error: Exception) -> str:
         """A failure's message: Gradio errors (e.g. ZeroGPU quota) as they are; details only locally."""
         if type(error).__module__.split(".")[0] in ("gradio", "spaces"):
-            return str(error)
+            return str(getattr(error, "message", None) or error)
         if self.settings.public:
             return f"Unexpected error ({type(error).__name__}); it is in the server's log. Try other settings."
         return f"Unexpected error: {type(error).__name__}: {error}"
