@@ -145,5 +145,5 @@ def test_a_wrong_input_is_explained_in_the_page(browser, app_url, cifar_subset):
     assert "does not exist" in status(page)
     fill(page, "data-dir", cifar_subset)
     fill(page, "budget", 0)
-    page.wait_for_function("document.querySelector('#estimate').innerText.includes('budget must be at least 1')")
+    page.wait_for_function("document.querySelector('#estimate').innerText.includes('budget must be an integer 1 to')")
     page.screenshot(path=ARTIFACTS / "wrong_input.png", full_page=True)

@@ -12,18 +12,17 @@ from gradio_client import Client
 LITE0 = "tf_efficientnet_lite0"
 
 
-def inputs(data_dir, victim=LITE0, thief=LITE0, budget=150, victim_mode="lp", thief_mode="lp", seed=0,
-           image_size=64) -> list:
-    """The page's inputs in order: victim, thief, budget, data dir, dataset, pool, modes, output, strategy,
-    seed, device, image size, train/test images per class."""
-    return [victim, thief, budget, str(data_dir), "cifar10", "heldout", victim_mode, thief_mode, "label", "random",
-            seed, "auto", image_size, 0, 0]
+def options(data_dir, victim=LITE0, thief=LITE0, budget=150, victim_mode="lp", thief_mode="lp", seed=0,
+            image_size=64) -> dict:
+    """The API's keyword options (named as the experiment's fields; the rest take their defaults)."""
+    return dict(victim=victim, thief=thief, budget=budget, data_dir=str(data_dir), victim_mode=victim_mode,
+                thief_mode=thief_mode, seed=seed, image_size=image_size)
 
 
 def start(client: Client, *args, **kwargs) -> tuple[str, str]:
-    """(job id, status line) after pressing Start."""
-    job_id, _, status, _, _ = client.predict(*inputs(*args, **kwargs), api_name="/start")
-    return job_id, status
+    """(job id, status line) after starting a job through the API."""
+    started = client.predict(**options(*args, **kwargs), api_name="/start")
+    return started["job_id"], started["status"]
 
 
 def wait(client: Client, job_id: str, statuses=("done", "failed", "cancelled"), timeout: float = 240) -> dict:
@@ -95,17 +94,17 @@ def test_cancel_frees_the_worker_for_the_queued_job(app_url, cifar_subset):
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("budget 0", "budget must be at least 1"),
+    ("budget 0", "budget must be an integer 1 to"),
     ("missing folder", "does not exist"),
     ("hub weights", "cannot be reached"),
 ])
 def test_bad_inputs_get_a_clear_message(client, cifar_subset, tmp_path, case, expected):
     args = {"budget 0": dict(budget=0), "missing folder": dict(data_dir=tmp_path / "nowhere"),
             "hub weights": dict(victim="vit_large_patch16_224")}[case]
-    values = inputs(**{"data_dir": cifar_subset, **args})
-    assert expected in client.predict(*values[:4], api_name="/estimate")
-    job_id, _, status, note, _ = client.predict(*values, api_name="/start")
-    assert job_id == "" and expected in status and expected in note
+    values = options(**{"data_dir": cifar_subset, **args})
+    assert expected in client.predict(**values, api_name="/estimate")
+    started = client.predict(**values, api_name="/start")
+    assert started["job_id"] == "" and expected in started["status"] and expected in started["message"]
 
 
 def test_a_failing_job_shows_its_error_and_the_app_keeps_serving(client, cifar_subset, tmp_path):

@@ -13,6 +13,7 @@ import pickle
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -21,25 +22,11 @@ from PIL import Image
 
 from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
 from fmsteal.cancel import check
+from fmsteal.engine.catalog import CIFAR10_CLASSES, HUB_DATASETS, HUB_SIZES, IMAGENET32_ENV, NAMED_POOLS
 from fmsteal.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_STORED_SIDE = 128
-
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-# name -> (hub dataset repo, folder of its parquet files, image column, label column, {split: file prefix})
-HUB_DATASETS = {
-    "cifar10": ("uoft-cs/cifar10", "plain_text", "img", "label", {"train": "train", "test": "test"}),
-    "cifar100": ("uoft-cs/cifar100", "cifar100", "img", "fine_label", {"train": "train", "test": "test"}),
-    "tiny-imagenet": ("zh-plus/tiny-imagenet", "data", "image", "label", {"train": "train", "test": "valid"}),
-}
-
-# The paper's query pool: Downsampled ImageNet 32x32 (Chrabaszcz et al., 2017). Its licence needs an
-# image-net.org account, so nothing downloads it: FMSTEAL_IMAGENET32 names the unpacked folder of
-# its official `train_data_batch_*` files.
-IMAGENET32_ENV = "FMSTEAL_IMAGENET32"
-NAMED_POOLS = ("imagenet32",)
 
 
 @dataclass
@@ -292,3 +279,43 @@ def _load_hub(name: str) -> Splits:
         return Splits(name, _decode(splits["train"], class_names), _decode(splits["test"], class_names))
 
     return _cached(f"hub:{name}", read, name)
+
+
+def count_images(source: str, pool: bool = False) -> tuple[int, int, int]:
+    """(train images, test images, classes) of a hub dataset, image folder or archive.
+
+    With `pool`, a folder or archive without train/test splits counts all its images as train.
+    """
+    if source in HUB_SIZES:
+        return HUB_SIZES[source]
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"Data folder or archive {source!r} does not exist. Check the path "
+                        "(a folder or .tar.gz laid out train/<class>/*.jpg and test/<class>/*.jpg).")
+    stat = path.stat()
+    return _count(str(path.resolve()), stat.st_mtime_ns, stat.st_size, pool)
+
+
+@lru_cache(maxsize=32)
+def _count(path: str, mtime: int, size: int, pool: bool) -> tuple[int, int, int]:
+    root = Path(path)
+    if root.is_dir():
+        names = [p.relative_to(root).parts for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        try:
+            with tarfile.open(root) as archive:
+                names = [Path(n).parts for n in archive.getnames() if n.lower().endswith(IMAGE_SUFFIXES)]
+        except tarfile.TarError as error:
+            raise DataError(f"{path} is neither a folder nor a readable .tar.gz archive of images: {error}") from None
+    split = {"train": 0, "test": 0}
+    classes = set()
+    for parts in names:
+        if len(parts) >= 3 and parts[-3] in split:
+            split[parts[-3]] += 1
+            classes.add(parts[-2])
+    if pool and not split["train"]:
+        return len(names), 0, 1
+    if not split["train"] or not split["test"]:
+        raise DataError(f"{path} has no images under train/<class>/ and test/<class>/. Lay it out as "
+                        "train/<class>/*.jpg and test/<class>/*.jpg (one folder per class).")
+    return split["train"], split["test"], len(classes)
