@@ -390,6 +390,22 @@ def test_max_run_seconds_fits_the_gpu_call():
     assert fmsteal_settings.max_run_seconds(settings(max_seconds=50)) == 50
 
 
+def test_on_zero_gpu_importing_the_runners_wraps_the_gpu_function(fake_spaces, monkeypatch):
+    """ZeroGPU reports the wrapped functions when the app launches: the wrap cannot wait for the store."""
+    import importlib
+
+    wrapped = []
+    monkeypatch.setattr(sys.modules["spaces"], "GPU",
+                        lambda duration=None: lambda f: wrapped.append((f.__name__, duration({}, 90, ""))))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    try:
+        importlib.reload(runners)
+        assert wrapped == [("gpu_process_events", 90)]
+    finally:
+        monkeypatch.delenv("SPACES_ZERO_GPU")
+        importlib.reload(runners)
+
+
 def test_zero_gpu_runs_in_the_visitors_latest_request(tmp_path, fake_spaces, monkeypatch):
     engine = FakeEngine(hold_seeds={0})
     monkeypatch.setattr(runners, "gpu_process_events",

@@ -7,7 +7,8 @@ process boundary) and stops with `Cancelled` soon after `cancel` is set. On Zero
 - the call is made in the job's thread, which the job store starts inside the visitor's latest request
   context, so `spaces` reads that visitor's `X-IP-Token` and charges their quota;
 - cancel reaches the GPU process as a flag file, which `fmsteal.cancel.check()` reads between batches.
-`spaces.GPU` must wrap the function before the app launches: build the runner (the store) at import.
+`spaces.GPU` must wrap the GPU function before the app launches (ZeroGPU's start-up report lists the
+wrapped functions), so importing this module on ZeroGPU wraps it, however late the store is made.
 """
 
 from __future__ import annotations
@@ -110,3 +111,9 @@ def gpu_process_events(config: dict, seconds: int, flag: str) -> Iterator[dict]:
     from fmsteal.experiment.pipeline import ExperimentConfig, run
 
     yield from run(ExperimentConfig.from_dict(config), cancel=FlagFile(flag))
+
+
+if current().zero_gpu and importlib.util.find_spec("spaces") is not None:  # wrapped before launch: see above
+    import spaces
+
+    spaces.GPU(duration=_requested_seconds)(gpu_process_events)
