@@ -47,8 +47,8 @@ class Field:
             return "one of " + ", ".join(map(str, allowed))
         if self.kind == "bool":
             return "true or false"
-        low = "" if self.minimum is None else f"{self.minimum:g}"
-        high = "" if self.maximum is None else f"{self.maximum:g}"
+        low = "" if self.minimum is None else _number(self.minimum)
+        high = "" if self.maximum is None else _number(self.maximum)
         span = {("", ""): "any", (low, ""): f">= {low}", ("", high): f"<= {high}"}.get((low, high), f"{low} to {high}")
         return f"{'an integer' if self.kind == 'int' else 'a number'} {span}".replace(" any", "")
 
@@ -92,6 +92,10 @@ class Field:
         too_high = self.maximum is not None and value > self.maximum
         if too_low or too_high:
             raise ConfigError(f"{self.name} must be {self.range_text()} ({self.help}); got {value!r}.")
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if float(value).is_integer() else f"{value:g}"
 
 
 def _fail():

@@ -11,10 +11,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "current", "REPO"]
+__all__ = ["Settings", "current", "max_run_seconds", "REPO", "GPU_MARGIN", "GPU_OVERHEAD_SECONDS"]
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout (precomputed/, runs/ and the shared data sit beside it)
 _SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+GPU_MARGIN = 1.5  # a ZeroGPU run asks for 1.5x its estimated duration (estimates are rough) ...
+GPU_OVERHEAD_SECONDS = 30  # ... plus the time to start the GPU worker and move the weights over
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,12 @@ class Settings:
     upload_max_files: int  # FMSTEAL_UPLOAD_MAX_FILES: most entries an uploaded archive may hold
     upload_max_bytes: int  # FMSTEAL_UPLOAD_MAX_MB: most bytes an upload may hold, compressed or extracted
     upload_seconds: float  # FMSTEAL_UPLOAD_HOURS: an upload is deleted this long after it was extracted
+    max_jobs_per_visitor: int  # FMSTEAL_MAX_JOBS_PER_VISITOR: one visitor's queued+running runs (public 2: a scenario's pair; local 4)
+    max_queue: int  # FMSTEAL_MAX_QUEUE: queued+running runs on the whole server (public 6, local 32)
+    runs_ttl_hours: float  # FMSTEAL_RUNS_TTL_HOURS: run files deleted after this long (public 24, local 0 = kept)
+    job_memory_minutes: float  # FMSTEAL_JOB_MEMORY_MINUTES: finished runs kept in memory (30); cards stay on disk
+    abandon_seconds: float  # FMSTEAL_ABANDON_SECONDS: a run whose page stopped polling this long is dropped
+    #   when its turn comes (public 120, local 0 = never)
 
 
 def _flag(name: str) -> bool:
@@ -75,4 +83,18 @@ def current() -> Settings:
         upload_max_files=int(env.get("FMSTEAL_UPLOAD_MAX_FILES", 70_000)),
         upload_max_bytes=int(float(env.get("FMSTEAL_UPLOAD_MAX_MB", 1024)) * 2**20),
         upload_seconds=float(env.get("FMSTEAL_UPLOAD_HOURS", 2)) * 3600,
+        max_jobs_per_visitor=int(env.get("FMSTEAL_MAX_JOBS_PER_VISITOR") or (2 if public else 4)),
+        max_queue=int(env.get("FMSTEAL_MAX_QUEUE") or (6 if public else 32)),
+        runs_ttl_hours=float(env.get("FMSTEAL_RUNS_TTL_HOURS") or (24 if public else 0)),
+        job_memory_minutes=float(env.get("FMSTEAL_JOB_MEMORY_MINUTES") or 30),
+        abandon_seconds=float(env.get("FMSTEAL_ABANDON_SECONDS") or (120 if public else 0)),
     )
+
+
+def max_run_seconds(settings: Settings | None = None) -> float:
+    """The longest estimated run accepted: FMSTEAL_MAX_SECONDS and, on ZeroGPU, what fits in one
+    `spaces.GPU` call of FMSTEAL_GPU_SECONDS once the margin and the worker's start-up are counted."""
+    settings = settings or current()
+    if settings.zero_gpu:
+        return max(0.0, min(settings.max_seconds, (settings.gpu_seconds - GPU_OVERHEAD_SECONDS) / GPU_MARGIN))
+    return settings.max_seconds

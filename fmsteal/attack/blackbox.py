@@ -8,10 +8,10 @@ from typing import Literal, Protocol
 
 import torch
 
+from fmsteal.attack.outputs import OUTPUT_MODES
 from fmsteal.errors import BudgetExceeded
 
 OutputMode = Literal["label", "topk", "probs", "rounded"]
-OUTPUT_MODES = ("label", "topk", "probs", "rounded")
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,4 @@ class BlackBoxVictim:
             )
         self.queries_used += len(images)
         probs = self.__probabilities(images).detach().float().cpu()
-        labels = probs.argmax(1)
-        if self.output == "label":
-            return Answers(labels=labels)
-        if self.output == "topk":
-            return Answers(labels=labels, topk=probs.topk(self.top_k, dim=1).indices)
-        if self.output == "rounded":
-            probs = torch.round(probs, decimals=self.decimals)
-        return Answers(labels=labels, probs=probs)
+        return OUTPUT_MODES.get(self.output).fn(probs, self.top_k, self.decimals)

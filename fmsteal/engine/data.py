@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
+from fmsteal.engine.catalog import CIFAR10_CLASSES, HUB_DATASETS, HUB_SIZES, IMAGENET32_ENV, NAMED_POOLS
 from fmsteal.engine.decode import MAX_STORED_SIDE, Encoded, decode
 from fmsteal.engine.listing import IMAGE_SUFFIXES, LAYOUT, Local, archive_images, file_stamp, list_local, scan
 from fmsteal.engine.safe_fs import Clock, Limits, checked_path, read_regular, shown_name
@@ -26,24 +27,6 @@ from fmsteal.errors import DataError
 __all__ = ["CIFAR10_CLASSES", "HUB_DATASETS", "HUB_SIZES", "IMAGE_SUFFIXES", "IMAGENET32_ENV", "MAX_STORED_SIDE",
            "NAMED_POOLS", "ImageSet", "Splits", "count_images", "is_decoded", "load_pool", "load_splits",
            "source_key", "stratified_subset"]
-
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-# name -> (hub dataset repo, folder of its parquet files, image column, label column, {split: file prefix})
-HUB_DATASETS = {
-    "cifar10": ("uoft-cs/cifar10", "plain_text", "img", "label", {"train": "train", "test": "test"}),
-    "cifar100": ("uoft-cs/cifar100", "cifar100", "img", "fine_label", {"train": "train", "test": "test"}),
-    "tiny-imagenet": ("zh-plus/tiny-imagenet", "data", "image", "label", {"train": "train", "test": "valid"}),
-}
-
-# The paper's query pool: Downsampled ImageNet 32x32 (Chrabaszcz et al., 2017). Its licence needs an
-# image-net.org account, so nothing downloads it: FMSTEAL_IMAGENET32 names the unpacked folder of
-# its official `train_data_batch_*` files.
-IMAGENET32_ENV = "FMSTEAL_IMAGENET32"
-# (train images, test images, classes) of the named sources, known without reading them
-HUB_SIZES = {"cifar10": (50_000, 10_000, 10), "cifar100": (50_000, 10_000, 100), "tiny-imagenet": (100_000, 10_000, 200),
-             "imagenet32": (1_281_167, 0, 1000)}
-NAMED_POOLS = ("imagenet32",)
 
 
 @dataclass
