@@ -111,7 +111,8 @@ class JobStore:
         `Busy` when the owner or the server has as many runs as allowed, ConfigError for a bad token.
         """
         if not _valid_owner(owner):
-            raise ConfigError("This page has no visitor token: reload the page, then start again.")
+            raise ConfigError("The visitor token is missing: reload the page (it makes one); API clients pass "
+                              "`owner`, a random string of 16 or more characters they keep to poll the run.")
         mine, config_id = owner_hash(owner), config.job_id()
         with self._lock:
             for job in self._jobs.values():
