@@ -255,14 +255,15 @@ class JobStore:
     def _work(self) -> None:
         """Run queued jobs one at a time, each to the end of its thread; housekeep in between."""
         while not self._closed:
-            job = self._next_job()
-            if job is not None:
-                self._execute(job)
-            if time.time() - self._swept > HOUSEKEEPING_SECONDS:
-                try:
+            try:
+                job = self._next_job()
+                if job is not None:
+                    self._execute(job)
+                if time.time() - self._swept > HOUSEKEEPING_SECONDS:
                     self.housekeep()
-                except OSError:
-                    log.exception("housekeeping failed")
+            except Exception:  # a bad setting or a full disk must not stop the queue for everyone
+                log.exception("the job worker hit an error; it goes on")
+                time.sleep(1.0)
 
     def _next_job(self) -> Job | None:
         """The next job to run, marked running (jobs whose page went away are dropped); None after a while."""
