@@ -19,12 +19,14 @@ if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces"):
 import gradio as gr
 
 from fmsteal import settings
+from fmsteal.engine.cache import remove_stale_temporaries
 from fmsteal.errors import FmstealError
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
 from fmsteal.experiment.estimate import estimate
-from fmsteal.service import classroom, plots, results, sharing
+from fmsteal.service import classroom, live, plots, results, sharing, uploads
 from fmsteal.service.form import Form, api_function
-from fmsteal.service.jobs import TERMINAL, JobStore, status_line
+from fmsteal.service.job_files import browser_secret
+from fmsteal.service.jobs import TERMINAL, JobStore, new_owner_token, status_line
 
 REPO = Path(__file__).resolve().parent
 CSS = """
@@ -39,150 +41,19 @@ body.presenter #status {font-size: 1.6em; border-left-width: 8px; background: #f
 body.presenter #advanced, body.presenter #estimate, body.presenter #shown {display: none}
 """
 START_BUDGET = 2000  # the page opens on a budget that runs in seconds on a warm cache
+NAMED_POOLS = ("heldout", "cifar10", "cifar100", "tiny-imagenet", "imagenet32")
+CPU_SPACE_NOTE = ("This Space runs on a CPU: live runs use the offline backbones (EfficientNet-Lite0/1/2, the scratch "
+                  "CNN) at small sizes and budgets; the full-size grids, ViT-L/16 included, are in **Results**.")
 _store: JobStore | None = None
+_table = None
 
 
 def store() -> JobStore:
-    """The job store, made when the page is built (importing app.py starts no worker)."""
+    """The job store, made on first use (importing app.py starts no worker)."""
     global _store
     if _store is None:
         _store = JobStore(settings.current().runs)
     return _store
-
-
-def labels() -> dict[str, str]:
-    from fmsteal.engine.zoo import list_backbones
-
-    return {spec.name: spec.label for spec in list_backbones()}
-
-
-def check(values: dict) -> tuple[object | None, dict | None, str]:
-    """(config, estimate, markdown) for the form's values: config is None when they are wrong or the run is refused."""
-    try:
-        config = ExperimentConfig.from_inputs(values)
-        guess = estimate(config)
-    except FmstealError as error:
-        return None, None, f"**Cannot start:** {error}"
-    if guess["refused"]:
-        return None, guess, f"**Refused.** {guess['message']}"
-    return config, guess, f"{guess['message']}"
-
-
-def submit(values: dict) -> tuple[str, str, str]:
-    """Queue the job (or explain why not): (job id or "", status line, estimate note)."""
-    config, guess, note = check(values)
-    if config is None:
-        return "", note, note
-    job_id = store().submit(config, estimate_s=guess["seconds"])
-    return job_id, status_line(store().snapshot(job_id)), note
-
-
-def cancel(job_id: str) -> str:
-    store().cancel(job_id)
-    return status_line(store().snapshot(job_id))
-
-
-def current_job(session: list[str]) -> str:
-    """The job the status line follows: the first of the session's jobs still queued or running, else the last."""
-    snaps = [(job_id, store().snapshot(job_id)) for job_id in session]
-    active = [job_id for job_id, snap in snaps if snap and snap["status"] not in TERMINAL]
-    known = [job_id for job_id, snap in snaps if snap]
-    return (active or known or [""])[0 if active else -1]
-
-
-def session_runs(session: list[str]) -> list[dict]:
-    """The session's runs as the comparison plot draws them: id, config, curve points."""
-    runs = []
-    for job_id in session:
-        snap = store().snapshot(job_id)
-        if snap and (snap["card"] or snap["checkpoints"]):
-            runs.append({"id": job_id, "config": snap["config"],
-                         "points": snap["card"]["curve"] if snap["card"] else snap["checkpoints"]})
-    return runs
-
-
-def run_outputs(card: dict | None, checkpoints: list[dict], budget: int) -> tuple:
-    """Curve, confusion, per-class, summary and gallery of one run (a live job's or a shared card's)."""
-    victim_accuracy = card["victim_accuracy"] if card else None
-    curve = plots.curve_figure(card["curve"] if card else checkpoints, victim_accuracy, budget)
-    return (curve, plots.confusion_figure(card), plots.per_class_figure(card),
-            plots.summary_markdown(card, labels()) if card else "", gallery_items(card))
-
-
-def gallery_items(card: dict | None) -> list[tuple]:
-    """(image, caption) pairs of the card's agree/disagree examples."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    items = []
-    for example in (card or {}).get("examples") or []:
-        image = Image.open(io.BytesIO(base64.b64decode(example["image_png"])))
-        mark = "agree" if example["agree"] else "DISAGREE"
-        items.append((image, f"{mark}: victim {example['victim']}, thief {example['thief']} (true {example['true']})"))
-    return items
-
-
-def poll(session: list[str], drawn: str, shown: list[str] | None):
-    """Status every tick; figures, comparison, gallery and downloads only when something new arrived.
-
-    `drawn` names what the page shows (jobs, checkpoints, cards), so progress ticks send no figures.
-    """
-    session = session or []
-    job_id = current_job(session)
-    snap = store().snapshot(job_id)
-    snaps = [store().snapshot(j) for j in session]
-    timer = gr.Timer(active=any(s and s["status"] not in TERMINAL for s in snaps))
-    if snap is None:  # no job yet, or Start was refused: leave its message in place
-        return (job_id, *[gr.skip()] * 11, timer, drawn)
-    card = snap["card"]
-    showing = "|".join(f"{j}:{len(s['checkpoints'])}:{s['card'] is not None}" for j, s in zip(session, snaps) if s)
-    showing += f"|{job_id}|{sorted(shown or [])}"
-    if showing == drawn:
-        return (job_id, status_line(snap), *[gr.skip()] * 10, timer, drawn)
-    runs = session_runs(session)
-    choices = [(classroom.run_label(r["config"], labels()), r["id"]) for r in runs]
-    visible = [r["id"] for r in runs] if shown is None else [r for r in shown if r in dict(map(reversed, choices))]
-    visible = list(dict.fromkeys(visible + [r["id"] for r in runs if r["id"] not in drawn]))  # new runs show
-    hidden = frozenset(r["id"] for r in runs) - set(visible)
-    comparison = classroom.comparison_figure(runs, labels(), results_table(), hidden)
-    csv = Path(snap["card_path"]).with_suffix(".csv") if card else None
-    curve, confusion, per_class, summary, gallery = run_outputs(card, snap["checkpoints"], snap["config"]["budget"])
-    return (job_id, status_line(snap), curve, confusion, per_class, summary,
-            gr.DownloadButton(value=snap["card_path"], visible=bool(card)),
-            gr.DownloadButton(value=str(csv) if csv else None, visible=bool(card)),
-            comparison, gr.CheckboxGroup(choices=choices, value=visible), gallery,
-            gr.Button(visible=bool(card)), timer, showing)
-
-
-def reattach(session: list[str] | None, request: gr.Request):
-    """On page load: a shared run (`?run=TOKEN`) if the link has one, else this browser's earlier jobs."""
-    card = sharing.shared(request.query_params.get("run"), shared_folder()) if request else None
-    if card:
-        curve, confusion, per_class, summary, gallery = run_outputs(card, [], card["config"]["budget"])
-        status = f"**Shared run** · {classroom.run_label(card['config'], labels())}"
-        return (gr.skip(), "", status, curve, confusion, per_class, summary, gr.skip(), gr.skip(), gr.skip(), gr.skip(),
-                gallery, gr.skip(), gr.Timer(active=False), "shared")
-    session = [j for j in (session or []) if store().snapshot(j)]
-    return (session, *poll(session, "", None))
-
-
-def shared_folder() -> Path:
-    return settings.current().runs / "shared"
-
-
-def share_link(job_id: str, request: gr.Request) -> str:
-    """A link that reopens the current run's results (and nothing else) in any browser."""
-    snap = store().snapshot(job_id)
-    if not snap or not snap["card"]:
-        return "Share works once the run is done."
-    token = sharing.share(snap["card"], shared_folder())
-    base = str(request.request.base_url) if request and request.request else "/"
-    return f"Share this run: [{base}?run={token}]({base}?run={token})"
-
-
-_table = None
 
 
 def results_table():
@@ -193,9 +64,116 @@ def results_table():
     return _table
 
 
-def job_state(job_id: str) -> dict:
-    """The job's state as JSON (for API clients): status, checkpoints, run card, ..."""
-    return store().snapshot(job_id) or {"status": "unknown", "error": f"No job {job_id!r} on this server."}
+def labels() -> dict[str, str]:
+    from fmsteal.engine.zoo import list_backbones
+
+    return {spec.name: spec.label for spec in list_backbones()}
+
+
+def page_fields() -> tuple:
+    """The fields this server offers: in public mode no server paths (uploads instead)."""
+    return tuple(f for f in FIELDS if f.public or not settings.current().public)
+
+
+def check(values: dict, upload: str | None = None) -> tuple[object | None, dict | None, str]:
+    """(config, estimate, markdown) for a visitor's values: config is None when they are wrong or the run is refused.
+
+    In public mode a visitor names no server path: the data is a hub dataset or their own upload."""
+    values = dict(values)
+    if settings.current().public:
+        if values.get("data_dir") or values.get("query_pool", "heldout") not in NAMED_POOLS:
+            return None, None, ("**Cannot start:** this public Space reads no server folders: upload a .zip or .tar.gz "
+                                "of your images, or pick a dataset and a named query pool.")
+        values["data_dir"] = upload
+    try:
+        config = ExperimentConfig.from_inputs(values)
+        guess = estimate(config)
+    except FmstealError as error:
+        return None, None, f"**Cannot start:** {error}"
+    if guess["refused"]:
+        return None, guess, f"**Refused.** {guess['message']}"
+    return config, guess, guess["message"]
+
+
+def submit(values: dict, owner: str, upload: str | None = None) -> tuple[str, str, str]:
+    """Queue the visitor's job (or explain why not): (job id or "", status line, estimate note)."""
+    config, guess, note = check(values, upload)
+    if config is None:
+        return "", note, note
+    try:
+        job_id = store().submit(config, owner, estimate_s=guess["seconds"])
+    except FmstealError as error:  # Busy: too many runs of this visitor's or on the server
+        return "", f"**Cannot start:** {error}", note
+    return job_id, status_line(store().snapshot(job_id, owner)), note
+
+
+def cancel_run(job_id: str, owner: str) -> str:
+    """Cancel the visitor's job; its status line."""
+    store().cancel(job_id, owner)
+    return status_line(store().snapshot(job_id, owner))
+
+
+def run_outputs(card: dict | None, checkpoints: list[dict], budget: int) -> tuple:
+    """Curve, confusion, per-class, summary and gallery of one run (a live job's or a shared card's)."""
+    victim_accuracy = card["victim_accuracy"] if card else None
+    curve = plots.curve_figure(card["curve"] if card else checkpoints, victim_accuracy, budget)
+    return (curve, plots.confusion_figure(card), plots.per_class_figure(card),
+            plots.summary_markdown(card, labels()) if card else "", live.gallery_items(card))
+
+
+def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
+    """Status every tick; figures, comparison, gallery and downloads only when something new arrived.
+
+    `drawn` names what the page shows (jobs, checkpoints, cards), so progress ticks send no figures.
+    """
+    session = session or []
+    job_id = live.current_job(store(), session, owner)
+    snap = store().snapshot(job_id, owner)
+    if snap is None:  # no job yet, or Start was refused: leave its message in place
+        return (job_id, *[gr.skip()] * 11, gr.Timer(active=False), drawn)
+    runs = live.session_runs(store(), session, owner)
+    timer = gr.Timer(active=any(run["status"] not in TERMINAL for run in runs) or snap["status"] not in TERMINAL)
+    showing = f"{live.session_signature(store(), session, owner)}#{job_id}#{sorted(shown or [])}"
+    if showing == drawn:
+        return (job_id, status_line(snap), *[gr.skip()] * 10, timer, drawn)
+    names = labels()
+    choices = [(classroom.run_label(r["config"], names), r["id"]) for r in runs]
+    visible = [r["id"] for r in runs if shown is None or r["id"] in shown or r["id"] not in drawn]
+    hidden = frozenset(r["id"] for r in runs) - set(visible)
+    comparison = classroom.comparison_figure(runs, names, results_table(), hidden)
+    card = snap["card"]
+    files = store().files(job_id, owner) if card else None
+    budget = snap["config"]["budget"] if snap["config"] else START_BUDGET
+    curve, confusion, per_class, summary, gallery = run_outputs(card, snap["checkpoints"], budget)
+    return (job_id, status_line(snap), curve, confusion, per_class, summary,
+            gr.DownloadButton(value=str(files[0]) if files else None, visible=bool(files)),
+            gr.DownloadButton(value=str(files[1]) if files else None, visible=bool(files)),
+            comparison, gr.CheckboxGroup(choices=choices, value=visible), gallery,
+            gr.Button(visible=bool(card)), timer, showing)
+
+
+def shared_folder() -> Path:
+    return settings.current().runs / "shared"
+
+
+def share_link(job_id: str, owner: str, request: gr.Request) -> str:
+    """A link that reopens the visitor's current run's results (and nothing else) in any browser."""
+    snap = store().snapshot(job_id, owner)
+    if not snap or not snap["card"]:
+        return "Share works once the run is done."
+    token = sharing.share(snap["card"], shared_folder())
+    base = str(request.request.base_url) if request is not None and request.request is not None else "/"
+    return f"Share this run: [{base}?run={token}]({base}?run={token})"
+
+
+def job_state(job_id: str, owner: str) -> dict:
+    """The state of one of your jobs as JSON (status, checkpoints, run card, ...); `owner` is the token you started it with."""
+    return store().snapshot(job_id, owner) or {"status": "lost", "error": "No job id given."}
+
+
+def cancel_job(job_id: str, owner: str) -> str:
+    """Cancel one of your jobs; its status line."""
+    return cancel_run(job_id, owner)
 
 
 def estimate_text(**values) -> str:
@@ -203,9 +181,10 @@ def estimate_text(**values) -> str:
     return check(values)[2]
 
 
-def start_job(**values) -> dict:
-    """Queue an experiment; {"job_id", "status", "message"} (job_id "" when refused)."""
-    job_id, status, note = submit(values)
+def start_job(owner: str, **values) -> dict:
+    """Queue an experiment as `owner` (a private token of 16+ characters; keep it to poll and cancel):
+    {"job_id", "status", "message"} (job_id "" when refused)."""
+    job_id, status, note = submit(values, owner)
     return {"job_id": job_id, "status": status, "message": note}
 
 
@@ -213,12 +192,16 @@ def budget_slider(field, value) -> gr.Slider:
     return gr.Slider(0, 20000, value=value, step=100, label=field.title, info=field.help, elem_id="budget")
 
 
-def steal_tab() -> tuple:
-    """The job controls, live outputs and the classroom tools; returns what the page-load events need."""
-    form = Form(FIELDS, {"budget": START_BUDGET, "data_dir": settings.current().data_dir or None},
+def steal_tab() -> list:
+    """The job controls, live outputs and the classroom tools; returns the page-load events."""
+    public = settings.current().public
+    fields = page_fields()
+    form = Form(fields, {"budget": START_BUDGET, "data_dir": settings.current().data_dir or None},
                 widgets={"budget": budget_slider})
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=420):
+            if public:
+                gr.Markdown(CPU_SPACE_NOTE, elem_id="space-note")
             form.render(advanced=False)
             estimate_box = gr.Markdown(elem_id="estimate")
             with gr.Row():
@@ -232,6 +215,10 @@ def steal_tab() -> tuple:
             presenter = gr.Checkbox(False, label="Presenter mode (large type, high contrast, fewer controls)",
                                     elem_id="presenter")
             with gr.Accordion("Advanced", open=False, elem_id="advanced"):
+                upload_file = gr.File(label="Your images: a .zip or .tar.gz laid out train/<class>/*.jpg and "
+                                            "test/<class>/*.jpg", file_types=[".zip", ".gz", ".tgz"],
+                                      visible=public, elem_id="upload")
+                upload_note = gr.Markdown(visible=public, elem_id="upload-note")
                 form.render(advanced=True)
         with gr.Column(scale=3):
             status = gr.Markdown(status_line(None), elem_id="status")
@@ -241,8 +228,8 @@ def steal_tab() -> tuple:
                 per_class = gr.Plot(plots.per_class_figure(None), label="Per class", elem_id="per-class")
             summary = gr.Markdown(elem_id="summary")
             with gr.Row():
-                card_file = gr.DownloadButton("Run card (JSON)", visible=False, size="md")
-                curve_file = gr.DownloadButton("Curve (CSV)", visible=False, size="md")
+                card_file = gr.DownloadButton("Run card (JSON)", visible=False, size="md", elem_id="card-file")
+                curve_file = gr.DownloadButton("Curve (CSV)", visible=False, size="md", elem_id="curve-file")
                 share_button = gr.Button("Share", visible=False, size="md", elem_id="share")
             share_box = gr.Markdown(elem_id="share-link")
             comparison = gr.Plot(classroom.comparison_figure([], {}), label="This session's runs", elem_id="comparison")
@@ -252,17 +239,19 @@ def steal_tab() -> tuple:
             gallery = gr.Gallery(label="Where the thief agrees and disagrees with the victim", columns=6, height=260,
                                  elem_id="gallery")
     job_box = gr.Textbox(visible=False, label="job id")
+    owner = gr.BrowserState("", storage_key="fmsteal_owner", secret=browser_secret(settings.current().runs))
     session = gr.BrowserState([], storage_key="fmsteal_session")
+    upload = gr.State(None)  # server-side: the path of this visitor's extracted upload
     drawn = gr.State("")
     timer = gr.Timer(1.0, active=False)
 
     def show_estimate(data: dict) -> str:
-        return check(form.values(data))[2]
+        return check(form.values(data), data[upload])[2]
 
     def press_start(data: dict):
-        job_id, status_text, note = submit(form.values(data))
+        job_id, status_text, note = submit(form.values(data), data[owner], data[upload])
         if not job_id:
-            return gr.skip(), note, note, gr.Timer(active=False)
+            return gr.skip(), status_text, note, gr.Timer(active=False)
         return (data[session] or []) + [job_id], status_text, note, gr.Timer(active=True)
 
     def scenario(name: str):
@@ -271,43 +260,68 @@ def steal_tab() -> tuple:
         def queue_runs(data: dict):
             queued, notes = [], []
             for run in entry.fn(form.values(data)):
-                job_id, _, note = submit(run["values"])
-                (queued if job_id else notes).append(job_id or note)
+                job_id, status_text, _ = submit(run["values"], data[owner], data[upload])
+                (queued if job_id else notes).append(job_id or status_text)
             text = f"**{entry.help}.** Look for: {entry.meta['look_for']}" + "".join(f"\n\n{n}" for n in notes)
             return (data[session] or []) + queued, text, gr.Timer(active=bool(queued))
 
         return queue_runs
 
-    # Cheap, read-only handlers run concurrently: one visitor's poll never waits behind another's.
-    for widget in form.widgets.values():
-        widget.change(show_estimate, form.inputs, estimate_box, api_visibility="private", trigger_mode="always_last",
-                      concurrency_limit=None)
-    live = [job_box, status, curve, confusion, per_class, summary, card_file, curve_file, comparison, shown, gallery,
-            share_button, timer, drawn]
-    def redraw(session_ids: list[str], shown_ids: list[str] | None):
-        return poll(session_ids, "", shown_ids)
+    def take_upload(file, request: gr.Request):
+        if file is None:
+            return None, ""
+        try:
+            found = uploads.extract_upload(file, visitor=request.session_hash, name=Path(file).name)
+        except FmstealError as error:
+            return None, f"**Upload refused:** {error}"
+        return str(found.path), f"Using **{found.description}**."
 
-    refresh = (redraw, [session, shown], live)
-    start_button.click(press_start, form.inputs | {session}, [session, status, estimate_box, timer],
-                       api_visibility="private").then(*refresh, api_visibility="private", concurrency_limit=None,
-                                                      show_progress="hidden")
+    def redraw(session_ids: list[str], shown_ids: list[str] | None, token: str):
+        return poll(session_ids, "", shown_ids, token)
+
+    def welcome(token: str, session_ids: list[str] | None, request: gr.Request):
+        """Page load: this browser's token (made on the first visit), a shared run if the link has one, else
+        the browser's earlier runs."""
+        token = token or new_owner_token()
+        card = sharing.shared(request.query_params.get("run"), shared_folder()) if request is not None else None
+        if card:
+            curve_, confusion_, per_class_, summary_, gallery_ = run_outputs(card, [], card["config"]["budget"])
+            status_ = f"**Shared run** · {classroom.run_label(card['config'], labels())}"
+            return (token, gr.skip(), "", status_, curve_, confusion_, per_class_, summary_, gr.skip(), gr.skip(),
+                    gr.skip(), gr.skip(), gallery_, gr.skip(), gr.Timer(active=False), "shared")
+        session_ids = live.known(store(), session_ids, token)
+        return (token, session_ids, *poll(session_ids, "", None, token))
+
+    for widget in form.widgets.values():  # cheap, read-only handlers run concurrently across visitors
+        widget.change(show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private",
+                      trigger_mode="always_last", concurrency_limit=None)
+    upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private").then(
+        show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private")
+    live_outputs = [job_box, status, curve, confusion, per_class, summary, card_file, curve_file, comparison, shown,
+                    gallery, share_button, timer, drawn]
+    refresh = (redraw, [session, shown, owner], live_outputs)
+    after = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
+    state = form.inputs | {session, owner, upload}
+    start_button.click(press_start, state, [session, status, estimate_box, timer],
+                       api_visibility="private").then(*refresh, **after)
     for name, button in scenario_buttons.items():
-        button.click(scenario(name), form.inputs | {session}, [session, look_for, timer],
-                     api_visibility="private").then(*refresh, api_visibility="private", concurrency_limit=None,
-                                                    show_progress="hidden")
-    cancel_button.click(cancel, job_box, status, api_name="cancel", concurrency_limit=None)
-    timer.tick(poll, [session, drawn, shown], live, api_name="poll", show_progress="hidden", concurrency_limit=None)
-    shown.input(*refresh, api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    clear_button.click(lambda s: [j for j in s or [] if (store().snapshot(j) or {}).get("status") not in TERMINAL],
-                       session, session, api_visibility="private").then(*refresh, api_visibility="private")
-    share_button.click(share_link, job_box, share_box, api_visibility="private")
+        button.click(scenario(name), state, [session, look_for, timer], api_visibility="private").then(*refresh, **after)
+    cancel_button.click(cancel_run, [job_box, owner], status, api_visibility="private", concurrency_limit=None)
+    timer.tick(poll, [session, drawn, shown, owner], live_outputs, api_visibility="private", show_progress="hidden",
+               concurrency_limit=None)
+    shown.input(*refresh, **after)
+    clear_button.click(lambda ids, token: [j for j in ids or [] if (store().snapshot(j, token) or {}).get("status")
+                                           not in TERMINAL], [session, owner], session,
+                       api_visibility="private").then(*refresh, **after)
+    share_button.click(share_link, [job_box, owner], share_box, api_visibility="private")
     presenter.change(None, presenter, None, js="(on) => { document.body.classList.toggle('presenter', on); return []; }")
     gr.api(job_state, api_name="job", concurrency_limit=None)
-    gr.api(api_function(FIELDS, start_job, "start", start_job.__doc__), api_name="start")
-    gr.api(api_function(FIELDS, estimate_text, "estimate", estimate_text.__doc__), api_name="estimate",
+    gr.api(cancel_job, api_name="cancel", concurrency_limit=None)
+    gr.api(api_function(fields, start_job, "start", start_job.__doc__, first=("owner", str)), api_name="start")
+    gr.api(api_function(fields, estimate_text, "estimate", estimate_text.__doc__), api_name="estimate",
            concurrency_limit=None)
-    page_load = [(show_estimate, form.inputs, estimate_box), (reattach, session, [session, *live])]
-    return page_load
+    return [(welcome, [owner, session], [owner, session, *live_outputs]),
+            (show_estimate, form.inputs | {upload}, estimate_box)]
 
 
 def results_tab() -> None:
@@ -357,6 +371,11 @@ def _curve_args(view: dict) -> dict:
     return {k: view[k] for k in ("dataset", "victim_mode", "output", "thief")}
 
 
+def forget_uploads(request: gr.Request) -> None:
+    """A visitor's session ended: delete their uploads."""
+    uploads.remove_uploads(request.session_hash)
+
+
 def build() -> gr.Blocks:
     with gr.Blocks(title="fmsteal: watch a model get stolen", fill_width=True) as demo:
         gr.Markdown("# fmsteal: watch a model get stolen\nA victim classifier answers queries; a thief "
@@ -370,12 +389,13 @@ def build() -> gr.Blocks:
                 gr.Markdown((REPO / "fmsteal" / "service" / "about.md").read_text())
         for handler, inputs, outputs in page_load:
             demo.load(handler, inputs, outputs, api_visibility="private")
+        demo.unload(forget_uploads)
     return demo
 
 
-
-
 def main() -> None:
+    remove_stale_temporaries()  # half-written files of runs killed with the last server
+    uploads.sweep_uploads()
     build().queue(default_concurrency_limit=None).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),

@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from test_app_browser import ARTIFACTS, browser, configure, open_page, status  # noqa: F401  (fixture)
-
-playwright = pytest.importorskip("playwright.sync_api")
-COMPARISON_LINES = "#comparison .scatterlayer .trace"
 
 
-def solid_traces(page) -> int:
-    """Measured (solid) session curves in the comparison plot: their legend names carry no 'precomputed'."""
-    names = page.evaluate("() => (document.querySelector('#comparison .js-plotly-plot').data || [])"
-                          ".filter(t => t.x && t.x.length).map(t => t.name)")
-    return len([n for n in names if "precomputed" not in n])
+from browser_fixtures import ARTIFACTS, configure, open_page, status
 
 
 def test_the_contrast_scenario_overlays_both_victims(browser, app_url, cifar_subset):

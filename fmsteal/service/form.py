@@ -75,8 +75,10 @@ class Form:
         return {name: data[widget] for name, widget in self.widgets.items() if widget in data}
 
 
-def api_function(fields: tuple[Field, ...], fn: Callable[..., object], name: str, doc: str) -> Callable[..., object]:
-    """`fn(**values)` with one keyword parameter per field (typed, defaulted), for `gr.api`."""
+def api_function(fields: tuple[Field, ...], fn: Callable[..., object], name: str, doc: str,
+                 first: tuple[str, type] | None = None) -> Callable[..., object]:
+    """`fn(**values)` with one parameter per field (typed, defaulted), for `gr.api`; `first` = (name, type) of a
+    required parameter before them (e.g. the caller's owner token)."""
     types = {"int": int, "float": float, "bool": bool, "str": str}
 
     def call(*args, **kwargs):
@@ -84,7 +86,7 @@ def api_function(fields: tuple[Field, ...], fn: Callable[..., object], name: str
         bound.apply_defaults()
         return fn(**bound.arguments)
 
-    parameters = []
+    parameters = [inspect.Parameter(first[0], inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=first[1])] if first else []
     for field in fields:
         kind = types[field.kind] | None if field.optional else types[field.kind]
         parameters.append(inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=field.default,
