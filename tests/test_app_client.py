@@ -121,9 +121,8 @@ def test_bad_inputs_get_a_clear_message(visitor, cifar_subset, tmp_path, case, e
     reply = visitor.start(**values)
     assert reply["job_id"] == "" and expected in reply["status"] and expected in reply["message"]
     assert time.time() - started < 30  # answered within seconds, even for "/"
-    estimate = visitor.client.predict(victim=values.get("victim", LITE0), thief=LITE0, budget=values.get("budget", 150),
-                                      data_dir=str(values["data_dir"]), image_size=values.get("image_size", 64),
-                                      api_name="/estimate")
+    options = {"victim": LITE0, "thief": LITE0, "budget": 150, "image_size": 64, **values}
+    estimate = visitor.client.predict(**{**options, "data_dir": str(options["data_dir"])}, api_name="/estimate")
     assert expected in estimate
 
 
