@@ -107,13 +107,13 @@ def test_cancel_frees_the_worker_for_the_queued_job(app_url, cifar_subset):
 @pytest.mark.parametrize("case, expected", [
     ("budget 0", "budget must be an integer 1 to"),
     ("seed 2**80", "seed must be an integer 0 to"),
-    ("image size 2000", "2000 px is more than 2x"),
+    ("image size 500", "500 px is more than 2x"),
     ("missing folder", "does not exist"),
     ("the root folder", "train/<class>"),
     ("hub weights", "cannot be reached"),
 ])
 def test_bad_inputs_get_a_clear_message(visitor, cifar_subset, tmp_path, case, expected):
-    args = {"budget 0": dict(budget=0), "seed 2**80": dict(seed=2**80), "image size 2000": dict(image_size=2000),
+    args = {"budget 0": dict(budget=0), "seed 2**80": dict(seed=2**80), "image size 500": dict(image_size=500),
             "missing folder": dict(data_dir=tmp_path / "nowhere"), "the root folder": dict(data_dir="/"),
             "hub weights": dict(victim="vit_large_patch16_224")}[case]
     values = {"data_dir": cifar_subset, **args}
