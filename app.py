@@ -239,7 +239,7 @@ def steal_tab() -> list:
             gallery = gr.Gallery(label="Where the thief agrees and disagrees with the victim", columns=6, height=260,
                                  elem_id="gallery")
     job_box = gr.Textbox(visible=False, label="job id")
-    owner = gr.BrowserState("", storage_key="fmsteal_owner", secret=browser_secret(settings.current().runs))
+    owner = gr.BrowserState("", storage_key="fmsteal_owner", secret=browser_secret(settings.current().cache))
     session = gr.BrowserState([], storage_key="fmsteal_session")
     upload = gr.State(None)  # server-side: the path of this visitor's extracted upload
     drawn = gr.State("")
@@ -289,8 +289,11 @@ def steal_tab() -> list:
             status_ = f"**Shared run** · {classroom.run_label(card['config'], labels())}"
             return (token, gr.skip(), "", status_, curve_, confusion_, per_class_, summary_, gr.skip(), gr.skip(),
                     gr.skip(), gr.skip(), gallery_, gr.skip(), gr.Timer(active=False), "shared")
-        session_ids = live.known(store(), session_ids, token)
-        return (token, session_ids, *poll(session_ids, "", None, token))
+        known = live.known(store(), session_ids, token)
+        if session_ids and not known:  # every run of this browser was lost (a restart, or expired): say so
+            lost = status_line(store().snapshot(session_ids[-1], token))
+            return (token, [], "", lost, *[gr.skip()] * 10, gr.Timer(active=False), "")
+        return (token, known, *poll(known, "", None, token))
 
     for widget in form.widgets.values():  # cheap, read-only handlers run concurrently across visitors
         widget.change(show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private",

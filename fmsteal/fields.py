@@ -91,7 +91,7 @@ class Field:
         too_low = self.minimum is not None and value < self.minimum
         too_high = self.maximum is not None and value > self.maximum
         if too_low or too_high:
-            raise ConfigError(f"{self.name} must be {self.range_text()} ({self.help}); got {value!r}.")
+            raise ConfigError(f"{self.name} must be {self.range_text()}; got {value!r}.")
 
 
 def _number(value: float) -> str:

@@ -31,7 +31,7 @@ def estimate(config, device: str | None = None) -> dict:
 
     device = device or _device(config.device)
     phases, reused = price(config, device)
-    limit = settings.current().max_seconds
+    limit = settings.max_run_seconds()
     seconds = sum(phases.values())
     result = {"seconds": round(seconds, 1), "phases": {k: round(v, 1) for k, v in phases.items()},
               "device": device, "reused": reused, "refused": False}

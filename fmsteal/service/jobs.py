@@ -111,7 +111,8 @@ class JobStore:
         `Busy` when the owner or the server has as many runs as allowed, ConfigError for a bad token.
         """
         if not _valid_owner(owner):
-            raise ConfigError("This page has no visitor token: reload the page, then start again.")
+            raise ConfigError("The visitor token is missing: reload the page (it makes one); API clients pass "
+                              "`owner`, a random string of 16 or more characters they keep to poll the run.")
         mine, config_id = owner_hash(owner), config.job_id()
         with self._lock:
             for job in self._jobs.values():
@@ -254,14 +255,15 @@ class JobStore:
     def _work(self) -> None:
         """Run queued jobs one at a time, each to the end of its thread; housekeep in between."""
         while not self._closed:
-            job = self._next_job()
-            if job is not None:
-                self._execute(job)
-            if time.time() - self._swept > HOUSEKEEPING_SECONDS:
-                try:
+            try:
+                job = self._next_job()
+                if job is not None:
+                    self._execute(job)
+                if time.time() - self._swept > HOUSEKEEPING_SECONDS:
                     self.housekeep()
-                except OSError:
-                    log.exception("housekeeping failed")
+            except Exception:  # a bad setting or a full disk must not stop the queue for everyone
+                log.exception("the job worker hit an error; it goes on")
+                time.sleep(1.0)
 
     def _next_job(self) -> Job | None:
         """The next job to run, marked running (jobs whose page went away are dropped); None after a while."""
