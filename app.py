@@ -84,7 +84,7 @@ def check(values: dict, upload: str | None = None) -> tuple[object | None, dict 
         if values.get("data_dir") or values.get("query_pool", "heldout") not in NAMED_POOLS:
             return None, None, ("**Cannot start:** this public Space reads no server folders: upload a .zip or .tar.gz "
                                 "of your images, or pick a dataset and a named query pool.")
-        values["data_dir"] = upload
+        values["data_dir"] = upload if upload and Path(upload).is_dir() else None
     try:
         config = ExperimentConfig.from_inputs(values)
         guess = estimate(config)
@@ -270,6 +270,7 @@ def steal_tab() -> list:
     def take_upload(file, request: gr.Request):
         if file is None:
             return None, ""
+        uploads.sweep_uploads()  # everyone's uploads past their lifetime go, at every upload
         try:
             found = uploads.extract_upload(file, visitor=request.session_hash, name=Path(file).name)
         except FmstealError as error:

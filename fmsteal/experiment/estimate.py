@@ -106,7 +106,7 @@ def price(config, device: str) -> tuple[dict[str, float], list[str]]:
 
     plan = make_plan(config, device)
     pricing = Pricing(plan)
-    base = warm.data_key(config, _recent_source_key)
+    base = warm.data_key(config)
     if base is not None and is_decoded(base["data"]) and (plan.heldout or is_decoded(base["pool"])):
         pricing.decoded = True
         pricing.reused.append("the decoded images")
@@ -117,18 +117,6 @@ def price(config, device: str) -> tuple[dict[str, float], list[str]]:
         pricing.victim_trained = True
         pricing.reused.append("the trained victim")
     return {phase.name: round(phase.cost(pricing), 2) for phase in PHASES}, pricing.reused
-
-
-def _recent_source_key(source: str, pool: bool) -> str | None:
-    """`data.source_key`, reused for ten seconds: a folder's stamp walks all its files."""
-    return _source_key(source, pool, int(time.time() // 10))
-
-
-@lru_cache(maxsize=16)
-def _source_key(source: str, pool: bool, moment: int) -> str | None:
-    from fmsteal.engine.data import source_key
-
-    return source_key(source, pool)
 
 
 def _suggestions(config, device: str) -> str:
