@@ -43,8 +43,8 @@ def make(data_dir: str, **overrides) -> ExperimentConfig:
 def test_speeds_are_measured_on_this_machine_once_and_scale_with_pixels(monkeypatch):
     spec = get_backbone("tf_efficientnet_lite0")
     small, large = speed.backbone_speed(spec, 40, "cpu"), speed.backbone_speed(spec, 120, "cpu")
-    assert small["forward_ips"] > large["forward_ips"] > 0 and small["train_ips"] > large["train_ips"] > 0
-    assert small["forward_ips"] > small["train_ips"]  # a training step also runs backward
+    assert small["ips"] > large["ips"] > 0 and small["load_s"] > 0
+    assert small["ips"] > speed.backbone_speed(spec, 40, "cpu", training=True)["ips"]  # training also runs backward
     monkeypatch.setattr(speed, "_measure_backbone", lambda *a: pytest.fail("measured twice"))
     assert speed.backbone_speed(spec, 40, "cpu") == small  # cached in the cache folder
     assert speed.linear_seconds(1280, "cpu") > 0 and speed.decode_ips() > 0
@@ -53,7 +53,7 @@ def test_speeds_are_measured_on_this_machine_once_and_scale_with_pixels(monkeypa
 def test_offline_pair_is_estimated_from_its_images(cifar_like):
     result = est.estimate(make(cifar_like), device="cpu")
     images = 10 * (500 + 100)
-    forward = images / speed.backbone_speed(get_backbone("tf_efficientnet_lite0"), 96, "cpu")["forward_ips"]
+    forward = images / speed.backbone_speed(get_backbone("tf_efficientnet_lite0"), 96, "cpu")["ips"]
     assert not result["refused"] and result["device"] == "cpu"
     assert forward < result["phases"]["embed"] < 1.5 * forward + 5  # plus loading the model and indexing images
     assert result["phases"]["data"] == pytest.approx(images / speed.decode_ips(), rel=0.05, abs=0.02)
@@ -75,9 +75,9 @@ def test_costlier_choices_cost_more(cifar_like):
 def test_fft_of_vit_large_on_cpu_is_refused_with_what_would_work(cifar_like, monkeypatch):
     monkeypatch.setattr(est, "hub_reachable", lambda: True)
     measured = speed.backbone_speed  # timing ViT-L takes minutes here: its speed is DESIGN.md's measurement
-    monkeypatch.setattr(speed, "backbone_speed", lambda spec, size, device: (
-        {"forward_ips": 4.4, "train_ips": 1.0, "load_s": 5.0} if spec.name.startswith("vit_large")
-        else measured(spec, size, device)))
+    monkeypatch.setattr(speed, "backbone_speed", lambda spec, size, device, training=False: (
+        {"ips": 1.0 if training else 4.4, "load_s": 5.0} if spec.name.startswith("vit_large")
+        else measured(spec, size, device, training)))
     big = image_folder(Path(cifar_like).parent / "big", 5000, 1000, classes=10)
     result = est.estimate(make(str(big), victim="vit_large_patch16_224", thief="vit_large_patch16_224",
                                victim_mode="fft", thief_mode="fft", budget=5000), device="cpu")

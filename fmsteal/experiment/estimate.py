@@ -30,22 +30,22 @@ def estimate(config, device: str | None = None) -> dict:
     from fmsteal.engine.zoo import get_backbone
 
     device = device or _device(config.device)
+    missing = [name for name in {config.victim, config.thief} if not get_backbone(name).offline_available()]
+    if missing and not hub_reachable():  # refused before pricing: timing a model it cannot run helps nobody
+        names = ", ".join(get_backbone(n).label for n in sorted(missing))
+        hubs = " ".join(f"`hf download {get_backbone(n).hub_id}`" for n in sorted(missing))
+        return {"seconds": None, "phases": {}, "device": device, "reused": [], "refused": True, "message": (
+            f"The weights of {names} are not on this machine and the Hugging Face Hub cannot be reached: "
+            f"pick a backbone marked 'offline ✓' (EfficientNet-Lite0/1/2 or the scratch CNN), or "
+            f"download them on a connected machine first: {hubs}.")}
     phases, reused = price(config, device)
-    limit = settings.max_run_seconds()
     seconds = sum(phases.values())
     result = {"seconds": round(seconds, 1), "phases": {k: round(v, 1) for k, v in phases.items()},
               "device": device, "reused": reused, "refused": False}
-    missing = [name for name in {config.victim, config.thief} if not get_backbone(name).offline_available()]
     reasons = []
-    if seconds > limit:
+    if seconds > settings.max_run_seconds():
         reasons.append(f"This run would take about {duration(seconds)} on this {device.upper()}, far beyond a live "
                        f"demo. {_suggestions(config, device)}")
-    if missing and not hub_reachable():
-        names = ", ".join(get_backbone(n).label for n in sorted(missing))
-        hubs = " ".join(f"`hf download {get_backbone(n).hub_id}`" for n in sorted(missing))
-        reasons.append(f"The weights of {names} are not on this machine and the Hugging Face Hub cannot be reached: "
-                       f"pick a backbone marked 'offline ✓' (EfficientNet-Lite0/1/2 or the scratch CNN), or "
-                       f"download them on a connected machine first: {hubs}.")
     if reasons:
         result.update(refused=True, message=" ".join(reasons))
     else:

@@ -31,19 +31,19 @@ class Pricing:
     def _scale(self) -> float:
         return GPU_SPEEDUP if self.plan.device == "cuda" else 1.0
 
-    def _backbone(self, name: str, size: int) -> dict:
+    def _backbone(self, name: str, size: int, training: bool = False) -> dict:
         from fmsteal.engine.zoo import get_backbone
 
-        device = "cpu"  # measured on the CPU and scaled: measuring on a GPU would need one
-        return speed.backbone_speed(get_backbone(name), size, device)
+        # measured on this machine's CPU; a GPU is priced by GPU_SPEEDUP (none here to time)
+        return speed.backbone_speed(get_backbone(name), size, "cpu", training)
 
     def forward(self, name: str, size: int, images: int) -> float:
         """Seconds to run `images` through a backbone (no gradients)."""
-        return images / (self._backbone(name, size)["forward_ips"] * self._scale)
+        return images / (self._backbone(name, size)["ips"] * self._scale)
 
     def train(self, name: str, size: int, images: int) -> float:
         """Seconds of training steps (forward, backward, augmentation) over `images` images."""
-        return images / (self._backbone(name, size)["train_ips"] * self._scale)
+        return images / (self._backbone(name, size, training=True)["ips"] * self._scale)
 
     def load_model(self, name: str, size: int) -> float:
         return self._backbone(name, size)["load_s"]

@@ -62,12 +62,15 @@ def _timed(step: Callable[[], None], per_call: int) -> float:
     return calls * per_call / (time.perf_counter() - started)
 
 
-def backbone_speed(spec, size: int, device: str) -> dict:
-    """{"forward_ips", "train_ips", "load_s"} of `spec` at `size` px on `device`."""
-    return _measured(f"backbone|{spec.name}|{size}|{device}", lambda: _measure_backbone(spec, size, device))
+def backbone_speed(spec, size: int, device: str, training: bool = False) -> dict:
+    """{"ips", "load_s"} of `spec` at `size` px on `device`: forward passes, or training steps with `training`
+    (each measured only when a plan needs it: timing a large model's training step takes a while)."""
+    kind = "train" if training else "forward"
+    return _measured(f"backbone|{spec.name}|{size}|{device}|{kind}",
+                     lambda: _measure_backbone(spec, size, device, training))
 
 
-def _measure_backbone(spec, size: int, device: str) -> dict:
+def _measure_backbone(spec, size: int, device: str, training: bool) -> dict:
     import torch
 
     from fmsteal.engine.augment import image_transform
@@ -77,24 +80,24 @@ def _measure_backbone(spec, size: int, device: str) -> dict:
     started = time.perf_counter()
     model = load_backbone(spec, size, pretrained=False).to(device)
     load_s = time.perf_counter() - started
-    probe = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)
     transform = image_transform(spec, size, torch.device(device), augment=True)
+    probe = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
     model.eval()
     with torch.inference_mode(), autocast(torch.device(device)):
         model(transform(probe, False))  # warm-up: lazy initialisation of kernels
         first = time.perf_counter()
         model(transform(probe, False))
         per_image = (time.perf_counter() - first) / len(probe)
-    batch = int(max(4, min(32, MEASURE_SECONDS / 4 / max(per_image, 1e-4))))
+    batch = int(max(2, min(32, MEASURE_SECONDS / 4 / max(per_image, 1e-4) / (3 if training else 1))))
     images = torch.randint(0, 255, (batch, 3, 32, 32), dtype=torch.uint8)
+    if not training:
+        @torch.inference_mode()
+        def forward() -> None:
+            with autocast(torch.device(device)):
+                model(transform(images, False))
 
-    @torch.inference_mode()
-    def forward() -> None:
-        with autocast(torch.device(device)):
-            model(transform(images, False))
-
-    head = torch.nn.Linear(spec.feature_dim, 10).to(device)
-    network = torch.nn.Sequential(model, head).train()
+        return {"ips": _timed(forward, batch), "load_s": load_s}
+    network = torch.nn.Sequential(model, torch.nn.Linear(spec.feature_dim, 10).to(device)).train()
     optimizer = torch.optim.SGD(network.parameters(), lr=1e-4)
     labels = torch.zeros(batch, dtype=torch.long, device=device)
 
@@ -105,7 +108,7 @@ def _measure_backbone(spec, size: int, device: str) -> dict:
         loss.backward()
         optimizer.step()
 
-    return {"forward_ips": _timed(forward, batch), "train_ips": _timed(train, batch), "load_s": load_s}
+    return {"ips": _timed(train, batch), "load_s": load_s}
 
 
 def linear_seconds(feature_dim: int, device: str) -> float:
