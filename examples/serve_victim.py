@@ -133,6 +133,9 @@ def _handler(server: VictimServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, "application/json", json.dumps(info).encode())
 
         def do_POST(self) -> None:
+            if self.path.rstrip("/") != "/predict":
+                self._send(404, "text/plain", b"POST images to /predict")
+                return
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_REQUEST_BYTES:
                 self._send(413, "text/plain", b"request too large")
