@@ -210,3 +210,23 @@ def test_a_torch_export_archive_and_a_junk_file_are_refused(tmp_path):
         open_victim(f"file:{tmp_path / 'junk.onnx'}")
     with pytest.raises(ConfigError, match="does not exist"):
         open_victim(f"file:{tmp_path / 'missing.onnx'}")
+
+
+# Command-line options, made from the registry.
+
+def test_cli_flags_give_a_spec_and_the_options_the_user_set(user_module):
+    import argparse
+
+    from fmsteal.victims.options import add_victim_arguments, victim_from_arguments
+
+    parser = argparse.ArgumentParser()
+    add_victim_arguments(parser)
+    spec, params = victim_from_arguments(parser.parse_args(["--victim-api", "mymodel:logits", "--victim-batch-size", "2"]))
+    assert (spec, params) == ("api:mymodel:logits", {"batch_size": "2"})
+    with open_victim(spec, params) as victim:
+        assert victim.batch_size == 2 and victim.probabilities(torch.rand(3, 3, 4, 4)).shape == (3, 3)
+    assert victim_from_arguments(parser.parse_args([])) is None
+    with pytest.raises(ConfigError, match="--victim-file takes .*not --victim-rate"):
+        victim_from_arguments(parser.parse_args(["--victim-file", "m.onnx", "--victim-rate", "5"]))
+    with pytest.raises(SystemExit):  # one source at a time
+        parser.parse_args(["--victim-file", "m.onnx", "--victim-url", "http://h/p"])
