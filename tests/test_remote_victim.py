@@ -112,6 +112,23 @@ def test_a_transient_failure_is_retried_with_backoff(server, cifar_images, tmp_p
     assert running.stats() == {"requests": 3, "images": 4}
 
 
+def test_a_cancelled_run_stops_during_the_backoff(server, cifar_images):
+    import threading
+
+    from fmsteal.cancel import cancel_scope
+    from fmsteal.errors import Cancelled
+
+    running = server(failures=["http500@1+"])
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    with _url_victim(running, "off", retries=3, backoff=30) as victim, cancel_scope(cancel):
+        started = time.monotonic()
+        with pytest.raises(Cancelled):
+            victim.probabilities(cifar_images[:2])
+        assert time.monotonic() - started < 5
+    assert running.stats()["requests"] == 1
+
+
 def test_the_rate_limit_spaces_requests(server, cifar_images, tmp_path):
     running = server()
     with _url_victim(running, "off", rate=40, batch_size=8) as victim:
