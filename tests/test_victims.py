@@ -67,6 +67,8 @@ def test_labels_become_one_hot_and_need_the_class_count():
     ("a page", "'a page'"),
     ({"probabilities": [[2.0, -1.0, 0], [0.5, 0.5, 0]]}, "not probabilities"),
     (torch.ones(2, 4) / 4, "4 classes, but 3 were expected"),
+    ({"labels": 3}, "labels as int .3.; expected a list"),
+    ([[0.5, 0.5, None], [0.2, 0.3, 0.5]], "not an array of numbers"),
 ])
 def test_bad_answers_name_what_was_wrong(answer, message):
     with pytest.raises(VictimError, match=message):

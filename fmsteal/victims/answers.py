@@ -38,10 +38,10 @@ def to_probabilities(answer: object, n: int, num_classes: int | None, class_name
     else:
         kind = None
     if kind == "labels" or _is_label_list(answer):
-        return _one_hot(labels_to_indices(answer, num_classes, class_names, where), n, num_classes, where)
+        return _one_hot(labels_to_indices(answer, class_names, where), n, num_classes, where)
     values = _as_tensor(answer, where)
     if values.ndim == 1:
-        return _one_hot(labels_to_indices(values.tolist(), num_classes, class_names, where), n, num_classes, where)
+        return _one_hot(labels_to_indices(values.tolist(), class_names, where), n, num_classes, where)
     if values.ndim != 2:
         raise VictimError(f"{where} answered an array shaped {tuple(values.shape)}; expected n x K scores "
                           f"(probabilities or logits) or n labels for n = {n} images.")
@@ -61,9 +61,10 @@ def to_probabilities(answer: object, n: int, num_classes: int | None, class_name
     return values.softmax(1)
 
 
-def labels_to_indices(labels: Sequence, num_classes: int | None, class_names: Sequence[str] = (),
-                      where: str = "the victim") -> list[int]:
+def labels_to_indices(labels: Sequence, class_names: Sequence[str] = (), where: str = "the victim") -> list[int]:
     """Integer class indices of `labels` (ints, integral floats or class names)."""
+    if isinstance(labels, (str, bytes, dict)) or not hasattr(labels, "__iter__"):
+        raise VictimError(f"{where} answered labels as {type(labels).__name__} {str(labels)[:80]!r}; expected a list.")
     out = []
     for label in labels:
         if isinstance(label, str):
@@ -71,11 +72,20 @@ def labels_to_indices(labels: Sequence, num_classes: int | None, class_names: Se
                 known = f"one of {', '.join(class_names)}" if class_names else "an integer (class names are unknown here)"
                 raise VictimError(f"{where} answered the label {label!r}; expected {known}.")
             out.append(list(class_names).index(label))
-        elif isinstance(label, (bool, np.bool_)) or not float(label).is_integer():
-            raise VictimError(f"{where} answered the label {label!r}; labels must be integer class indices.")
+        elif not _is_integral(label):
+            raise VictimError(f"{where} answered the label {str(label)[:80]!r}; labels must be integer class indices.")
         else:
             out.append(int(label))
     return out
+
+
+def _is_integral(label: object) -> bool:
+    if isinstance(label, (bool, np.bool_)):
+        return False
+    try:
+        return float(label).is_integer()
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _one_hot(indices: list[int], n: int, num_classes: int | None, where: str) -> torch.Tensor:

@@ -42,9 +42,10 @@ def label_probabilities(value: dict, num_classes: int | None, class_names: Seque
     if k is None:
         raise VictimError(f"{where} answers labelled confidences, so its class count is unknown: give num_classes "
                           f"or class_names.")
-    indices = labels_to_indices(names, k, class_names, where)
-    if any(not 0 <= i < k for i in indices):
-        raise VictimError(f"{where} answered the class {names[indices.index(max(indices))]!r}, outside its {k} classes.")
+    indices = labels_to_indices(names, class_names, where)
+    outside = [name for name, i in zip(names, indices) if not 0 <= i < k]
+    if outside:
+        raise VictimError(f"{where} answered the class {outside[0]!r}, outside its {k} classes.")
     scores = [float(c.get("confidence") or 0.0) for c in confidences]
     row = torch.full((k,), 0.0)
     row[indices] = torch.tensor(scores)
