@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from fmsteal.errors import ConfigError
-from fmsteal.victims import VICTIM_SOURCES, VictimError, callable_victim, open_victim, parse_victim, to_probabilities
+from fmsteal.victims import (VICTIM_SOURCES, VictimError, VictimHandle, callable_victim, open_victim, parse_victim,
+                             resolve_victim, to_probabilities)
 from victim_fixtures import CLASSES, cifar_images, classifier, exported  # noqa: F401
 
 
@@ -93,6 +94,20 @@ def test_a_callable_that_raises_is_named_in_the_error():
 
     with pytest.raises(VictimError, match="raised RuntimeError: CUDA out of memory"):
         callable_victim(broken, "my model").probabilities(torch.rand(1, 3, 8, 8))
+
+
+def test_resolve_victim_takes_a_handle_a_spec_or_a_callable(user_module):
+    handle = callable_victim(lambda images: torch.zeros(len(images), 4))
+    assert resolve_victim(handle) is handle
+    assert resolve_victim("api:mymodel:predict", num_classes=3).description == "api:mymodel:predict"
+    from_callable = resolve_victim(lambda images: [0] * len(images), class_names=CLASSES)
+    assert isinstance(from_callable, VictimHandle) and from_callable.num_classes == 10
+    assert from_callable.probabilities(torch.rand(2, 3, 4, 4)).argmax(1).tolist() == [0, 0]
+    handle.probabilities(torch.rand(1, 3, 4, 4))
+    with pytest.raises(ConfigError, match="predicts 4 classes, but 10 are expected"):
+        resolve_victim(handle, num_classes=10)
+    with pytest.raises(ConfigError, match="not to a callable"):
+        resolve_victim(lambda images: images, {"batch_size": 2})
 
 
 def test_images_are_checked_and_batched():

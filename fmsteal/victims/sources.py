@@ -15,7 +15,7 @@ from fmsteal.errors import ConfigError
 from fmsteal.registry import Registry, split_prefix
 from fmsteal.victims.handle import VictimHandle
 
-__all__ = ["VICTIM_SOURCES", "DEFAULT_SOURCE", "VictimSource", "parse_victim", "open_victim"]
+__all__ = ["VICTIM_SOURCES", "DEFAULT_SOURCE", "VictimSource", "parse_victim", "open_victim", "resolve_victim"]
 
 VictimSource = Callable[..., VictimHandle]
 
@@ -48,3 +48,21 @@ def open_victim(spec: str, params: dict | None = None, *, num_classes: int | Non
         raise ConfigError(f"{len(class_names)} class names were given for {num_classes} classes.")
     num_classes = num_classes or len(class_names) or None
     return entry.fn(target.strip(), num_classes=num_classes, class_names=tuple(class_names), **entry.validate(params))
+
+
+def resolve_victim(victim: VictimHandle | str | Callable, params: dict | None = None, *,
+                   num_classes: int | None = None, class_names: Sequence[str] = ()) -> VictimHandle:
+    """A handle for whatever a user passes as the victim: a `VictimHandle` (as it is), a spec string
+    (`open_victim`) or a callable from images to probabilities, logits or labels (`callable_victim`)."""
+    if isinstance(victim, VictimHandle):
+        if num_classes is not None and victim.num_classes not in (None, num_classes):
+            raise ConfigError(f"{victim.description} predicts {victim.num_classes} classes, but {num_classes} "
+                              f"are expected.")
+        return victim
+    if isinstance(victim, str):
+        return open_victim(victim, params, num_classes=num_classes, class_names=class_names)
+    if params:
+        raise ConfigError(f"Options {', '.join(params)} apply to victim sources given by name, not to a callable.")
+    from fmsteal.victims.api import callable_victim
+
+    return callable_victim(victim, num_classes=num_classes or len(class_names) or None, class_names=class_names)
