@@ -12,9 +12,10 @@ spent), `GET /` describes the victim. In Python: `start_server(callable_victim(m
 Built on the standard library's `ThreadingHTTPServer`: one JSON endpoint needs no web framework,
 and the example then runs wherever fmsteal does. It is a demo and test server, not a hardened one.
 
-`--fail KIND@WHICH` makes chosen requests fail, for tests: KIND is http500, html (a 200 HTML page),
-nan, shape (a row short), classes (one class more), badjson, timeout (answers after --slow seconds)
-or drop (closes the connection); WHICH numbers POST requests from 1: `3`, `3-5` or `3+`.
+`--fail KIND@WHICH` makes chosen requests fail, for tests: KIND is http500, http429 (with
+Retry-After: 1), html (a 200 HTML page), nan, shape (a row short), classes (one class more),
+badjson, timeout (answers after --slow seconds) or drop (closes the connection); WHICH numbers
+POST requests from 1: `3`, `3-5` or `3+`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from fmsteal.victims.url import decode_png
 
 __all__ = ["Failure", "VictimServer", "start_server", "main"]
 
-FAILURE_KINDS = ("http500", "html", "nan", "shape", "classes", "badjson", "timeout", "drop")
+FAILURE_KINDS = ("http500", "http429", "html", "nan", "shape", "classes", "badjson", "timeout", "drop")
 MAX_REQUEST_BYTES = 64 * 2**20
 
 
@@ -95,6 +96,8 @@ class VictimServer:
         """(status, content type, body) for one POST body."""
         if failure == "http500":
             return 500, "text/plain", b"injected failure"
+        if failure == "http429":
+            return 429, "text/plain", b"too many requests"
         if failure == "html":
             return 200, "text/html", b"<!doctype html><html><body><h1>Sign in</h1></body></html>"
         if failure == "badjson":
@@ -149,11 +152,13 @@ def _handler(server: VictimServer) -> type[BaseHTTPRequestHandler]:
                 return
             if failure == "timeout":
                 threading.Event().wait(server.slow)
-            self._send(*server.respond(body, failure))
+            self._send(*server.respond(body, failure), retry_after=failure == "http429")
 
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
+        def _send(self, status: int, content_type: str, body: bytes, retry_after: bool = False) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            if retry_after:
+                self.send_header("Retry-After", "1")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             try:

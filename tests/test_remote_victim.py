@@ -112,6 +112,15 @@ def test_a_transient_failure_is_retried_with_backoff(server, cifar_images, tmp_p
     assert running.stats() == {"requests": 3, "images": 4}
 
 
+def test_http_429_waits_as_long_as_retry_after_asks(server, cifar_images):
+    running = server(failures=["http429@1"])
+    with _url_victim(running, "off", retries=1, backoff=0.01) as victim:
+        started = time.monotonic()
+        victim.probabilities(cifar_images[:2])
+        assert time.monotonic() - started >= 1.0 and victim.failed_attempts == 1
+    assert running.stats() == {"requests": 2, "images": 2}
+
+
 def test_a_cancelled_run_stops_during_the_backoff(server, cifar_images):
     import threading
 

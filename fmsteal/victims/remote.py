@@ -4,7 +4,8 @@ A transport (`url`, `space`) only sends one batch of 8-bit images and returns th
 raising `TransientError` for failures worth retrying (timeout, lost connection, HTTP 5xx or 429)
 and `VictimError` for the rest. `RemoteVictim` does everything else: it answers images already in
 the answer log without asking again, sends the others in batches no faster than the rate limit,
-retries transient failures after 1x, 2x, 4x ... `backoff` seconds, and logs each batch's answers
+retries transient failures after 1x, 2x, 4x ... `backoff` seconds (longer when the server's
+Retry-After asks for it), and logs each batch's answers
 before it returns, so an interrupted attack reruns for free up to where it stopped. Waits (rate
 limit, backoff) and each request check `fmsteal.cancel`, so a cancelled run stops within 0.1 s.
 """
@@ -29,7 +30,12 @@ __all__ = ["RemoteVictim", "TransientError", "remote_fields", "default_log_path"
 
 
 class TransientError(Exception):
-    """A failure of one request that may pass if the same request is sent again."""
+    """A failure of one request that may pass if the same request is sent again; `retry_after` is the
+    server's own wait in seconds (HTTP Retry-After), when it gave one."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def remote_fields(batch_size: int) -> tuple[Field, ...]:
@@ -114,7 +120,7 @@ class RemoteVictim(VictimHandle):
                 if attempt == self.retries:
                     raise VictimError(f"{self.description} failed {attempt + 1} time(s) in a row: {error}. "
                                       f"{self._saved()} Run again to resume, or raise retries/timeout.") from None
-                _pause(self.backoff * 2**attempt)
+                _pause(max(self.backoff * 2**attempt, error.retry_after or 0.0))
             except VictimError as error:
                 raise VictimError(f"{error} {self._saved()}") from None
             except FmstealError:

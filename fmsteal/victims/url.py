@@ -11,7 +11,8 @@ Answer: HTTP 200 with a JSON object holding one of, one entry per image in reque
     {"logits": [[z_1, ..., z_K], ...]}          any finite scores; fmsteal applies a softmax
     {"labels": [3, 7, ...]}                     class indices (or class names, when known)
 
-Other keys are ignored. HTTP 408, 429 and 5xx, timeouts and lost connections are retried; any other
+Other keys are ignored. HTTP 408, 429 and 5xx, timeouts and lost connections are retried (after the
+answer's Retry-After seconds, if it gives them, when that is longer than the backoff); any other
 status, HTML or non-JSON bodies and malformed answers stop the attack with a `VictimError`.
 `examples/serve_victim.py` serves any fmsteal victim with this schema.
 """
@@ -70,7 +71,7 @@ def post_images(url: str, pixels: torch.Tensor, timeout: float, headers: dict[st
         detail = error.read(300).decode("utf-8", errors="replace").strip()
         message = f"HTTP {error.code} {error.reason} from {url}" + (f": {detail}" if detail else "")
         if error.code in RETRIED_STATUS:
-            raise TransientError(message) from None
+            raise TransientError(message, _seconds(error.headers.get("Retry-After"))) from None
         raise VictimError(f"The victim answered {message}.") from None
     except (TimeoutError, socket.timeout):
         raise TransientError(f"no answer from {url} within {timeout:g} s") from None
@@ -98,6 +99,14 @@ def parse_answer(text: str, content_type: str, url: str) -> dict:
                           f"(it has: {keys or 'nothing'}){_error_text(answer)}.")
     kind = next(k for k in ANSWER_KEYS if k in answer)
     return {kind: answer[kind]}
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """An HTTP Retry-After given in seconds, capped at ten minutes (dates are ignored)."""
+    try:
+        return min(float(retry_after), 600.0) if retry_after else None
+    except ValueError:
+        return None
 
 
 def _error_text(answer: object) -> str:
