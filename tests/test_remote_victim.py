@@ -92,6 +92,20 @@ def test_an_interrupted_attack_resumes_from_the_answer_log_without_paying_twice(
     assert len(lines) == 31 and json.loads(lines[0])["victim"] == f"url:{failing.url}"
 
 
+def test_a_black_box_over_a_remote_victim_stops_at_the_budget_before_asking(server, cifar_images, tmp_path):
+    from fmsteal.attack.blackbox import BlackBoxVictim
+    from fmsteal.errors import BudgetExceeded
+
+    running = server()
+    with _url_victim(running, tmp_path / "answers.jsonl") as victim:
+        black_box = BlackBoxVictim(victim.probabilities, victim.num_classes, "label", budget=10)
+        answers = black_box(cifar_images[:8].float() / 255)
+        with pytest.raises(BudgetExceeded):
+            black_box(cifar_images[8:11].float() / 255)
+        assert answers.labels.shape == (8,) and black_box.queries_used == 8
+    assert running.stats()["images"] == 8
+
+
 def test_an_image_asked_twice_is_sent_once(server, cifar_images, tmp_path):
     running = server()
     images = torch.cat([cifar_images[:5], cifar_images[:5], cifar_images[2:3]])
