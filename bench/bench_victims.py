@@ -69,8 +69,8 @@ def main() -> None:
         sys.path.insert(0, folder)
         model = open_victim("api:bench_model:predict")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        server = subprocess.Popen([sys.executable, str(ROOT / "examples" / "serve_victim.py"), "api:bench_model:predict",
-                                   "--port", "0"], cwd=folder, env=env, stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, str(ROOT / "examples" / "serve_victim.py"), "api:bench_model:predict", "--port", "0"]
+        server = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, text=True)
         try:
             url = server.stdout.readline().split(" at ")[1].strip()
             rows = [("in-process callable", rate(model, pictures))]

@@ -17,7 +17,8 @@ from victim_fixtures import CLASSES, cifar_images, classifier, exported  # noqa:
 
 def test_the_registry_lists_every_source_with_its_cli_flag():
     assert {"api", "file", "url", "space"} <= set(VICTIM_SOURCES.names())
-    assert {e.meta["flag"] for e in VICTIM_SOURCES} >= {"--victim-api", "--victim-file", "--victim-url", "--victim-space"}
+    flags = {e.meta["flag"] for e in VICTIM_SOURCES}
+    assert flags >= {"--victim-api", "--victim-file", "--victim-url", "--victim-space"}
     assert parse_victim("url:http://h:1/p") == ("url", "http://h:1/p")
     assert parse_victim("api:pkg.mod:fn") == ("api", "pkg.mod:fn")
     assert parse_victim("tf_efficientnet_lite0") == ("zoo", "tf_efficientnet_lite0")
@@ -238,7 +239,8 @@ def test_cli_flags_give_a_spec_and_the_options_the_user_set(user_module):
 
     parser = argparse.ArgumentParser()
     add_victim_arguments(parser)
-    spec, params = victim_from_arguments(parser.parse_args(["--victim-api", "mymodel:logits", "--victim-batch-size", "2"]))
+    args = parser.parse_args(["--victim-api", "mymodel:logits", "--victim-batch-size", "2"])
+    spec, params = victim_from_arguments(args)
     assert (spec, params) == ("api:mymodel:logits", {"batch_size": "2"})
     with open_victim(spec, params) as victim:
         assert victim.batch_size == 2 and victim.probabilities(torch.rand(3, 3, 4, 4)).shape == (3, 3)

@@ -69,7 +69,8 @@ def labels_to_indices(labels: Sequence, class_names: Sequence[str] = (), where: 
     for label in labels:
         if isinstance(label, str):
             if label not in class_names:
-                known = f"one of {', '.join(class_names)}" if class_names else "an integer (class names are unknown here)"
+                known = (f"one of {', '.join(class_names)}" if class_names
+                         else "an integer (class names are unknown here)")
                 raise VictimError(f"{where} answered the label {label!r}; expected {known}.")
             out.append(list(class_names).index(label))
         elif not _is_integral(label):

@@ -25,10 +25,12 @@ __all__ = ["callable_victim", "import_callable"]
 
 
 def callable_victim(fn: Callable[[torch.Tensor], object], description: str | None = None, *,
-                    num_classes: int | None = None, class_names: Sequence[str] = (), batch_size: int = 0) -> VictimHandle:
+                    num_classes: int | None = None, class_names: Sequence[str] = (),
+                    batch_size: int = 0) -> VictimHandle:
     """A `VictimHandle` over a Python callable from [0, 1] images to probabilities, logits or labels."""
     if not callable(fn):
-        raise ConfigError(f"A victim must be callable (images -> probabilities, logits or labels); got {type(fn).__name__}.")
+        raise ConfigError(f"A victim must be callable (images -> probabilities, logits or labels); "
+                          f"got {type(fn).__name__}.")
 
     def answer(images: torch.Tensor) -> object:
         with torch.no_grad():

@@ -91,7 +91,8 @@ def _onnx(path: Path) -> tuple[Callable, int | None, int | None, int | None, Cal
     try:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types
-        raise ConfigError(f"{path} is neither an ONNX model nor a TorchScript archive ({error}); {EXPORT_HINT}.") from None
+        raise ConfigError(f"{path} is neither an ONNX model nor a TorchScript archive ({error}); "
+                          f"{EXPORT_HINT}.") from None
     inputs, output = session.get_inputs(), session.get_outputs()[0]
     if len(inputs) != 1 or inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 4:
         found = ", ".join(f"{i.name}: {i.type} {i.shape}" for i in inputs)
@@ -131,7 +132,7 @@ def _floats(text: str, name: str) -> list[float] | None:
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ConfigError(f"{name} must be three numbers separated by commas, e.g. 0.5,0.5,0.5; got {text!r}.") from None
+        raise ConfigError(f"{name} must be numbers separated by commas, e.g. 0.5,0.5,0.5; got {text!r}.") from None
     if len(values) not in (1, 3):
         raise ConfigError(f"{name} must have 1 or 3 values (one per channel); got {len(values)}.")
     return values

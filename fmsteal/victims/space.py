@@ -117,15 +117,14 @@ class _SpaceTransport:
                 raise VictimError(f"{self.where} answered a dict without confidences, probabilities, logits or "
                                   f"labels (it has: {', '.join(map(str, answer))}).")
             values = answer[kind]
-            if kind == "labels" and not isinstance(values, list):
-                values = [values]
-            elif kind != "labels" and values and not isinstance(values[0], list):
-                values = [values]
+            if not isinstance(values, list) or (kind != "labels" and values and not isinstance(values[0], list)):
+                values = [values]  # one image's answer, as a batch of one
             return to_probabilities({kind: values}, 1, self.num_classes, self.class_names, self.where)
         if isinstance(answer, (list, tuple)) and answer and not isinstance(answer[0], (list, tuple, str)):
             return to_probabilities([list(answer)], 1, self.num_classes, self.class_names, self.where)
         if isinstance(answer, (str, int)) and not isinstance(answer, bool):
-            return to_probabilities([_label(answer, self.class_names)], 1, self.num_classes, self.class_names, self.where)
+            label = _label(answer, self.class_names)
+            return to_probabilities([label], 1, self.num_classes, self.class_names, self.where)
         raise VictimError(f"{self.where} answered {type(answer).__name__} {str(answer)[:80]!r}; expected a gr.Label "
                           f"value, probabilities, logits or a label for one image.")
 

@@ -23,11 +23,11 @@ import base64
 import http.client
 import io
 import json
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -55,7 +55,7 @@ def encode_png(pixels: torch.Tensor) -> str:
 def decode_png(text: str) -> torch.Tensor:
     """base64 PNG (or any image PIL reads) text -> 3 x H x W uint8 RGB."""
     image = Image.open(io.BytesIO(base64.b64decode(text, validate=True))).convert("RGB")
-    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width, 3).permute(2, 0, 1)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
 def post_images(url: str, pixels: torch.Tensor, timeout: float, headers: dict[str, str] | None = None) -> dict:
@@ -73,10 +73,10 @@ def post_images(url: str, pixels: torch.Tensor, timeout: float, headers: dict[st
         if error.code in RETRIED_STATUS:
             raise TransientError(message, _seconds(error.headers.get("Retry-After"))) from None
         raise VictimError(f"The victim answered {message}.") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise TransientError(f"no answer from {url} within {timeout:g} s") from None
     except urllib.error.URLError as error:
-        if isinstance(error.reason, (TimeoutError, socket.timeout)):
+        if isinstance(error.reason, TimeoutError):
             raise TransientError(f"no answer from {url} within {timeout:g} s") from None
         raise TransientError(f"cannot reach {url} ({error.reason})") from None
     except (ConnectionError, http.client.HTTPException) as error:
@@ -131,7 +131,8 @@ def _headers(text: str) -> dict[str, str]:
 
 @VICTIM_SOURCES.register(
     "url", help="a classifier behind an HTTP JSON API (POST {images: [base64 PNG]} -> {probabilities|logits|labels})",
-    params=remote_fields(32) + (Field("header", "str", "", "extra HTTP headers, 'Name: value' pairs separated by ';'"),),
+    params=remote_fields(32) + (
+        Field("header", "str", "", "extra HTTP headers, 'Name: value' pairs separated by ';'"),),
     target="URL", example="url:http://127.0.0.1:8000/predict", flag="--victim-url")
 def url_victim(target: str, *, num_classes: int | None, class_names: Sequence[str], timeout: float, retries: int,
                backoff: float, rate: float, batch_size: int, answer_log: str, header: str) -> VictimHandle:
