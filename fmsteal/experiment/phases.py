@@ -31,9 +31,10 @@ from fmsteal.experiment import warm
 from fmsteal.experiment.plan import Plan, make_plan, pool_split
 from fmsteal.experiment.pricing import Pricing
 
-__all__ = ["Phase", "PHASES", "RunState", "split_pool"]
+__all__ = ["Phase", "PHASES", "RunState", "comparison", "split_pool"]
 
 VALIDATION_SHARE = 0.1  # the thief keeps every 10th answer as its validation set
+CHECKPOINT = ("agreement", "thief_accuracy", "macro_f1", "victim_accuracy")  # the numbers of one curve point
 
 
 @dataclass
@@ -179,11 +180,8 @@ def run_steal(state: RunState) -> Iterator[dict]:
                         num_classes, config.seed)
 
     def evaluate(current: Thief) -> dict:
-        predictions = current.logits(test.images).argmax(1)
-        state.thief_test = predictions
-        return {"agreement": agreement(predictions, state.victim_test),
-                "thief_accuracy": accuracy(predictions, test.labels),
-                "macro_f1": macro_f1(predictions, test.labels, num_classes), "victim_accuracy": state.victim_accuracy}
+        state.thief_test = current.logits(test.images).argmax(1)
+        return {k: v for k, v in comparison(state.thief_test, state.victim_test, test).items() if k in CHECKPOINT}
 
     for event in steal(state.black_box, state.pool.images, state.thief, config.budget, config.strategy, config.seed,
                        evaluate):
@@ -238,9 +236,17 @@ def cost_evaluate(p: Pricing) -> float:
 
 # -- card ---------------------------------------------------------------------------------------
 
+def comparison(thief_test: torch.Tensor, victim_test: torch.Tensor, test: ImageSet) -> dict:
+    """Thief vs victim on the test images: agreement, accuracies, macro-F1, per-class agreement, confusion."""
+    classes = len(test.class_names)
+    return {"victim_accuracy": accuracy(victim_test, test.labels), "agreement": agreement(thief_test, victim_test),
+            "thief_accuracy": accuracy(thief_test, test.labels), "macro_f1": macro_f1(thief_test, test.labels, classes),
+            "per_class_agreement": per_class_agreement(thief_test, victim_test, classes),
+            "confusion": {"labels": test.class_names, "matrix": confusion(victim_test, thief_test, classes).tolist()}}
+
+
 def run_card(state: RunState) -> Iterator[dict]:
     config, test, plan = state.config, state.test, state.plan
-    num_classes = len(test.class_names)
     device = state.device
     state.card = {
         "fmsteal_version": __version__,
@@ -255,14 +261,8 @@ def run_card(state: RunState) -> Iterator[dict]:
         "class_names": test.class_names,
         "estimate": state.estimate,
         "timings": state.timings,
-        "victim_accuracy": state.victim_accuracy,
-        "agreement": agreement(state.thief_test, state.victim_test),
-        "thief_accuracy": accuracy(state.thief_test, test.labels),
-        "macro_f1": macro_f1(state.thief_test, test.labels, num_classes),
-        "per_class_agreement": per_class_agreement(state.thief_test, state.victim_test, num_classes),
+        **comparison(state.thief_test, state.victim_test, test),
         "curve": state.curve,
-        "confusion": {"labels": test.class_names,
-                      "matrix": confusion(state.victim_test, state.thief_test, num_classes).tolist()},
         "queries_spent": state.black_box.queries_used,
         "test_size": len(test),
         "pool_size": len(state.pool),
