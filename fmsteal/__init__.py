@@ -20,7 +20,7 @@ def __getattr__(name: str):
 
         return getattr(experiment, name)
     if name == "BlackBoxVictim":
-        from fmsteal.attack.blackbox import BlackBoxVictim
+        from fmsteal.adversary.blackbox import BlackBoxVictim
 
         return BlackBoxVictim
     raise AttributeError(f"module 'fmsteal' has no attribute {name!r}")

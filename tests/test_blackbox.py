@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmsteal.attack.blackbox import Answers, BlackBoxVictim
+from fmsteal.adversary.blackbox import Answers, BlackBoxVictim
 from fmsteal.errors import BudgetExceeded
 
 FIXED_PROBS = torch.tensor([0.05, 0.6, 0.2, 0.1, 0.05])
@@ -59,7 +59,7 @@ def test_images_must_be_a_batch_of_rgb_images():
 
 
 def test_no_attack_module_imports_the_victims_implementation():
-    for path in (Path(__file__).resolve().parents[1] / "fmsteal" / "attack").glob("*.py"):
+    for path in (Path(__file__).resolve().parents[1] / "fmsteal" / "adversary").rglob("*.py"):
         source = path.read_text()
         imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
         assert "fmsteal.engine.victim" not in imported and not any(m.startswith("fmsteal.experiment") for m in imported if m)
@@ -71,7 +71,7 @@ def test_steal_reaches_a_custom_callable_victim_only_through_its_answers(tiny_co
     from fmsteal.engine.data import load_splits, stratified_subset
     from fmsteal.engine.embed import Embedder
     from fmsteal.engine.recipes import FAST_LINEAR
-    from fmsteal.attack.thief import Thief, curve_checkpoints, steal
+    from fmsteal.adversary.thief import Thief, curve_checkpoints, steal
     from fmsteal.engine.zoo import get_backbone
 
     config = tiny_config()

@@ -11,7 +11,7 @@ from fmsteal.engine.cache import cache_dir
 from fmsteal.cancel import cancel_scope
 from fmsteal.errors import Cancelled, ConfigError, DeviceUnavailable
 from fmsteal.experiment.pipeline import ExperimentConfig, resolve_device, run
-from fmsteal.attack.thief import curve_checkpoints
+from fmsteal.adversary.thief import curve_checkpoints
 from fmsteal.engine.train import predict
 
 CARD_KEYS = {"config", "versions", "device", "timings", "curve", "confusion", "agreement", "seed", "victim_accuracy",

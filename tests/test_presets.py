@@ -10,7 +10,7 @@ import pytest
 from fmsteal.service.presets import PRESETS
 from fmsteal.engine.recipes import recipe_for
 from fmsteal.service.sweep import REPO, Grid
-from fmsteal.attack.thief import curve_checkpoints
+from fmsteal.adversary.thief import curve_checkpoints
 from fmsteal.engine.zoo import get_backbone
 
 PAPER_TABLE = REPO / "precomputed" / "paper" / "paper_agreement.csv"

@@ -93,7 +93,7 @@ def test_an_interrupted_attack_resumes_from_the_answer_log_without_paying_twice(
 
 
 def test_a_black_box_over_a_remote_victim_stops_at_the_budget_before_asking(server, cifar_images, tmp_path):
-    from fmsteal.attack.blackbox import BlackBoxVictim
+    from fmsteal.adversary.blackbox import BlackBoxVictim
     from fmsteal.errors import BudgetExceeded
 
     running = server()

@@ -19,7 +19,7 @@ from fmsteal.registry import Registry
 if TYPE_CHECKING:
     import torch
 
-    from fmsteal.attack.thief import Thief
+    from fmsteal.adversary.thief import Thief
     from fmsteal.engine.data import ImageSet
     from fmsteal.engine.victim import TrainedVictim
 

@@ -39,8 +39,8 @@ def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: 
            device: str = "auto", preset: str = "fast", top_k: int = 3, decimals: int = 2,
            victim_params: dict | None = None) -> Iterator[dict]:
     """Steal `victim` with `budget` queries on `pool` images, scored on `test`; yields events, then the card."""
-    from fmsteal.attack.blackbox import BlackBoxVictim
-    from fmsteal.attack.thief import Thief, steal
+    from fmsteal.adversary.blackbox import BlackBoxVictim
+    from fmsteal.adversary.thief import Thief, steal
     from fmsteal.engine.embed import Embedder
     from fmsteal.engine.recipes import recipe_for
     from fmsteal.engine.zoo import get_backbone

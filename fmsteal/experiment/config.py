@@ -26,13 +26,13 @@ def _backbones() -> tuple[str, ...]:
 
 
 def _output_modes() -> tuple[str, ...]:
-    from fmsteal.attack.outputs import OUTPUT_MODES
+    from fmsteal.adversary.outputs import OUTPUT_MODES
 
     return OUTPUT_MODES.names()
 
 
 def _strategies() -> tuple[str, ...]:
-    from fmsteal.attack.strategies import STRATEGIES
+    from fmsteal.adversary.strategies import STRATEGIES
 
     return STRATEGIES.names()
 

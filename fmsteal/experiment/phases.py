@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 import torch
 
 from fmsteal import __version__
-from fmsteal.attack.blackbox import BlackBoxVictim
-from fmsteal.attack.strategies import STRATEGIES
-from fmsteal.attack.thief import Thief, steal
+from fmsteal.adversary.blackbox import BlackBoxVictim
+from fmsteal.adversary.strategies import STRATEGIES
+from fmsteal.adversary.thief import Thief, steal
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import recipe_for

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fmsteal.attack.budget import curve_checkpoints
+from fmsteal.adversary.budget import curve_checkpoints
 from fmsteal.errors import ConfigError
 
 __all__ = ["Plan", "make_plan", "pool_split", "resolve_image_size", "POOL_FRACTION"]

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 import torch
 
-from fmsteal.attack.outputs import OUTPUT_MODES
+from fmsteal.adversary.outputs import OUTPUT_MODES
 from fmsteal.errors import BudgetExceeded
 
 OutputMode = Literal["label", "topk", "probs", "rounded"]

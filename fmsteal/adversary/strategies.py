@@ -18,7 +18,7 @@ from fmsteal.registry import Registry
 if TYPE_CHECKING:
     import torch
 
-    from fmsteal.attack.thief import Thief
+    from fmsteal.adversary.thief import Thief
 
 __all__ = ["STRATEGIES", "Selection", "select"]
 

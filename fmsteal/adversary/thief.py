@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from fmsteal.engine.augment import feature_transform, image_transform
-from fmsteal.attack.blackbox import Answers, VictimAPI
-from fmsteal.attack.budget import curve_checkpoints
-from fmsteal.attack.strategies import Selection, select
+from fmsteal.adversary.blackbox import Answers, VictimAPI
+from fmsteal.adversary.budget import curve_checkpoints
+from fmsteal.adversary.strategies import Selection, select
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import Recipe
 from fmsteal.engine.train import fit, predict

@@ -1,4 +1,4 @@
-"""The attack: the black box in front of a victim and everything the thief does through it.
+"""The adversary: the black box in front of a victim and everything the thief does through it.
 
 Owns `BlackBoxVictim` (the only door to a victim: output modes, budget, defences), query strategies
 and the thief. It imports the engine's backbones and training loops, never the victim's

@@ -13,7 +13,7 @@ OUTPUT_MODES = Registry("output mode")
 
 
 def _answers(**parts):
-    from fmsteal.attack.blackbox import Answers
+    from fmsteal.adversary.blackbox import Answers
 
     return Answers(**parts)
 
