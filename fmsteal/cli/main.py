@@ -1,4 +1,4 @@
-"""The `fmsteal` command: sub-commands `run`, `sweep`, `zoo`."""
+"""The `fmsteal` command: sub-commands `run`, `attack`, `sweep`, `zoo`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fmsteal", description="Watch a model-stealing attack happen.")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(commands)
+    from fmsteal.cli.attack import add_attack_parser
+
+    add_attack_parser(commands)
     commands.add_parser("zoo", help="list the backbones and which load offline here")
     try:
         from fmsteal.cli.sweep import add_sweep_parser
@@ -25,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
             from fmsteal.cli.run import run_main
 
             return run_main(args)
+        if args.command == "attack":
+            from fmsteal.cli.attack import attack_main
+
+            return attack_main(args)
         if args.command == "zoo":
             from fmsteal.cli.run import zoo_main
 

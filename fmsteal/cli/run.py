@@ -20,10 +20,17 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def run_main(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    card = show_events(run(config_from_args(args)))
+    path = write_card(card, Path(args.out) / card_name(card))
+    print(summary(card, path))
+    return 0
+
+
+def show_events(events) -> dict:
+    """Print a run's events (a progress bar per step on a terminal, plain lines in logs); its card."""
     bar: tqdm | None = None
     card: dict = {}
-    for event in run(config):
+    for event in events:
         kind = event["kind"]
         if kind == "progress":
             if bar is None or bar.total != event["total"] or event["done"] < bar.n:
@@ -45,9 +52,7 @@ def run_main(args: argparse.Namespace) -> int:
                        f"thief accuracy {event['thief_accuracy']:.1%}")
         elif kind == "result":
             card = event["card"]
-    path = write_card(card, Path(args.out) / card_name(card))
-    print(summary(card, path))
-    return 0
+    return card
 
 
 def summary(card: dict, path: Path) -> str:

@@ -1,0 +1,51 @@
+"""The `attack` command: steal your own model (a Python function, a file, an HTTP API, a Space)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+from fmsteal.cli.options import add_field_options, values_from_args
+from fmsteal.cli.run import show_events
+from fmsteal.errors import ConfigError
+from fmsteal.experiment.cards import write_card
+from fmsteal.experiment.config import field_named
+
+__all__ = ["add_attack_parser", "attack_main"]
+
+OPTIONS = ("thief", "budget", "output", "top_k", "decimals", "strategy", "seed", "device", "image_size", "preset",
+           "thief_mode")
+
+
+def add_attack_parser(commands) -> None:
+    """Register `attack` on the CLI's sub-command parsers."""
+    from fmsteal.victims.options import add_victim_arguments
+
+    parser = commands.add_parser("attack", help="steal your own model: a function, an ONNX/TorchScript file, "
+                                                "an HTTP API or a Gradio Space")
+    add_victim_arguments(parser, required=True)
+    parser.add_argument("--test", required=True, help="labelled test images: a dataset name (cifar10, ...), or a "
+                                                      "folder / .tar.gz laid out test/<class>/*.jpg (and train/)")
+    parser.add_argument("--pool", default=None, help="the images the thief may send: a dataset name, a folder or "
+                                                     "archive (default: the train split of --test)")
+    add_field_options(parser, tuple(field_named(name) for name in OPTIONS))
+    parser.add_argument("--out", default="runs", help="folder for the run card (default runs/)")
+
+
+def attack_main(args: argparse.Namespace) -> int:
+    from fmsteal.experiment.attack import attack
+    from fmsteal.victims.options import victim_from_arguments
+
+    spec, params = victim_from_arguments(args)
+    values = values_from_args(args, tuple(field_named(name) for name in OPTIONS))
+    if not args.test:
+        raise ConfigError("--test names the labelled images the copy is scored on.")
+    card = show_events(attack(spec, pool=args.pool or args.test, test=args.test, victim_params=params, **values))
+    digest = hashlib.sha1(json.dumps(card["config"], sort_keys=True, default=str).encode()).hexdigest()[:10]
+    path = write_card(card, Path(args.out) / f"attack__{card['config']['thief']}__{card['config']['budget']}q__{digest}.json")
+    print(f"\nAgreement with the victim {card['agreement']:.2%} on {card['test_size']:,} test images after "
+          f"{card['queries_spent']:,} {card['config']['output']} queries (+{card['evaluation_queries']:,} evaluation "
+          f"queries); thief accuracy {card['thief_accuracy']:.2%}.\nCard    {path}")
+    return 0
