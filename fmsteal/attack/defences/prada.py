@@ -1,0 +1,132 @@
+"""`prada`: attack detection, Juuti et al., "PRADA: Protecting against DNN Model Stealing Attacks" (EuroS&P 2019).
+
+For one client's stream (Algorithm 1 of the paper): each query x predicted as class c is compared with
+the growing set G_c of that class's earlier queries; its minimum L2 distance (in [0, 1] pixel space)
+joins the distance set D, and x joins G_c when that distance exceeds the class's threshold T_c
+(the running mean minus standard deviation of the distances that grew G_c). Natural queries give
+roughly normally distributed distances; synthetic or crafted ones do not. Once D holds `min_queries`
+distances, each new query runs a Shapiro-Wilk test on D and the client is flagged the first time
+W < `delta`. In `block` mode the API then refuses that client (`QueryRefused`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+from fmsteal.attack.defences.base import DEFENCES, Defence, DefenceContext, as_unit_float
+from fmsteal.errors import QueryRefused
+from fmsteal.fields import Field
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Prada", "PradaDetector", "false_alarms"]
+
+BENIGN_CLIENTS = 5  # the benign stream of `DefenceContext.benign` is split into this many honest clients
+
+
+@DEFENCES.register(
+    "prada", help="Juuti et al. 2019: flags a client whose query distances stop looking normal (Shapiro-Wilk)",
+    params=(Field("delta", "float", 0.9, "flag the client when the Shapiro-Wilk W of its distances falls below this",
+                  minimum=0.0, maximum=1.0),
+            Field("block", "bool", False, "stop answering the client once it is flagged"),
+            Field("min_queries", "int", 50, "distances collected before the first test", minimum=3)),
+    acts_on_labels=lambda p: True)
+class Prada(Defence):
+    def __init__(self, params: dict, context: DefenceContext) -> None:
+        super().__init__(params, context)
+        self.detector = PradaDetector(params["delta"], params["min_queries"])
+        self.refused = 0
+
+    def answer(self, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":
+        block = self.params["block"]
+        if not block or self.detector.detected_at is None:
+            self.detector.observe(images, probs.argmax(1))
+        if block and self.detector.detected_at is not None:
+            self.refused += len(images)
+            raise QueryRefused(f"The API stopped answering this client: its queries were flagged as a model-stealing "
+                               f"attack after {self.detector.detected_at:,} queries.")
+        return probs
+
+    def report(self) -> dict:
+        """When the client was flagged (None: never), W at the end, refused queries and, given a benign
+        stream in the context, the false-alarm rate on honest clients."""
+        out = {"detected_at": self.detector.detected_at, "queries_seen": self.detector.seen,
+               "shapiro_w": self.detector.statistic(), "refused": self.refused}
+        if self.context.benign is not None:
+            out.update(false_alarms(*self.context.benign, self.params["delta"], self.params["min_queries"]))
+        return out
+
+
+class PradaDetector:
+    """The state of one client's stream: growing sets and thresholds per class, the distance set D."""
+
+    def __init__(self, delta: float, min_queries: int) -> None:
+        self.delta, self.min_queries = delta, min_queries
+        self.growing: dict[int, "torch.Tensor"] = {}  # class -> (capacity x pixels) buffer of G_c
+        self.sizes: dict[int, int] = {}
+        self.grown: dict[int, list[float]] = {}  # class -> [count, sum, sum of squares] of the distances that grew G_c
+        self.thresholds: dict[int, float] = {}
+        self.distances: list[float] = []  # D
+        self.seen = 0
+        self.detected_at: int | None = None
+
+    def observe(self, images: "torch.Tensor", classes: "torch.Tensor") -> None:
+        """Take the next queries (images with their predicted classes) in order."""
+        for x, c in zip(as_unit_float(images).flatten(1).cpu(), classes.tolist()):
+            self.seen += 1
+            if c not in self.growing:
+                self._grow(c, x, None)
+                continue
+            distance = float((self.growing[c][: self.sizes[c]] - x).norm(dim=1).min())
+            self.distances.append(distance)
+            if distance > self.thresholds[c]:
+                self._grow(c, x, distance)
+            if self.detected_at is None and len(self.distances) >= self.min_queries and self.statistic() < self.delta:
+                self.detected_at = self.seen
+
+    def statistic(self) -> float | None:
+        """Shapiro-Wilk W of the distance set (None before it has 3 distances)."""
+        if len(self.distances) < 3:
+            return None
+        from scipy.stats import shapiro
+
+        with warnings.catch_warnings():  # above 5,000 values scipy warns about the p-value; W is what is used
+            warnings.simplefilter("ignore")
+            return float(shapiro(self.distances).statistic)
+
+    def _grow(self, c: int, x: "torch.Tensor", distance: float | None) -> None:
+        buffer, size = self.growing.get(c), self.sizes.get(c, 0)
+        if buffer is None or size == len(buffer):
+            bigger = x.new_empty(max(16, 2 * size), x.numel())
+            if buffer is not None:
+                bigger[:size] = buffer
+            self.growing[c] = buffer = bigger
+        buffer[size] = x
+        self.sizes[c] = size + 1
+        stats = self.grown.setdefault(c, [0, 0.0, 0.0])
+        self.thresholds.setdefault(c, 0.0)
+        if distance is not None:
+            stats[0] += 1
+            stats[1] += distance
+            stats[2] += distance * distance
+        if stats[0] >= 2:
+            mean = stats[1] / stats[0]
+            std = max(0.0, (stats[2] - stats[0] * mean * mean) / (stats[0] - 1)) ** 0.5
+            self.thresholds[c] = max(self.thresholds[c], mean - std)
+
+
+def false_alarms(images: "torch.Tensor", probs: "torch.Tensor", delta: float, min_queries: int,
+                 clients: int = BENIGN_CLIENTS) -> dict:
+    """PRADA on an honest stream (e.g. test images in natural order, with the victim's probabilities),
+    split into `clients` consecutive clients: the share of them flagged and where."""
+    size = len(images) // clients
+    flagged = []
+    for start in range(0, size * clients, size):
+        detector = PradaDetector(delta, min_queries)
+        detector.observe(images[start:start + size], probs[start:start + size].argmax(1))
+        flagged.append(detector.detected_at)
+    return {"false_alarm_rate": sum(f is not None for f in flagged) / clients if size else None,
+            "benign_clients": clients if size else 0, "benign_queries_per_client": size,
+            "benign_flagged_at": flagged}
