@@ -22,10 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFENCES", "Defence", "DefenceContext", "DefencePlan", "build_defence", "plan_defence",
            "as_uint8", "as_unit_float"]
 
-DEFENCE_MODULES = tuple(f"fmsteal.attack.defences.{m}" for m in (
-    "truncation", "noise", "reverse_sigmoid", "mad", "misinformation", "watermark", "prada"))
-
-
 @dataclass(frozen=True)
 class DefenceContext:
     """What a defence is built with, besides its parameters: all of it is the defender's own knowledge."""
@@ -55,7 +51,7 @@ class Defence:
         return {}
 
 
-DEFENCES: Registry[type[Defence]] = Registry("defence", modules=DEFENCE_MODULES)
+DEFENCES: Registry[type[Defence]] = Registry("defence")  # filled by the modules the package imports
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Prada", "PradaDetector", "false_alarms"]
 
-BENIGN_CLIENTS = 5  # the benign stream of `DefenceContext.benign` is split into this many honest clients
+BENIGN_QUERIES = 1000  # honest clients measured on `DefenceContext.benign` send this many queries each
+BENIGN_CLIENTS = 10  # at most this many of them
 
 
 @DEFENCES.register(
@@ -31,7 +32,7 @@ BENIGN_CLIENTS = 5  # the benign stream of `DefenceContext.benign` is split into
     params=(Field("delta", "float", 0.9, "flag the client when the Shapiro-Wilk W of its distances falls below this",
                   minimum=0.0, maximum=1.0),
             Field("block", "bool", False, "stop answering the client once it is flagged"),
-            Field("min_queries", "int", 50, "distances collected before the first test", minimum=3)),
+            Field("min_queries", "int", 100, "distances collected before the first test", minimum=3)),
     acts_on_labels=lambda p: True)
 class Prada(Defence):
     def __init__(self, params: dict, context: DefenceContext) -> None:
@@ -55,7 +56,8 @@ class Prada(Defence):
         out = {"detected_at": self.detector.detected_at, "queries_seen": self.detector.seen,
                "shapiro_w": self.detector.statistic(), "refused": self.refused}
         if self.context.benign is not None:
-            out.update(false_alarms(*self.context.benign, self.params["delta"], self.params["min_queries"]))
+            out.update(false_alarms(*self.context.benign, self.params["delta"], self.params["min_queries"],
+                                    seed=self.context.seed))
         return out
 
 
@@ -73,18 +75,42 @@ class PradaDetector:
         self.detected_at: int | None = None
 
     def observe(self, images: "torch.Tensor", classes: "torch.Tensor") -> None:
-        """Take the next queries (images with their predicted classes) in order."""
-        for x, c in zip(as_unit_float(images).flatten(1).cpu(), classes.tolist()):
+        """Take the next queries (images with their predicted classes) in order. Distances to the growing
+        sets as they stood before the batch, and within the batch, are computed per class up front, so
+        the query-by-query walk of the algorithm is scalar work."""
+        import torch
+
+        flat, classes = as_unit_float(images).flatten(1).cpu(), classes.tolist()
+        rows: dict[int, list[int]] = {}
+        for i, c in enumerate(classes):
+            rows.setdefault(c, []).append(i)
+        to_grown, within = {}, {}
+        for c, members in rows.items():
+            x = flat[members]
+            to_grown[c] = torch.cdist(x, self.growing[c][: self.sizes[c]]).min(1).values.tolist() if c in self.sizes else None
+            within[c] = torch.cdist(x, x)
+        position = dict.fromkeys(rows, 0)
+        joined: dict[int, list[int]] = {c: [] for c in rows}  # positions in the batch's class rows that joined G_c
+        for c in classes:
+            j = position[c]
+            position[c] += 1
             self.seen += 1
-            if c not in self.growing:
-                self._grow(c, x, None)
+            nearest = [to_grown[c][j]] if to_grown[c] is not None else []
+            if joined[c]:
+                nearest.append(float(within[c][j, joined[c]].min()))
+            if not nearest:  # the class's first query founds its growing set
+                joined[c].append(j)
+                self._record_growth(c, None)
                 continue
-            distance = float((self.growing[c][: self.sizes[c]] - x).norm(dim=1).min())
+            distance = min(nearest)
             self.distances.append(distance)
             if distance > self.thresholds[c]:
-                self._grow(c, x, distance)
+                joined[c].append(j)
+                self._record_growth(c, distance)
             if self.detected_at is None and len(self.distances) >= self.min_queries and self.statistic() < self.delta:
                 self.detected_at = self.seen
+        for c, members in rows.items():
+            self._store(c, flat[[members[j] for j in joined[c]]])
 
     def statistic(self) -> float | None:
         """Shapiro-Wilk W of the distance set (None before it has 3 distances)."""
@@ -96,37 +122,49 @@ class PradaDetector:
             warnings.simplefilter("ignore")
             return float(shapiro(self.distances).statistic)
 
-    def _grow(self, c: int, x: "torch.Tensor", distance: float | None) -> None:
-        buffer, size = self.growing.get(c), self.sizes.get(c, 0)
-        if buffer is None or size == len(buffer):
-            bigger = x.new_empty(max(16, 2 * size), x.numel())
-            if buffer is not None:
-                bigger[:size] = buffer
-            self.growing[c] = buffer = bigger
-        buffer[size] = x
-        self.sizes[c] = size + 1
+    def _record_growth(self, c: int, distance: float | None) -> None:
+        """A query joined G_c at `distance` (None: the first): T_c = max(T_c, mean - std of those distances)."""
         stats = self.grown.setdefault(c, [0, 0.0, 0.0])
         self.thresholds.setdefault(c, 0.0)
-        if distance is not None:
-            stats[0] += 1
-            stats[1] += distance
-            stats[2] += distance * distance
+        if distance is None:
+            return
+        stats[0] += 1
+        stats[1] += distance
+        stats[2] += distance * distance
         if stats[0] >= 2:
             mean = stats[1] / stats[0]
             std = max(0.0, (stats[2] - stats[0] * mean * mean) / (stats[0] - 1)) ** 0.5
             self.thresholds[c] = max(self.thresholds[c], mean - std)
 
+    def _store(self, c: int, new: "torch.Tensor") -> None:
+        """Append rows to G_c's buffer (its capacity doubles when full)."""
+        buffer, size = self.growing.get(c), self.sizes.get(c, 0)
+        if buffer is None or size + len(new) > len(buffer):
+            bigger = new.new_empty(max(16, 2 * (size + len(new))), new.shape[1])
+            if buffer is not None:
+                bigger[:size] = buffer[:size]
+            self.growing[c] = buffer = bigger
+        buffer[size:size + len(new)] = new
+        self.sizes[c] = size + len(new)
+
 
 def false_alarms(images: "torch.Tensor", probs: "torch.Tensor", delta: float, min_queries: int,
-                 clients: int = BENIGN_CLIENTS) -> dict:
-    """PRADA on an honest stream (e.g. test images in natural order, with the victim's probabilities),
-    split into `clients` consecutive clients: the share of them flagged and where."""
-    size = len(images) // clients
+                 queries: int = BENIGN_QUERIES, clients: int = BENIGN_CLIENTS, seed: int | None = None) -> dict:
+    """PRADA on honest clients: up to `clients` consecutive runs of `queries` images (fewer when the
+    stream is short) of a benign stream (images with the victim's probabilities for them), in the
+    given order or, with `seed`, in a seeded random order (an image folder's order is by class).
+    Returns the share of clients flagged, how many there were, their length and where each was flagged."""
+    import torch
+
+    if seed is not None:
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        images, probs = images[order], probs[order]
+    size = min(queries, len(images))
+    count = min(clients, len(images) // size) if size else 0
     flagged = []
-    for start in range(0, size * clients, size):
+    for start in range(0, size * count, size):
         detector = PradaDetector(delta, min_queries)
         detector.observe(images[start:start + size], probs[start:start + size].argmax(1))
         flagged.append(detector.detected_at)
-    return {"false_alarm_rate": sum(f is not None for f in flagged) / clients if size else None,
-            "benign_clients": clients if size else 0, "benign_queries_per_client": size,
-            "benign_flagged_at": flagged}
+    return {"false_alarm_rate": sum(f is not None for f in flagged) / count if count else None,
+            "benign_clients": count, "benign_queries_per_client": size, "benign_flagged_at": flagged}
