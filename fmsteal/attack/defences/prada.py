@@ -39,6 +39,7 @@ class Prada(Defence):
         super().__init__(params, context)
         self.detector = PradaDetector(params["delta"], params["min_queries"])
         self.refused = 0
+        self.benign: dict | None = None  # false alarms on the context's benign stream, measured once
 
     def answer(self, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":
         block = self.params["block"]
@@ -55,10 +56,10 @@ class Prada(Defence):
         stream in the context, the false-alarm rate on honest clients."""
         out = {"detected_at": self.detector.detected_at, "queries_seen": self.detector.seen,
                "shapiro_w": self.detector.statistic(), "refused": self.refused}
-        if self.context.benign is not None:
-            out.update(false_alarms(*self.context.benign, self.params["delta"], self.params["min_queries"],
-                                    seed=self.context.seed))
-        return out
+        if self.context.benign is not None and self.benign is None:
+            self.benign = false_alarms(*self.context.benign, self.params["delta"], self.params["min_queries"],
+                                       seed=self.context.seed)
+        return {**out, **(self.benign or {})}
 
 
 class PradaDetector:
