@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fmsteal.attack.defences import DEFENCES, DefenceContext, build_defence, plan_defence
-from fmsteal.attack.defences.mad import mad_perturb
+from fmsteal.attack.defences.mad import mad_perturb, random_head_surrogate
 from fmsteal.attack.defences.prada import false_alarms
 from fmsteal.attack.defences.watermark import binomial_log10_tail, verify_watermark
 from fmsteal.errors import ConfigError
@@ -122,10 +122,14 @@ def test_mad_deviates_the_gradient_at_least_as_much_as_moving_to_the_least_likel
 
 
 def test_mad_uses_the_defenders_surrogate():
-    probs = random_probs(200)
-    uniform = build_defence("mad", {"epsilon": 0.5}, DefenceContext(K, 0)).answer(random_images(200), probs)
-    confident = build_defence("mad", {"epsilon": 0.5}, DefenceContext(K, 0, surrogate=lambda x: random_probs(len(x), 9)))
-    assert not torch.allclose(confident.answer(random_images(200), probs), uniform)
+    probs, images = random_probs(200), random_images(200)
+    uniform = build_defence("mad", {"epsilon": 0.5}, DefenceContext(K, 0)).answer(images, probs)
+    surrogate = random_head_surrogate(lambda x: x.flatten(1)[:, :48] * 20, 48, K, seed=1)
+    predicted = surrogate(images)
+    assert torch.allclose(predicted.sum(1), torch.ones(200)) and torch.equal(predicted, surrogate(images))
+    assert not torch.equal(predicted, random_head_surrogate(lambda x: x.flatten(1)[:, :48] * 20, 48, K, seed=2)(images))
+    guided = build_defence("mad", {"epsilon": 0.5}, DefenceContext(K, 0, surrogate=surrogate)).answer(images, probs)
+    assert not torch.allclose(guided, uniform) and (guided - probs).abs().sum(1).max() <= 0.5 + 1e-5
 
 
 def test_adaptive_misinformation_misleads_only_unconfident_queries():
