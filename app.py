@@ -1,8 +1,10 @@
 """fmsteal's web app: pick a victim and a thief, press Start, watch the model being stolen.
 
-This file only wires widgets to functions: jobs run in `fmsteal.service.jobs`, estimates come from
+This file only wires widgets to functions: the form comes from the experiment's declared fields
+(`fmsteal.service.form`), jobs run in `fmsteal.service.jobs`, estimates come from
 `fmsteal.experiment.estimate`, figures from `fmsteal.service.plots` and `fmsteal.service.results`.
-`python app.py` serves on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860).
+Importing it builds nothing; `python app.py` builds the page and serves it on
+GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860).
 """
 
 from __future__ import annotations
@@ -16,185 +18,314 @@ if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces"):
 
 import gradio as gr
 
-from fmsteal.service import plots, results
-from fmsteal.experiment.config import ExperimentConfig
+from fmsteal import settings
+from fmsteal.engine.cache import remove_stale_temporaries
 from fmsteal.errors import FmstealError
+from fmsteal.experiment.config import FIELDS, ExperimentConfig
 from fmsteal.experiment.estimate import estimate
-from fmsteal.service.jobs import TERMINAL, JobStore, status_line
-from fmsteal.engine.zoo import get_backbone, list_backbones
+from fmsteal.service import classroom, live, plots, results, sharing, uploads
+from fmsteal.service.form import Form, api_function
+from fmsteal.service.job_files import browser_secret
+from fmsteal.service.jobs import TERMINAL, JobStore, new_owner_token, status_line
 
 REPO = Path(__file__).resolve().parent
-SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-DEFAULT_DATA = os.environ.get("FMSTEAL_DATA_DIR", str(SHARED_CIFAR) if SHARED_CIFAR.exists() else "")
-RUNS = Path(os.environ.get("FMSTEAL_RUNS", REPO / "runs"))
-STORE = JobStore(RUNS)
-LABELS = {spec.name: spec.label for spec in list_backbones()}
 CSS = """
 .gradio-container {width: 100% !important; max-width: 1480px !important; margin: auto}
 #status {min-height: 2.6em; padding: 8px 14px; border-radius: 8px; border-left: 4px solid var(--color-accent);
           background: var(--block-background-fill)}
 #estimate {font-size: 0.92em}
 #summary {font-size: 1.05em}
+body.presenter, body.presenter .gradio-container {--text-xs: 15px; --text-sm: 18px; --text-md: 22px; --text-lg: 26px;
+  --text-xl: 30px; --text-xxl: 36px; --body-text-color: #000; --block-label-text-color: #000; --block-info-text-color: #111}
+body.presenter #status {font-size: 1.6em; border-left-width: 8px; background: #fff; color: #000}
+body.presenter #advanced, body.presenter #estimate, body.presenter #shown {display: none}
 """
+START_BUDGET = 2000  # the page opens on a budget that runs in seconds on a warm cache
+NAMED_POOLS = ("heldout", "cifar10", "cifar100", "tiny-imagenet", "imagenet32")
+CPU_SPACE_NOTE = ("This Space runs on a CPU: live runs use the offline backbones (EfficientNet-Lite0/1/2, the scratch "
+                  "CNN) at small sizes and budgets; the full-size grids, ViT-L/16 included, are in **Results**.")
+_store: JobStore | None = None
+_table = None
 
 
-def make_config(victim, thief, budget, data_dir, dataset, query_pool, victim_mode, thief_mode, output,
-                strategy, seed, device, image_size, train_per_class, test_per_class):
-    """The page's inputs as an ExperimentConfig (raises ConfigError with a readable message)."""
-    return ExperimentConfig(
-        victim=victim, thief=thief, budget=int(budget or 0), dataset=dataset,
-        data_dir=(data_dir or "").strip() or None, query_pool=(query_pool or "").strip() or "heldout",
-        victim_mode=victim_mode, thief_mode=thief_mode, output=output, strategy=strategy, seed=int(seed or 0),
-        device=device, image_size=int(image_size) if image_size else None,
-        train_per_class=int(train_per_class) if train_per_class else None,
-        test_per_class=int(test_per_class) if test_per_class else None)
+def store() -> JobStore:
+    """The job store, made on first use (importing app.py starts no worker)."""
+    global _store
+    if _store is None:
+        _store = JobStore(settings.current().runs)
+    return _store
 
 
-def check(*inputs) -> tuple[object | None, dict | None, str]:
-    """(config, estimate, markdown): config is None when the inputs are wrong or the run is refused."""
+def results_table():
+    """The precomputed results table (loaded once, on first use)."""
+    global _table
+    if _table is None:
+        _table = results.load_tables()
+    return _table
+
+
+def labels() -> dict[str, str]:
+    from fmsteal.engine.zoo import list_backbones
+
+    return {spec.name: spec.label for spec in list_backbones()}
+
+
+def page_fields() -> tuple:
+    """The fields this server offers: in public mode no server paths (uploads instead)."""
+    return tuple(f for f in FIELDS if f.public or not settings.current().public)
+
+
+def check(values: dict, upload: str | None = None) -> tuple[object | None, dict | None, str]:
+    """(config, estimate, markdown) for a visitor's values: config is None when they are wrong or the run is refused.
+
+    In public mode a visitor names no server path: the data is a hub dataset or their own upload."""
+    values = dict(values)
+    if settings.current().public:
+        if values.get("data_dir") or values.get("query_pool", "heldout") not in NAMED_POOLS:
+            return None, None, ("**Cannot start:** this public Space reads no server folders: upload a .zip or .tar.gz "
+                                "of your images, or pick a dataset and a named query pool.")
+        values["data_dir"] = upload if upload and Path(upload).is_dir() else None
     try:
-        config = make_config(*inputs)
+        config = ExperimentConfig.from_inputs(values)
         guess = estimate(config)
     except FmstealError as error:
         return None, None, f"**Cannot start:** {error}"
     if guess["refused"]:
         return None, guess, f"**Refused.** {guess['message']}"
-    return config, guess, f"{guess['message']}"
+    return config, guess, guess["message"]
 
 
-def show_estimate(*inputs) -> str:
-    """The estimate (or the reason not to start) shown above Start."""
-    return check(*inputs)[2]
-
-
-def start(*inputs):
-    """Queue the job (or explain why not): job id, stored id, status, estimate, timer."""
-    config, guess, note = check(*inputs)
+def submit(values: dict, owner: str, upload: str | None = None) -> tuple[str, str, str]:
+    """Queue the visitor's job (or explain why not): (job id or "", status line, estimate note)."""
+    config, guess, note = check(values, upload)
     if config is None:
-        return "", gr.skip(), note, note, gr.Timer(active=False)
-    job_id = STORE.submit(config, estimate_s=guess["seconds"])
-    return job_id, job_id, status_line(STORE.snapshot(job_id)), note, gr.Timer(active=True)
+        return "", note, note
+    try:
+        job_id = store().submit(config, owner, estimate_s=guess["seconds"])
+    except FmstealError as error:  # Busy: too many runs of this visitor's or on the server
+        return "", f"**Cannot start:** {error}", note
+    return job_id, status_line(store().snapshot(job_id, owner)), note
 
 
-def cancel(job_id: str) -> str:
-    STORE.cancel(job_id)
-    return status_line(STORE.snapshot(job_id))
+def cancel_run(job_id: str, owner: str) -> str:
+    """Cancel the visitor's job; its status line."""
+    store().cancel(job_id, owner)
+    return status_line(store().snapshot(job_id, owner))
 
 
-def poll(job_id: str, drawn: str):
-    """Status line every tick; figures, summary and downloads only when a checkpoint or the card arrived.
-
-    `drawn` names what the page shows (job, checkpoints, card), so progress ticks send no figures.
-    """
-    snap = STORE.snapshot(job_id)
-    timer = gr.Timer(active=snap is not None and snap["status"] not in TERMINAL)
-    if snap is None:  # no job yet, or Start was refused: leave its message in place
-        return (*[gr.skip()] * 7, timer, drawn)
-    card = snap["card"]
-    showing = f"{job_id}:{len(snap['checkpoints'])}:{card is not None}"
-    if showing == drawn:
-        return (status_line(snap), *[gr.skip()] * 6, timer, drawn)
+def run_outputs(card: dict | None, checkpoints: list[dict], budget: int) -> tuple:
+    """Curve, confusion, per-class, summary and gallery of one run (a live job's or a shared card's)."""
     victim_accuracy = card["victim_accuracy"] if card else None
-    curve = plots.curve_figure(card["curve"] if card else snap["checkpoints"], victim_accuracy,
-                               snap["config"]["budget"])
-    csv = Path(snap["card_path"]).with_suffix(".csv") if card else None
-    return (status_line(snap), curve, plots.confusion_figure(card), plots.per_class_figure(card),
-            plots.summary_markdown(card, LABELS) if card else "",
-            gr.DownloadButton(value=snap["card_path"], visible=bool(card)),
-            gr.DownloadButton(value=str(csv) if csv else None, visible=bool(card)), timer, showing)
+    curve = plots.curve_figure(card["curve"] if card else checkpoints, victim_accuracy, budget)
+    return (curve, plots.confusion_figure(card), plots.per_class_figure(card),
+            plots.summary_markdown(card, labels()) if card else "", live.gallery_items(card))
 
 
-def reattach(stored: str | None):
-    """On page load: show the job this browser started before, if the server still knows it."""
-    job_id = stored if STORE.snapshot(stored) else ""
-    return (job_id, *poll(job_id, ""))
+def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
+    """Status every tick; figures, comparison, gallery and downloads only when something new arrived.
+
+    `drawn` names what the page shows (jobs, checkpoints, cards), so progress ticks send no figures.
+    """
+    session = session or []
+    job_id = live.current_job(store(), session, owner)
+    snap = store().snapshot(job_id, owner)
+    if snap is None:  # no job yet, or Start was refused: leave its message in place
+        return (job_id, *[gr.skip()] * 11, gr.Timer(active=False), drawn)
+    runs = live.session_runs(store(), session, owner)
+    timer = gr.Timer(active=any(run["status"] not in TERMINAL for run in runs) or snap["status"] not in TERMINAL)
+    showing = f"{live.session_signature(store(), session, owner)}#{job_id}#{sorted(shown or [])}"
+    if showing == drawn:
+        return (job_id, status_line(snap), *[gr.skip()] * 10, timer, drawn)
+    names = labels()
+    choices = [(classroom.run_label(r["config"], names), r["id"]) for r in runs]
+    visible = [r["id"] for r in runs if shown is None or r["id"] in shown or r["id"] not in drawn]
+    hidden = frozenset(r["id"] for r in runs) - set(visible)
+    comparison = classroom.comparison_figure(runs, names, results_table(), hidden)
+    card = snap["card"]
+    files = store().files(job_id, owner) if card else None
+    budget = snap["config"]["budget"] if snap["config"] else START_BUDGET
+    curve, confusion, per_class, summary, gallery = run_outputs(card, snap["checkpoints"], budget)
+    return (job_id, status_line(snap), curve, confusion, per_class, summary,
+            gr.DownloadButton(value=str(files[0]) if files else None, visible=bool(files)),
+            gr.DownloadButton(value=str(files[1]) if files else None, visible=bool(files)),
+            comparison, gr.CheckboxGroup(choices=choices, value=visible), gallery,
+            gr.Button(visible=bool(card)), timer, showing)
 
 
-def job_state(job_id: str) -> dict:
-    """The job's state as JSON (for API clients): status, checkpoints, run card, ..."""
-    return STORE.snapshot(job_id) or {"status": "unknown", "error": f"No job {job_id!r} on this server."}
+def shared_folder() -> Path:
+    return settings.current().runs / "shared"
 
 
-def fix_mode(name: str) -> str:
-    """A scratch network has nothing to probe: it is always trained whole."""
-    return "fft" if get_backbone(name).family == "scratch" else gr.skip()
+def share_link(job_id: str, owner: str, request: gr.Request) -> str:
+    """A link that reopens the visitor's current run's results (and nothing else) in any browser."""
+    snap = store().snapshot(job_id, owner)
+    if not snap or not snap["card"]:
+        return "Share works once the run is done."
+    token = sharing.share(snap["card"], shared_folder())
+    base = str(request.request.base_url) if request is not None and request.request is not None else "/"
+    return f"Share this run: [{base}?run={token}]({base}?run={token})"
 
 
-def steal_tab() -> tuple:
-    """The job controls and live outputs; returns what the page-load events need."""
-    choices = [(spec.describe(), spec.name) for spec in list_backbones()]
+def job_state(job_id: str, owner: str) -> dict:
+    """The state of one of your jobs as JSON (status, checkpoints, run card, ...); `owner` is the token you started it with."""
+    return store().snapshot(job_id, owner) or {"status": "lost", "error": "No job id given."}
+
+
+def cancel_job(job_id: str, owner: str) -> str:
+    """Cancel one of your jobs; its status line."""
+    return cancel_run(job_id, owner)
+
+
+def estimate_text(**values) -> str:
+    """The estimate shown before Start (or the reason not to start), for the given options."""
+    return check(values)[2]
+
+
+def start_job(owner: str, **values) -> dict:
+    """Queue an experiment as `owner` (a private token of 16+ characters; keep it to poll and cancel):
+    {"job_id", "status", "message"} (job_id "" when refused)."""
+    job_id, status, note = submit(values, owner)
+    return {"job_id": job_id, "status": status, "message": note}
+
+
+def budget_slider(field, value) -> gr.Slider:
+    return gr.Slider(0, 20000, value=value, step=100, label=field.title, info=field.help, elem_id="budget")
+
+
+def steal_tab() -> list:
+    """The job controls, live outputs and the classroom tools; returns the page-load events."""
+    public = settings.current().public
+    fields = page_fields()
+    form = Form(fields, {"budget": START_BUDGET, "data_dir": settings.current().data_dir or None},
+                widgets={"budget": budget_slider})
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=420):
-            victim = gr.Dropdown(choices, value="tf_efficientnet_lite0", label="Victim backbone", elem_id="victim",
-                                 info="the model being stolen: backbone + a head trained on the dataset")
-            thief = gr.Dropdown(choices, value="tf_efficientnet_lite0", label="Thief backbone", elem_id="thief",
-                                info="the attacker's public pretrained model")
-            budget = gr.Slider(0, 20000, value=2000, step=100, label="Query budget", elem_id="budget",
-                               info="images the thief may send to the victim's API")
+            if public:
+                gr.Markdown(CPU_SPACE_NOTE, elem_id="space-note")
+            form.render(advanced=False)
             estimate_box = gr.Markdown(elem_id="estimate")
             with gr.Row():
                 start_button = gr.Button("Start", variant="primary", elem_id="start")
                 cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
-            with gr.Accordion("Advanced", open=False):
-                data_dir = gr.Textbox(DEFAULT_DATA, label="Data folder or .tar.gz", elem_id="data-dir",
-                                      info="train/<class>/*.jpg and test/<class>/*.jpg; empty = the dataset below")
-                dataset = gr.Dropdown(["cifar10", "cifar100", "tiny-imagenet"], value="cifar10",
-                                      label="Dataset (Hugging Face Hub)")
-                query_pool = gr.Textbox("heldout", label="Query pool",
-                                        info="'heldout' (half of the train split), cifar100, tiny-imagenet, "
-                                             "imagenet32 (needs FMSTEAL_IMAGENET32) or a folder")
-                with gr.Row():
-                    victim_mode = gr.Radio(["lp", "fft"], value="lp", label="Victim training", elem_id="victim-mode",
-                                           info="lp = linear probe, fft = full fine-tuning")
-                    thief_mode = gr.Radio(["lp", "fft"], value="lp", label="Thief training", elem_id="thief-mode")
-                output = gr.Radio(["label", "topk", "probs", "rounded"], value="label", label="Victim answers",
-                                  info="top-1 label (paper), top-k labels, probabilities, rounded probabilities")
-                strategy = gr.Radio(["random", "entropy", "kcenter"], value="random", label="Query selection")
-                with gr.Row():
-                    seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id="seed")
-                    device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
-                with gr.Row():
-                    image_size = gr.Number(0, precision=0, label="Image size (px, 0 = auto)", minimum=0, elem_id="image-size")
-                    train_pc = gr.Number(0, precision=0, label="Train images/class (0 = all)", minimum=0)
-                    test_pc = gr.Number(0, precision=0, label="Test images/class (0 = all)", minimum=0)
-            inputs = [victim, thief, budget, data_dir, dataset, query_pool, victim_mode, thief_mode, output,
-                      strategy, seed, device, image_size, train_pc, test_pc]
+            with gr.Group(elem_id="scenarios"):
+                gr.Markdown("**One-press scenarios** (queue the runs they need; a warm cache answers in seconds)")
+                scenario_buttons = {entry.name: gr.Button(entry.help, size="sm", elem_id=f"scenario-{entry.name}")
+                                    for entry in classroom.SCENARIOS}
+                look_for = gr.Markdown(elem_id="look-for")
+            presenter = gr.Checkbox(False, label="Presenter mode (large type, high contrast, fewer controls)",
+                                    elem_id="presenter")
+            with gr.Accordion("Advanced", open=False, elem_id="advanced"):
+                upload_file = gr.File(label="Your images: a .zip or .tar.gz laid out train/<class>/*.jpg and "
+                                            "test/<class>/*.jpg", file_types=[".zip", ".gz", ".tgz"],
+                                      visible=public, elem_id="upload")
+                upload_note = gr.Markdown(visible=public, elem_id="upload-note")
+                form.render(advanced=True)
         with gr.Column(scale=3):
             status = gr.Markdown(status_line(None), elem_id="status")
-            curve = gr.Plot(plots.curve_figure([], budget=2000), label="Agreement vs queries", elem_id="curve")
+            curve = gr.Plot(plots.curve_figure([], budget=START_BUDGET), label="Agreement vs queries", elem_id="curve")
             with gr.Row():
                 confusion = gr.Plot(plots.confusion_figure(None), label="Confusion", elem_id="confusion")
                 per_class = gr.Plot(plots.per_class_figure(None), label="Per class", elem_id="per-class")
             summary = gr.Markdown(elem_id="summary")
             with gr.Row():
-                card_file = gr.DownloadButton("Run card (JSON)", visible=False, size="md")
-                curve_file = gr.DownloadButton("Curve (CSV)", visible=False, size="md")
+                card_file = gr.DownloadButton("Run card (JSON)", visible=False, size="md", elem_id="card-file")
+                curve_file = gr.DownloadButton("Curve (CSV)", visible=False, size="md", elem_id="curve-file")
+                share_button = gr.Button("Share", visible=False, size="md", elem_id="share")
+            share_box = gr.Markdown(elem_id="share-link")
+            comparison = gr.Plot(classroom.comparison_figure([], {}), label="This session's runs", elem_id="comparison")
+            with gr.Row():
+                shown = gr.CheckboxGroup([], label="Show", elem_id="shown", scale=4)
+                clear_button = gr.Button("Clear finished runs", size="sm", elem_id="clear", scale=1)
+            gallery = gr.Gallery(label="Where the thief agrees and disagrees with the victim", columns=6, height=260,
+                                 elem_id="gallery")
     job_box = gr.Textbox(visible=False, label="job id")
-    stored = gr.BrowserState("", storage_key="fmsteal_job")
+    owner = gr.BrowserState("", storage_key="fmsteal_owner", secret=browser_secret(settings.current().cache))
+    session = gr.BrowserState([], storage_key="fmsteal_session")
+    upload = gr.State(None)  # server-side: the path of this visitor's extracted upload
     drawn = gr.State("")
     timer = gr.Timer(1.0, active=False)
 
-    victim.change(fix_mode, victim, victim_mode, api_visibility="private")
-    thief.change(fix_mode, thief, thief_mode, api_visibility="private")
-    # Cheap, read-only handlers run concurrently: one visitor's poll never waits behind another's.
-    for widget in inputs:
-        widget.change(show_estimate, inputs, estimate_box, api_visibility="private", trigger_mode="always_last",
-                      concurrency_limit=None)
-    live = [status, curve, confusion, per_class, summary, card_file, curve_file, timer, drawn]
-    start_button.click(start, inputs, [job_box, stored, status, estimate_box, timer], api_name="start").then(
-        poll, [job_box, gr.State("")], live, api_name="first_poll", api_visibility="private", concurrency_limit=None,
-        show_progress="hidden")
-    cancel_button.click(cancel, job_box, status, api_name="cancel", concurrency_limit=None)
-    timer.tick(poll, [job_box, drawn], live, api_name="poll", show_progress="hidden", concurrency_limit=None)
+    def show_estimate(data: dict) -> str:
+        return check(form.values(data), data[upload])[2]
+
+    def press_start(data: dict):
+        job_id, status_text, note = submit(form.values(data), data[owner], data[upload])
+        if not job_id:
+            return gr.skip(), status_text, note, gr.Timer(active=False)
+        return (data[session] or []) + [job_id], status_text, note, gr.Timer(active=True)
+
+    def scenario(name: str):
+        entry = classroom.SCENARIOS.get(name)
+
+        def queue_runs(data: dict):
+            queued, notes = [], []
+            for run in entry.fn(form.values(data)):
+                job_id, status_text, _ = submit(run["values"], data[owner], data[upload])
+                (queued if job_id else notes).append(job_id or status_text)
+            text = f"**{entry.help}.** Look for: {entry.meta['look_for']}" + "".join(f"\n\n{n}" for n in notes)
+            return (data[session] or []) + queued, text, gr.Timer(active=bool(queued))
+
+        return queue_runs
+
+    def take_upload(file, request: gr.Request):
+        if file is None:
+            return None, ""
+        uploads.sweep_uploads()  # everyone's uploads past their lifetime go, at every upload
+        try:
+            found = uploads.extract_upload(file, visitor=request.session_hash, name=Path(file).name)
+        except FmstealError as error:
+            return None, f"**Upload refused:** {error}"
+        return str(found.path), f"Using **{found.description}**."
+
+    def redraw(session_ids: list[str], shown_ids: list[str] | None, token: str):
+        return poll(session_ids, "", shown_ids, token)
+
+    def welcome(token: str, session_ids: list[str] | None, request: gr.Request):
+        """Page load: this browser's token (made on the first visit), a shared run if the link has one, else
+        the browser's earlier runs."""
+        token = token or new_owner_token()
+        card = sharing.shared(request.query_params.get("run"), shared_folder()) if request is not None else None
+        if card:
+            curve_, confusion_, per_class_, summary_, gallery_ = run_outputs(card, [], card["config"]["budget"])
+            status_ = f"**Shared run** · {classroom.run_label(card['config'], labels())}"
+            return (token, gr.skip(), "", status_, curve_, confusion_, per_class_, summary_, gr.skip(), gr.skip(),
+                    gr.skip(), gr.skip(), gallery_, gr.skip(), gr.Timer(active=False), "shared")
+        known = live.known(store(), session_ids, token)
+        if session_ids and not known:  # every run of this browser was lost (a restart, or expired): say so
+            lost = status_line(store().snapshot(session_ids[-1], token))
+            return (token, [], "", lost, *[gr.skip()] * 10, gr.Timer(active=False), "")
+        return (token, known, *poll(known, "", None, token))
+
+    for widget in form.widgets.values():  # cheap, read-only handlers run concurrently across visitors
+        widget.change(show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private",
+                      trigger_mode="always_last", concurrency_limit=None)
+    upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private").then(
+        show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private")
+    live_outputs = [job_box, status, curve, confusion, per_class, summary, card_file, curve_file, comparison, shown,
+                    gallery, share_button, timer, drawn]
+    refresh = (redraw, [session, shown, owner], live_outputs)
+    after = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
+    state = form.inputs | {session, owner, upload}
+    start_button.click(press_start, state, [session, status, estimate_box, timer],
+                       api_visibility="private").then(*refresh, **after)
+    for name, button in scenario_buttons.items():
+        button.click(scenario(name), state, [session, look_for, timer], api_visibility="private").then(*refresh, **after)
+    cancel_button.click(cancel_run, [job_box, owner], status, api_visibility="private", concurrency_limit=None)
+    timer.tick(poll, [session, drawn, shown, owner], live_outputs, api_visibility="private", show_progress="hidden",
+               concurrency_limit=None)
+    shown.input(*refresh, **after)
+    clear_button.click(lambda ids, token: [j for j in ids or [] if (store().snapshot(j, token) or {}).get("status")
+                                           not in TERMINAL], [session, owner], session,
+                       api_visibility="private").then(*refresh, **after)
+    share_button.click(share_link, [job_box, owner], share_box, api_visibility="private")
+    presenter.change(None, presenter, None, js="(on) => { document.body.classList.toggle('presenter', on); return []; }")
     gr.api(job_state, api_name="job", concurrency_limit=None)
-    gr.api(show_estimate_api, api_name="estimate")
-    return stored, job_box, live, inputs, estimate_box
-
-
-def show_estimate_api(victim: str, thief: str, budget: int, data_dir: str) -> str:
-    """The estimate shown before Start, for the main inputs (other options at their defaults)."""
-    return show_estimate(victim, thief, budget, data_dir, "cifar10", "heldout", "lp", "lp", "label", "random",
-                         0, "auto", 0, 0, 0)
+    gr.api(cancel_job, api_name="cancel", concurrency_limit=None)
+    gr.api(api_function(fields, start_job, "start", start_job.__doc__, first=("owner", str)), api_name="start")
+    gr.api(api_function(fields, estimate_text, "estimate", estimate_text.__doc__), api_name="estimate",
+           concurrency_limit=None)
+    return [(welcome, [owner, session], [owner, session, *live_outputs]),
+            (show_estimate, form.inputs | {upload}, estimate_box)]
 
 
 def results_tab() -> None:
@@ -237,11 +368,16 @@ def _heatmap_label(view: dict) -> str:
 
 def _curve_label(view: dict) -> str:
     mode = {"lp": "LP victims", "fft": "FFT victims", "all": "LP and FFT victims"}.get(view["victim_mode"])
-    return f"{LABELS.get(view['thief'], view['thief'])} thief · {view['dataset']} · {mode} · {view['output']}"
+    return f"{labels().get(view['thief'], view['thief'])} thief · {view['dataset']} · {mode} · {view['output']}"
 
 
 def _curve_args(view: dict) -> dict:
     return {k: view[k] for k in ("dataset", "victim_mode", "output", "thief")}
+
+
+def forget_uploads(request: gr.Request) -> None:
+    """A visitor's session ended: delete their uploads."""
+    uploads.remove_uploads(request.session_hash)
 
 
 def build() -> gr.Blocks:
@@ -250,22 +386,26 @@ def build() -> gr.Blocks:
                     "trains on nothing but those answers. How closely can it copy the victim?")
         with gr.Tabs():
             with gr.Tab("Steal a model", id="steal"):
-                stored, job_box, live, inputs, estimate_box = steal_tab()
+                page_load = steal_tab()
             with gr.Tab("Results", id="results"):
                 results_tab()
             with gr.Tab("About", id="about"):
                 gr.Markdown((REPO / "fmsteal" / "service" / "about.md").read_text())
-        demo.load(reattach, stored, [job_box, *live], api_visibility="private")
-        demo.load(show_estimate, inputs, estimate_box, api_visibility="private")
+        for handler, inputs, outputs in page_load:
+            demo.load(handler, inputs, outputs, api_visibility="private")
+        demo.unload(forget_uploads)
     return demo
 
 
-
-demo = build()
-
-if __name__ == "__main__":
-    demo.queue(default_concurrency_limit=None).launch(
+def main() -> None:
+    remove_stale_temporaries()  # half-written files of runs killed with the last server
+    uploads.sweep_uploads()
+    build().queue(default_concurrency_limit=None).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
         theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="orange"), css=CSS,
-        allowed_paths=[str(RUNS)], footer_links=["api"])
+        allowed_paths=[str(settings.current().runs)], footer_links=["api"])
+
+
+if __name__ == "__main__":
+    main()

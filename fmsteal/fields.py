@@ -49,8 +49,8 @@ class Field:
             return "true or false"
         if self.kind == "str":
             return "any text"
-        low = "" if self.minimum is None else f"{self.minimum:g}"
-        high = "" if self.maximum is None else f"{self.maximum:g}"
+        low = "" if self.minimum is None else _number(self.minimum)
+        high = "" if self.maximum is None else _number(self.maximum)
         span = f"{low} to {high}" if low and high else f">= {low}" if low else f"<= {high}" if high else ""
         return f"{'an integer' if self.kind == 'int' else 'a number'} {span}".rstrip()
 
@@ -93,7 +93,11 @@ class Field:
         too_low = self.minimum is not None and value < self.minimum
         too_high = self.maximum is not None and value > self.maximum
         if too_low or too_high:
-            raise ConfigError(f"{self.name} must be {self.range_text()} ({self.help}); got {value!r}.")
+            raise ConfigError(f"{self.name} must be {self.range_text()}; got {value!r}.")
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if float(value).is_integer() else f"{value:g}"
 
 
 def _fail():

@@ -46,13 +46,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """`python app.py` serving on a free port with its own run-card folder; stopped at the end."""
+def launch_app(session_cache: Path, tmp_path_factory: pytest.TempPathFactory, **extra_env: str):
+    """`python app.py` on a free port with its own run folder: (url, server process, log file)."""
     port = _free_port()
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                FMSTEAL_CACHE=str(session_cache), FMSTEAL_RUNS=str(tmp_path_factory.mktemp("runs")),
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **extra_env)
     log = (tmp_path_factory.mktemp("app-log") / "app.log").open("w")
     server = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -62,13 +61,31 @@ def app_url(session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> st
             pytest.fail(f"app.py exited with {server.returncode}; see {log.name}")
         try:
             urllib.request.urlopen(url, timeout=2)
-            break
+            return url, server, log
         except OSError:
             time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail(f"app.py did not serve {url} within 120 s; see {log.name}")
-    yield url
+    server.kill()
+    pytest.fail(f"app.py did not serve {url} within 120 s; see {log.name}")
+
+
+def stop_app(server: subprocess.Popen, log) -> None:
     server.terminate()
     server.wait(timeout=20)
     log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The app in local mode (server paths allowed), stopped at the end."""
+    url, server, log = launch_app(session_cache, tmp_path_factory)
+    yield url
+    stop_app(server, log)
+
+
+@pytest.fixture(scope="session")
+def public_app_url(session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The app in public mode, as on a Hugging Face Space (uploads only, visitor limits), stopped at the end."""
+    url, server, log = launch_app(session_cache, tmp_path_factory, FMSTEAL_PUBLIC="1",
+                                  FMSTEAL_UPLOADS=str(tmp_path_factory.mktemp("uploads")))
+    yield url
+    stop_app(server, log)

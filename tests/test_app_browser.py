@@ -4,66 +4,8 @@ two visitors with a queue and cancel, a wrong input. Screenshots go to tests/art
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import pytest
-
-playwright = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parent / "artifacts"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-gpu"]
-POINTS = "#curve .scatterlayer .trace:first-child .point"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
-
-
-def open_page(browser, url: str):
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.goto(url)
-    page.wait_for_selector("#curve .js-plotly-plot")
-    return page
-
-
-def pick(page, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option).first.click()
-
-
-def fill(page, elem_id: str, value: object) -> None:
-    box = page.locator(f"#{elem_id} input:not([type=range]), #{elem_id} textarea").first
-    box.fill(str(value))
-    box.press("Tab")
-
-
-def configure(page, data_dir: Path, budget: int, seed: int, fft: bool = False) -> None:
-    page.get_by_text("Advanced").click()
-    fill(page, "data-dir", data_dir)
-    fill(page, "image-size", 64)
-    fill(page, "seed", seed)
-    if fft:
-        page.locator("#victim-mode").get_by_text("fft", exact=True).click()
-        page.locator("#thief-mode").get_by_text("fft", exact=True).click()
-    fill(page, "budget", budget)
-    try:  # generous: on a loaded 2-core CI machine another visitor's job shares the CPU
-        page.wait_for_function("document.querySelector('#estimate').innerText.includes('Estimated time')",
-                               timeout=120_000)
-    except playwright.Error:
-        page.screenshot(path=ARTIFACTS / "estimate_missing.png", full_page=True)
-        pytest.fail(f"no estimate after configuring; the page shows: {page.locator('#estimate').inner_text()!r}")
-
-
-def status(page) -> str:
-    return page.locator("#status").inner_text()
+from browser_fixtures import ARTIFACTS, POINTS, configure, fill, open_page, pick, status
 
 
 def test_results_tab_renders_at_once(browser, app_url):
@@ -145,5 +87,5 @@ def test_a_wrong_input_is_explained_in_the_page(browser, app_url, cifar_subset):
     assert "does not exist" in status(page)
     fill(page, "data-dir", cifar_subset)
     fill(page, "budget", 0)
-    page.wait_for_function("document.querySelector('#estimate').innerText.includes('budget must be at least 1')")
+    page.wait_for_function("document.querySelector('#estimate').innerText.includes('budget must be an integer 1 to')")
     page.screenshot(path=ARTIFACTS / "wrong_input.png", full_page=True)

@@ -1,10 +1,10 @@
-"""The launched app through gradio_client: a real offline job, cancel and queue, bad inputs, failures."""
+"""The launched app through gradio_client: a real offline job, visitors who cannot touch each other's
+runs, cancel and queue, bad inputs, failures, public mode's refusal of server paths."""
 
 from __future__ import annotations
 
-import json
+import secrets
 import time
-from pathlib import Path
 
 import pytest
 from gradio_client import Client
@@ -12,46 +12,50 @@ from gradio_client import Client
 LITE0 = "tf_efficientnet_lite0"
 
 
-def inputs(data_dir, victim=LITE0, thief=LITE0, budget=150, victim_mode="lp", thief_mode="lp", seed=0,
-           image_size=64) -> list:
-    """The page's inputs in order: victim, thief, budget, data dir, dataset, pool, modes, output, strategy,
-    seed, device, image size, train/test images per class."""
-    return [victim, thief, budget, str(data_dir), "cifar10", "heldout", victim_mode, thief_mode, "label", "random",
-            seed, "auto", image_size, 0, 0]
+class Visitor:
+    """An API client with its own owner token (the page keeps one per browser)."""
 
+    def __init__(self, url: str) -> None:
+        self.client = Client(url, verbose=False)
+        self.token = secrets.token_urlsafe(18)
 
-def start(client: Client, *args, **kwargs) -> tuple[str, str]:
-    """(job id, status line) after pressing Start."""
-    job_id, _, status, _, _ = client.predict(*inputs(*args, **kwargs), api_name="/start")
-    return job_id, status
+    def start(self, data_dir, victim=LITE0, thief=LITE0, budget=150, victim_mode="lp", thief_mode="lp", seed=0,
+              image_size=64, **more) -> dict:
+        return self.client.predict(self.token, victim=victim, thief=thief, budget=budget, data_dir=str(data_dir),
+                                   victim_mode=victim_mode, thief_mode=thief_mode, seed=seed, image_size=image_size,
+                                   evaluations="examples", **more, api_name="/start")
 
+    def job(self, job_id: str) -> dict:
+        return self.client.predict(job_id, self.token, api_name="/job")
 
-def wait(client: Client, job_id: str, statuses=("done", "failed", "cancelled"), timeout: float = 240) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        state = client.predict(job_id, api_name="/job")
-        if state["status"] in statuses:
-            return state
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {state['status']} after {timeout} s")
+    def cancel(self, job_id: str) -> str:
+        return self.client.predict(job_id, self.token, api_name="/cancel")
+
+    def wait(self, job_id: str, statuses=("done", "failed", "cancelled", "lost"), timeout: float = 300) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = self.job(job_id)
+            if state["status"] in statuses:
+                return state
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} still {state['status']} after {timeout} s")
 
 
 @pytest.fixture(scope="module")
-def client(app_url) -> Client:
-    return Client(app_url, verbose=False)
+def visitor(app_url) -> Visitor:
+    return Visitor(app_url)
 
 
-def test_offline_job_runs_to_completion(client, cifar_subset):
+def test_offline_job_runs_to_completion(visitor, cifar_subset):
     started = time.time()
-    job_id, status = start(client, cifar_subset, seed=11)
-    assert job_id and ("Queued" in status or "Running" in status)
-    first_point = None
-    while time.time() - started < 240:
-        state = client.predict(job_id, api_name="/job")
+    reply = visitor.start(cifar_subset, seed=11)
+    job_id = reply["job_id"]
+    assert job_id and ("Queued" in reply["status"] or "Running" in reply["status"])
+    first_point, state = None, visitor.job(job_id)
+    while time.time() - started < 300 and state["status"] not in ("done", "failed"):
+        state = visitor.job(job_id)
         if first_point is None and state["checkpoints"]:
             first_point = time.time() - started
-        if state["status"] in ("done", "failed"):
-            break
         time.sleep(0.2)
     assert state["status"] == "done", state["error"]
     print(f"first curve point after {first_point:.1f} s, done after {time.time() - started:.1f} s")
@@ -64,51 +68,65 @@ def test_offline_job_runs_to_completion(client, cifar_subset):
     assert len(matrix) == 10 and all(len(row) == 10 for row in matrix)
     assert sum(map(sum, matrix)) == card["test_size"] == 200
     assert sum(matrix[i][i] for i in range(10)) / 200 == pytest.approx(card["agreement"])
+    assert set(card["estimate"]["phases"]) == {"data", "embed", "victim", "steal", "evaluate", "card"}
+    assert len(card["examples"]) > 0 and "transfer" not in card  # only the evaluations asked for
+    assert "/" not in state["config"]["data_dir"]  # the server's paths never reach a client
+    assert "card_path" not in state
 
-    status, curve, confusion, per_class, summary, card_file, curve_file, _ = client.predict(job_id, api_name="/poll")
-    assert status.startswith("**Done**")
-    agreement_trace = json.loads(curve["plot"])["data"][0]
-    assert agreement_trace["x"] == queries
-    assert agreement_trace["y"] == pytest.approx([100 * c["agreement"] for c in state["checkpoints"]])
-    assert json.loads(confusion["plot"])["data"][0]["x"] == labels
-    assert f"{100 * card['agreement']:.1f}% of the test images" in summary
-    assert json.loads(Path(card_file["value"]).read_text())["agreement"] == card["agreement"]
-    assert Path(curve_file["value"]).read_text().splitlines()[-1].startswith("150,")
+    again = visitor.start(cifar_subset, seed=11)
+    assert again["job_id"] == job_id and again["status"].startswith("**Done**")
 
-    again, status = start(client, cifar_subset, seed=11)
-    assert again == job_id and status.startswith("**Done**")
+
+def test_another_visitor_with_the_same_settings_gets_a_job_of_their_own(app_url, visitor, cifar_subset):
+    other = Visitor(app_url)
+    mine = visitor.start(cifar_subset, seed=11)["job_id"]  # finished above
+    theirs = other.start(cifar_subset, seed=11)["job_id"]
+    assert theirs and theirs != mine
+    assert other.job(mine)["status"] == "lost" and other.job(mine)["card"] is None  # cannot see mine
+    assert "Cancelled" not in other.cancel(mine)  # cannot cancel mine
+    assert visitor.job(mine)["status"] == "done"
+    assert other.wait(theirs)["status"] == "done"
 
 
 def test_cancel_frees_the_worker_for_the_queued_job(app_url, cifar_subset):
-    first, second = Client(app_url, verbose=False), Client(app_url, verbose=False)
-    slow, _ = start(first, cifar_subset, victim_mode="fft", thief_mode="fft", budget=150, seed=12, image_size=96)
-    wait(first, slow, ("running",), timeout=60)
-    queued, status = start(second, cifar_subset, seed=13)
-    assert "Queued" in status and "position 1" in status
-    assert second.predict(queued, api_name="/job")["position"] == 1
+    first, second = Visitor(app_url), Visitor(app_url)
+    slow = first.start(cifar_subset, victim_mode="fft", thief_mode="fft", budget=150, seed=12, image_size=96)["job_id"]
+    first.wait(slow, ("running",), timeout=120)
+    reply = second.start(cifar_subset, seed=13)
+    queued = reply["job_id"]
+    assert "Queued" in reply["status"] and "position 1" in reply["status"]
+    assert second.job(queued)["position"] == 1
     pressed = time.time()
-    assert "Cancelled" in first.predict(slow, api_name="/cancel") or wait(first, slow, timeout=5)
-    assert wait(first, slow, timeout=5)["status"] == "cancelled"
-    wait(second, queued, ("running", "done"), timeout=5 - (time.time() - pressed))
+    first.cancel(slow)
+    assert first.wait(slow, timeout=10)["status"] == "cancelled"
+    second.wait(queued, ("running", "done"), timeout=60)
     print(f"cancel to next job running: {time.time() - pressed:.2f} s")
-    assert wait(second, queued)["status"] == "done"
+    assert second.wait(queued)["status"] == "done"
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("budget 0", "budget must be at least 1"),
+    ("budget 0", "budget must be an integer 1 to"),
+    ("seed 2**80", "seed must be an integer 0 to"),
+    ("image size 500", "500 px is more than 2x"),
     ("missing folder", "does not exist"),
+    ("the root folder", "train/<class>"),
     ("hub weights", "cannot be reached"),
 ])
-def test_bad_inputs_get_a_clear_message(client, cifar_subset, tmp_path, case, expected):
-    args = {"budget 0": dict(budget=0), "missing folder": dict(data_dir=tmp_path / "nowhere"),
+def test_bad_inputs_get_a_clear_message(visitor, cifar_subset, tmp_path, case, expected):
+    args = {"budget 0": dict(budget=0), "seed 2**80": dict(seed=2**80), "image size 500": dict(image_size=500),
+            "missing folder": dict(data_dir=tmp_path / "nowhere"), "the root folder": dict(data_dir="/"),
             "hub weights": dict(victim="vit_large_patch16_224")}[case]
-    values = inputs(**{"data_dir": cifar_subset, **args})
-    assert expected in client.predict(*values[:4], api_name="/estimate")
-    job_id, _, status, note, _ = client.predict(*values, api_name="/start")
-    assert job_id == "" and expected in status and expected in note
+    values = {"data_dir": cifar_subset, **args}
+    started = time.time()
+    reply = visitor.start(**values)
+    assert reply["job_id"] == "" and expected in reply["status"] and expected in reply["message"]
+    assert time.time() - started < 30  # answered within seconds, even for "/"
+    options = {"victim": LITE0, "thief": LITE0, "budget": 150, "image_size": 64, **values}
+    estimate = visitor.client.predict(**{**options, "data_dir": str(options["data_dir"])}, api_name="/estimate")
+    assert expected in estimate
 
 
-def test_a_failing_job_shows_its_error_and_the_app_keeps_serving(client, cifar_subset, tmp_path):
+def test_a_failing_job_shows_its_error_and_the_app_keeps_serving(visitor, cifar_subset, tmp_path):
     broken = tmp_path / "broken"
     picture = next((cifar_subset / "test" / "cat").iterdir()).read_bytes()
     for split, classes in (("train", ("cat", "dog")), ("test", ("cat", "ship"))):
@@ -116,9 +134,15 @@ def test_a_failing_job_shows_its_error_and_the_app_keeps_serving(client, cifar_s
             (broken / split / name).mkdir(parents=True)
             for i in range(3):
                 (broken / split / name / f"{i}.jpg").write_bytes(picture)
-    job_id, _ = start(client, broken, budget=2)
-    state = wait(client, job_id)
+    job_id = visitor.start(broken, budget=2)["job_id"]
+    state = visitor.wait(job_id)
     assert state["status"] == "failed" and "same classes" in state["error"]
-    assert "same classes" in client.predict(job_id, api_name="/poll")[0]
-    ok, _ = start(client, cifar_subset, budget=100, seed=14)
-    assert wait(client, ok)["status"] == "done"
+    assert visitor.wait(visitor.start(cifar_subset, budget=100, seed=14)["job_id"])["status"] == "done"
+
+
+def test_public_mode_reads_no_server_paths(public_app_url, cifar_subset):
+    stranger = Visitor(public_app_url)
+    reply = stranger.start(cifar_subset)
+    assert reply["job_id"] == "" and "reads no server folders" in reply["status"]
+    reply = stranger.start("", query_pool="/etc")
+    assert reply["job_id"] == "" and "reads no server folders" in reply["status"]

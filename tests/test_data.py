@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from fmsteal.engine import data
+from fmsteal.engine import listing as data_listing
 from fmsteal.engine.data import load_pool, load_splits, stratified_subset
 from fmsteal.errors import DataError
 
@@ -153,3 +154,86 @@ def test_an_unreachable_hub_dataset_says_how_to_work_offline(monkeypatch):
     monkeypatch.setitem(data.HUB_DATASETS, "cifar100-test", data.HUB_DATASETS["cifar100"])
     with pytest.raises(DataError, match="Cannot download dataset 'cifar100-test'.*--data-dir"):
         load_splits("cifar100-test")
+
+
+def test_count_images_matches_the_layout_and_walks_each_input_once(tmp_path, monkeypatch):
+    folder = write_folder(tmp_path / "toy", {"train": {"cat": 3, "dog": 2}, "test": {"cat": 1, "dog": 2}})
+    walks = []
+    real_walk = data_listing.walk
+    monkeypatch.setattr(data_listing, "walk", lambda *a, **k: walks.append(a[0]) or real_walk(*a, **k))
+    assert data.count_images(str(folder)) == (5, 3, 2)
+    assert data.count_images(str(folder)) == (5, 3, 2) and data.source_key(str(folder)) is not None
+    assert len(walks) == 1  # the estimate's second look and the cache key reuse the first walk
+    Image.new("RGB", (12, 12)).save(folder / "train" / "cat" / "new.png")
+    assert data.count_images(str(folder)) == (6, 3, 2) and len(walks) == 2
+    load_splits(str(folder))
+    assert data.count_images(str(folder)) == (6, 3, 2) and len(walks) == 3  # loading refreshed the memo
+    flat = write_folder(tmp_path / "flat", {"street": {"a": 3}})
+    assert data.count_images(str(flat), pool=True) == (3, 0, 1)
+    with pytest.raises(DataError, match="has no images under train/<class>/ and test/<class>/"):
+        data.count_images(str(flat))
+    assert data.count_images("cifar100") == (50_000, 10_000, 100)
+    with pytest.raises(DataError, match="does not exist"):
+        data.count_images(str(tmp_path / "missing" / "x.tar.gz"))
+
+
+def test_count_images_reads_archives_by_their_headers(tmp_path, cifar_archive):
+    assert data.count_images(str(cifar_archive)) == (50_000, 10_000, 10)
+    folder = write_folder(tmp_path / "toy", {"train": {"cat": 3, "dog": 2}, "test": {"cat": 1, "dog": 2}})
+    for mode, suffix in (("w:gz", "tar.gz"), ("w:bz2", "tar.bz2"), ("w", "tar")):
+        archive = tmp_path / f"toy.{suffix}"
+        with tarfile.open(archive, mode, format=tarfile.PAX_FORMAT) as tar:
+            tar.add(folder, arcname="a-very-long-top-folder-name-" + "x" * 120)  # pax path records
+        assert data.count_images(str(archive)) == (5, 3, 2)
+    (tmp_path / "junk.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DataError, match="junk.tar.gz"):
+        data.count_images(str(tmp_path / "junk.tar.gz"))
+
+
+def test_large_images_are_resized_as_they_are_read(tmp_path):
+    """Photos bigger than MAX_STORED_SIDE are stored at 128 px, close to a full decode then resize."""
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(1)
+    gradient = np.linspace(0, 255, 640, dtype=np.float32)
+    originals = {}
+    for split, count in (("train", 2), ("test", 1)):
+        for name in ("a", "b"):
+            (folder / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.stack([np.add.outer(gradient[:480] * 0.5, gradient * 0.5) * rng.uniform(0.3, 1)] * 3, -1)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / split / name / f"{i}.jpg", quality=92)
+                originals[(split, name, i)] = folder / split / name / f"{i}.jpg"
+    splits = load_splits(str(folder))
+    assert splits.train.images.shape == (4, 3, 128, 128)
+    full = Image.open(originals[("train", "a", 0)]).convert("RGB").resize((128, 128), Image.BILINEAR)
+    difference = np.abs(splits.train.images[0].permute(1, 2, 0).numpy().astype(int) - np.asarray(full).astype(int))
+    assert difference.mean() < 2.0
+
+
+def test_images_over_the_pixel_cap_are_refused_by_name(tmp_path, monkeypatch):
+    folder = write_folder(tmp_path / "toy", {"train": {"a": 1, "b": 1}, "test": {"a": 1, "b": 1}})
+    Image.new("RGB", (300, 200)).save(folder / "train" / "a" / "poster.png")
+    monkeypatch.setenv("FMSTEAL_MAX_IMAGE_PIXELS", "50000")
+    with pytest.raises(DataError, match=r"'train/a/poster.png' of class 'a' has 300x200 pixels, over the cap of 50,000"):
+        load_splits(str(folder))
+
+
+def test_cifar_images_are_stored_exactly_as_decoded(cifar_archive, tmp_path):
+    """32x32 JPEGs are never resized: stored pixels equal PIL's decode, so earlier caches stay valid."""
+    members = {}
+    with tarfile.open(cifar_archive) as tar:
+        for member in tar:
+            label = member.name.split("/")[1] if member.isfile() else None
+            if label in ("cat", "dog") and sum(name.split("/")[1] == label for name in members) < 20:
+                members[member.name] = tar.extractfile(member).read()
+            if len(members) == 40:
+                break
+    for name, payload in members.items():
+        for split in ("train", "test"):
+            path = tmp_path / "pets" / split / Path(name).relative_to(Path(name).parts[0])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(payload)
+    splits = load_splits(str(tmp_path / "pets"))
+    expected = sorted(np.asarray(Image.open(io.BytesIO(p)).convert("RGB")).tobytes() for p in members.values())
+    stored = sorted(image.permute(1, 2, 0).numpy().tobytes() for image in splits.train.images)
+    assert stored == expected

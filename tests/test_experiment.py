@@ -23,8 +23,10 @@ def test_a_run_streams_plain_events_and_ends_with_a_complete_card(tiny_config):
     json.dumps(events)  # every event is plain data
     assert CARD_KEYS <= set(card)
     phases = [e["phase"] for e in events if e["kind"] == "phase"]
-    assert phases == ["data", "embed", "victim", "steal", "evaluate"]
+    assert phases == ["data", "embed", "victim", "steal", "evaluate", "card"]
     assert set(card["timings"]) == set(phases) | {"total"}
+    assert set(card["estimate"]["phases"]) == set(phases)  # predicted before the run, per phase
+    assert card["estimate"]["total"] == pytest.approx(sum(card["estimate"]["phases"].values()), abs=0.05)
     checkpoints = [e for e in events if e["kind"] == "checkpoint"]
     assert [c["queries"] for c in checkpoints] == [p["queries"] for p in card["curve"]] == curve_checkpoints(300)
     assert len(card["curve"]) >= 8 and card["queries_spent"] == 300

@@ -14,14 +14,12 @@ from typing import Literal, Protocol
 import torch
 
 from fmsteal.attack.defences import Defence
-from fmsteal.attack.outputs import OUTPUT_MODES as OUTPUT_MODE_REGISTRY
-from fmsteal.attack.outputs import Answers
+from fmsteal.attack.outputs import OUTPUT_MODES, Answers
 from fmsteal.errors import BudgetExceeded, QueryRefused
 
 __all__ = ["Answers", "BlackBoxVictim", "OutputMode", "VictimAPI", "api_accuracy", "api_predictions"]
 
 OutputMode = Literal["label", "topk", "probs", "rounded"]
-OUTPUT_MODES = OUTPUT_MODE_REGISTRY.names()  # the names, for fmsteal.experiment.config until it reads the registry
 
 REFUSED = -1  # the label `api_predictions` gives a query the API refused
 
@@ -46,7 +44,7 @@ class BlackBoxVictim:
     def __init__(self, probabilities: Callable[[torch.Tensor], torch.Tensor], num_classes: int,
                  output: OutputMode = "label", budget: int = 5000, top_k: int = 3, decimals: int = 2,
                  defence: Defence | None = None):
-        mode = OUTPUT_MODE_REGISTRY.get(output)
+        mode = OUTPUT_MODES.get(output)
         given = {"top_k": min(top_k, num_classes), "decimals": decimals}
         self.__probabilities = probabilities
         self.__defence = defence

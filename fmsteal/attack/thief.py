@@ -8,7 +8,6 @@ retraining the thief at each rung, so it yields the whole agreement-vs-queries c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
@@ -17,21 +16,14 @@ from torch import nn
 
 from fmsteal.engine.augment import feature_transform, image_transform
 from fmsteal.attack.blackbox import Answers, VictimAPI
+from fmsteal.attack.budget import curve_checkpoints
+from fmsteal.attack.strategies import Selection, select
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import Recipe
 from fmsteal.engine.train import fit, predict
 from fmsteal.engine.zoo import BackboneSpec, load_backbone
 
-STRATEGIES = ("random", "entropy", "kcenter")
 VALIDATION_EVERY = 10  # every 10th query is kept as the victim-labelled validation set (10%)
-KCENTER_DIMS = 128
-
-
-def curve_checkpoints(budget: int) -> list[int]:
-    """Budgets at which the thief is evaluated: a 1-1.5-2-3-5-7 ladder from budget/100 up to `budget`."""
-    low = max(20, budget / 100)
-    ladder = sorted({int(m * 10**e) for e in range(1, 8) for m in (1, 1.5, 2, 3, 5, 7)})
-    return [b for b in ladder if low <= b < budget] + [budget]
 
 
 @dataclass
@@ -97,7 +89,7 @@ def steal(victim: VictimAPI, pool: torch.Tensor, thief: Thief, budget: int, stra
     chosen: list[int] = []
     answers: list[Answers] = []
     for rung in curve_checkpoints(budget):
-        new = _select(strategy, thief, pool, chosen, order, rung - len(chosen), generator)
+        new = select(strategy, Selection(thief, pool, chosen, order, rung - len(chosen), generator))
         images = pool[new]
         answers.append(victim(images.float() / 255))
         chosen.extend(new)
@@ -110,32 +102,3 @@ def steal(victim: VictimAPI, pool: torch.Tensor, thief: Thief, budget: int, stra
         yield from thief.train(queried[~is_val], targets[~is_val], validation,
                                label=f"Training the {thief.spec.label} thief on {len(chosen):,} answers")
         yield {"kind": "checkpoint", "queries": len(chosen), "queries_spent": len(chosen), **evaluate(thief)}
-
-
-def _select(strategy: str, thief: Thief, pool: torch.Tensor, chosen: list[int], order: torch.Tensor, count: int,
-            generator: torch.Generator) -> list[int]:
-    """`count` new pool indices: random (the paper's default), highest thief entropy, or k-center."""
-    taken = torch.zeros(len(pool), dtype=torch.bool)
-    taken[chosen] = True
-    if strategy == "random" or thief.network is None:
-        return [i for i in order.tolist() if not taken[i]][:count]
-    candidates = torch.nonzero(~taken).flatten()
-    if strategy == "entropy":
-        probs = thief.logits(pool[candidates]).softmax(1)
-        entropy = -(probs * probs.clamp(min=1e-12).log()).sum(1)
-        return candidates[entropy.topk(count).indices].tolist()
-    return _k_center(thief.embedder.features_of(pool), chosen, count, generator)
-
-
-def _k_center(features: torch.Tensor, chosen: list[int], count: int, generator: torch.Generator) -> list[int]:
-    """Greedy k-center (farthest first) on a random projection of the thief's features."""
-    dims = min(KCENTER_DIMS, features.shape[1])
-    projection = torch.randn(features.shape[1], dims, generator=generator) / math.sqrt(dims)
-    points = features @ projection
-    distance = torch.cdist(points, points[chosen]).min(1).values
-    picked = []
-    for _ in range(count):
-        index = int(distance.argmax())
-        picked.append(index)
-        distance = torch.minimum(distance, (points - points[index]).norm(dim=1))
-    return picked

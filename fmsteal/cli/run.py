@@ -8,22 +8,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fmsteal.experiment.cards import card_name, write_card
-from fmsteal.experiment.config import ExperimentConfig
+from fmsteal.cli.options import values_from_args
+from fmsteal.experiment.config import FIELDS, ExperimentConfig
 from fmsteal.experiment.pipeline import run
 from fmsteal.engine.zoo import CIFAR_MEAN, CLIP_MEAN, HALF, IMAGENET_MEAN, get_backbone, list_backbones
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    """The ExperimentConfig the `run` arguments describe (modes default per backbone)."""
-    return ExperimentConfig(
-        victim=args.victim, thief=args.thief, budget=args.budget, dataset=args.dataset, data_dir=args.data_dir,
-        query_pool=args.query_pool,
-        victim_mode=args.victim_mode or get_backbone(args.victim).default_mode,
-        thief_mode=args.thief_mode or get_backbone(args.thief).default_mode,
-        output=args.output, top_k=args.top_k, decimals=args.decimals, strategy=args.strategy, seed=args.seed,
-        device=args.device, image_size=args.image_size, preset=args.preset,
-        train_per_class=args.train_per_class, test_per_class=args.test_per_class,
-    )
+    """The ExperimentConfig the `run` arguments describe (unset options take their declared defaults)."""
+    return ExperimentConfig(**values_from_args(args, FIELDS))
 
 
 def run_main(args: argparse.Namespace) -> int:

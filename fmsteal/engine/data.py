@@ -1,45 +1,32 @@
 """Datasets and query pools as uint8 image tensors: hub datasets, image folders, .tar.gz archives.
 
 Images are decoded once and kept in the cache dir as one tensor file per source, so later runs
-load them in a second. Everything here is deterministic.
+load them in a second. Local paths are read within bounds (`safe_fs`, `listing`); decoding resizes
+as it reads (`decode`). Everything here is deterministic.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
-import tarfile
-from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
-from fmsteal.cancel import check
+from fmsteal.engine.catalog import CIFAR10_CLASSES, HUB_DATASETS, HUB_SIZES, IMAGENET32_ENV, NAMED_POOLS
+from fmsteal.engine.decode import MAX_STORED_SIDE, Encoded, decode
+from fmsteal.engine.listing import IMAGE_SUFFIXES, LAYOUT, Local, archive_images, file_stamp, list_local, scan
+from fmsteal.engine.safe_fs import Clock, Limits, checked_path, read_regular, shown_name
 from fmsteal.errors import DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-MAX_STORED_SIDE = 128
-
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-# name -> (hub dataset repo, folder of its parquet files, image column, label column, {split: file prefix})
-HUB_DATASETS = {
-    "cifar10": ("uoft-cs/cifar10", "plain_text", "img", "label", {"train": "train", "test": "test"}),
-    "cifar100": ("uoft-cs/cifar100", "cifar100", "img", "fine_label", {"train": "train", "test": "test"}),
-    "tiny-imagenet": ("zh-plus/tiny-imagenet", "data", "image", "label", {"train": "train", "test": "valid"}),
-}
-
-# The paper's query pool: Downsampled ImageNet 32x32 (Chrabaszcz et al., 2017). Its licence needs an
-# image-net.org account, so nothing downloads it: FMSTEAL_IMAGENET32 names the unpacked folder of
-# its official `train_data_batch_*` files.
-IMAGENET32_ENV = "FMSTEAL_IMAGENET32"
-NAMED_POOLS = ("imagenet32",)
+__all__ = ["CIFAR10_CLASSES", "HUB_DATASETS", "HUB_SIZES", "IMAGE_SUFFIXES", "IMAGENET32_ENV", "MAX_STORED_SIDE",
+           "NAMED_POOLS", "ImageSet", "Splits", "count_images", "is_decoded", "load_pool", "load_splits",
+           "source_key", "stratified_subset"]
 
 
 @dataclass
@@ -82,39 +69,54 @@ def load_splits(source: str) -> Splits:
     """Load a dataset by hub name (`cifar10`, ...) or path (image folder or .tar.gz archive)."""
     if source in HUB_DATASETS:
         return _load_hub(source)
-    path = Path(source).expanduser()
-    if not path.exists():
-        if os.sep in source or source.endswith((".tar.gz", ".tgz")):
-            raise DataError(f"Data folder or archive {source!r} does not exist. Check the path.")
-        raise DataError(
-            f"Unknown dataset {source!r}. Use one of {', '.join(HUB_DATASETS)}, or the path of an image "
-            "folder or .tar.gz archive laid out train/<class>/*.jpg and test/<class>/*.jpg."
-        )
-    return _cached(source_key(source), lambda: _read_local(path), path.name)
+    local = list_local(*_local(source))
+    return _cached(local.key(pool=False), lambda: _read_local(local), local.path.name)
 
 
 def load_pool(source: str) -> ImageSet:
     """Query-pool images: a dataset's train split, or every image of a folder or archive without splits."""
     if source == "imagenet32":
         return _load_imagenet32()
-    path = Path(source).expanduser()
-    if source in HUB_DATASETS or not path.exists():
+    if source in HUB_DATASETS:
         return load_splits(source).train
-    return _cached(source_key(source, pool=True), lambda: _read_local(path, unlabelled_ok=True), path.name).train
+    local = list_local(*_local(source))
+    return _cached(local.key(pool=True), lambda: _read_local(local, unlabelled_ok=True), local.path.name).train
+
+
+def count_images(source: str, pool: bool = False) -> tuple[int, int, int]:
+    """(train images, test images, classes) of a hub dataset, image folder or archive, without decoding.
+
+    With `pool`, a folder or archive without train/test splits counts all its images as train. A folder
+    is walked once per input (bounded: FMSTEAL_MAX_FILES, FMSTEAL_WALK_SECONDS); DataError when the
+    source is missing, cannot be read or is not laid out train/<class>/, test/<class>/.
+    """
+    if source in HUB_SIZES:
+        return HUB_SIZES[source]
+    path, shown = _local(source)
+    found = scan(path, shown)
+    if pool and not found.train:
+        return found.images, 0, 1
+    if not found.train or not found.test:
+        raise DataError(f"{shown!r} has no images under train/<class>/ and test/<class>/. {LAYOUT}")
+    return found.train, found.test, found.classes
 
 
 def source_key(source: str, pool: bool = False) -> str | None:
-    """What identifies a source's decoded images in the cache, read without decoding (None: not found)."""
+    """What identifies a source's decoded images in the cache, read without decoding (None: not found).
+
+    Raises DataError for a path that may not be read (see `safe_fs.checked_path`).
+    """
     if source in HUB_DATASETS:
         return f"hub:{source}"
     if source == "imagenet32":
         files = _imagenet32_files()
         stamp = "|".join(f"{f.name}-{f.stat().st_size}-{f.stat().st_mtime_ns}" for f in files)
         return f"imagenet32|{files[0].parent.resolve()}|{stamp}" if files else None
-    path = Path(source).expanduser()
-    if not path.exists():
+    if not Path(source).expanduser().exists():
         return None
-    return f"{'pool|' if pool else ''}{path.resolve()}|{_source_stamp(path)}"
+    path, shown = _local(source)
+    stamp = scan(path, shown).stamp if path.is_dir() else file_stamp(path, shown)  # a folder's walk is memoised
+    return Local(path, shown, stamp, None).key(pool)
 
 
 def is_decoded(key: str | None) -> bool:
@@ -129,6 +131,16 @@ def stratified_subset(images: ImageSet, per_class: int | None) -> ImageSet:
     labels = images.labels.numpy()
     keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(len(images.class_names))])
     return images.subset(np.sort(keep))
+
+
+def _local(source: str) -> tuple[Path, str]:
+    """The checked path of a local source and the name messages give it."""
+    if os.sep not in source and not source.endswith((".tar.gz", ".tgz")) and not Path(source).expanduser().exists():
+        raise DataError(
+            f"Unknown dataset {source!r}. Use one of {', '.join(HUB_DATASETS)}, or the path of an image "
+            f"folder or .tar.gz archive. {LAYOUT}"
+        )
+    return checked_path(source), shown_name(source)
 
 
 def _cache_file(key: str) -> Path:
@@ -148,84 +160,51 @@ def _cached(key: str, read, name: str) -> Splits:
     return Splits(stored["name"], ImageSet(*stored["train"], names), ImageSet(*stored["test"], names))
 
 
-def _source_stamp(path: Path) -> str:
-    if path.is_file():
-        stat = path.stat()
-        return f"{stat.st_size}-{stat.st_mtime_ns}"
-    files = [p for p in path.rglob("*") if p.is_file()]
-    return f"{len(files)}-{sum(p.stat().st_size for p in files)}-{max((p.stat().st_mtime_ns for p in files), default=0)}"
-
-
-def _read_local(path: Path, unlabelled_ok: bool = False) -> Splits:
-    if path.is_dir():
-        entries = [(p.relative_to(path).parts, p.read_bytes) for p in sorted(path.rglob("*"))
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    elif tarfile.is_tarfile(path):
-        entries = list(_tar_entries(path))
+def _read_local(local: Local, unlabelled_ok: bool = False) -> Splits:
+    shown = local.shown
+    clock = Clock(Limits.reading(), shown)  # reading and decoding together stay within FMSTEAL_READ_SECONDS
+    if local.files is not None:
+        entries = [(f.parts, partial(_timed_read, clock, f.path, "/".join((shown.rstrip("/"), *f.parts))))
+                   for f in local.files]
     else:
-        raise DataError(f"{path} is neither a folder nor a .tar.gz archive of images.")
-    by_split: dict[str, list[tuple[str, bytes]]] = {"train": [], "test": []}
+        entries = [(parts, partial(_timed_bytes, clock, data))
+                   for parts, data in archive_images(local.path, shown, clock)]
+    by_split: dict[str, list[Encoded]] = {"train": [], "test": []}
     for parts, read in entries:
         if "train" in parts[:-2] or "test" in parts[:-2]:
             split_at = max(i for i, part in enumerate(parts[:-2]) if part in by_split)
             if split_at == len(parts) - 3:
-                by_split[parts[split_at]].append((parts[-2], read))
-    if unlabelled_ok and not by_split["train"]:
-        pool = _decode([("unlabelled", read) for _, read in entries], ["unlabelled"]) if entries else None
-        if pool is not None:
-            return Splits(path.name, pool, pool.subset([]))
+                by_split[parts[split_at]].append(Encoded(parts[-2], "/".join(parts), read))
+    if unlabelled_ok and not by_split["train"] and entries:
+        pool = _image_set([Encoded("unlabelled", "/".join(parts), read) for parts, read in entries], ["unlabelled"])
+        return Splits(local.path.name, pool, pool.subset([]))
     for split, items in by_split.items():
         if not items:
-            raise DataError(
-                f"{path} has no images under {split}/<class>/. Lay it out as train/<class>/*.jpg and "
-                "test/<class>/*.jpg (one folder per class)."
-            )
-    class_names = sorted({label for label, _ in by_split["train"]})
-    missing = sorted(set(class_names) - {label for label, _ in by_split["test"]})
-    extra = sorted({label for label, _ in by_split["test"]} - set(class_names))
+            raise DataError(f"{shown!r} has no images under {split}/<class>/. {LAYOUT}")
+    class_names = sorted({item.label for item in by_split["train"]})
+    missing = sorted(set(class_names) - {item.label for item in by_split["test"]})
+    extra = sorted({item.label for item in by_split["test"]} - set(class_names))
     if missing or extra or len(class_names) < 2:
         raise DataError(
-            f"{path}: the train and test splits must have the same classes (at least two). "
+            f"{shown!r}: the train and test splits must have the same classes (at least two). "
             f"Missing from test: {missing or 'none'}; in test but not train: {extra or 'none'}."
         )
-    name = path.name.removesuffix(".tar.gz").removesuffix(".tgz")
-    return Splits(name, _decode(by_split["train"], class_names), _decode(by_split["test"], class_names))
+    name = local.path.name.removesuffix(".tar.gz").removesuffix(".tgz")
+    return Splits(name, _image_set(by_split["train"], class_names), _image_set(by_split["test"], class_names))
 
 
-def _tar_entries(path: Path):
-    with tarfile.open(path, "r:*") as archive:
-        for i, member in enumerate(archive):
-            if i % 1024 == 0:
-                check()
-            if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
-                data = archive.extractfile(member).read()
-                yield Path(member.name).parts, (lambda data=data: data)
+def _timed_read(clock: Clock, path: Path, shown: str, limit: int) -> bytes:
+    clock.tick()
+    return read_regular(path, shown, limit)
 
 
-def _decode(items: list[tuple[str, object]], class_names: list[str]) -> ImageSet:
-    pictures = []
-    for i, (label, read) in enumerate(items):
-        if i % 256 == 0:
-            check()
-        try:
-            pictures.append(Image.open(io.BytesIO(read())).convert("RGB"))
-        except Exception as error:
-            raise DataError(f"Cannot decode an image of class {label!r}: {error}. Remove or fix the file.") from None
-    size = _common_size(pictures)
-    arrays = [np.asarray(p if p.size == size else p.resize(size, Image.BILINEAR)) for p in pictures]
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    index = {name: i for i, name in enumerate(class_names)}
-    labels = torch.tensor([index[label] for label, _ in items], dtype=torch.long)
-    return ImageSet(images, labels, class_names)
+def _timed_bytes(clock: Clock, data: bytes, limit: int) -> bytes:
+    clock.tick()
+    return data
 
 
-def _common_size(pictures: list[Image.Image]) -> tuple[int, int]:
-    """The size every image is stored at: the most common one, capped at MAX_STORED_SIDE."""
-    (width, height), _ = Counter(p.size for p in pictures).most_common(1)[0]
-    if max(width, height) <= MAX_STORED_SIDE:
-        return width, height
-    side = min(MAX_STORED_SIDE, width, height)
-    return side, side
+def _image_set(items: list[Encoded], class_names: list[str]) -> ImageSet:
+    return ImageSet(*decode(items, class_names), class_names)
 
 
 def _load_imagenet32() -> ImageSet:
@@ -286,9 +265,9 @@ def _load_hub(name: str) -> Splits:
             frames[split] = pd.concat([pd.read_parquet(file) for file in files], ignore_index=True)
         num_classes = int(max(frame[label_column].max() for frame in frames.values())) + 1
         class_names = CIFAR10_CLASSES if name == "cifar10" else [str(i) for i in range(num_classes)]
-        splits = {split: [(class_names[int(label)], (lambda b=image["bytes"]: b))
-                          for image, label in zip(frame[image_column], frame[label_column])]
+        splits = {split: [Encoded(class_names[int(label)], f"{split} image {i}", lambda n, b=image["bytes"]: b)
+                          for i, (image, label) in enumerate(zip(frame[image_column], frame[label_column]))]
                   for split, frame in frames.items()}
-        return Splits(name, _decode(splits["train"], class_names), _decode(splits["test"], class_names))
+        return Splits(name, _image_set(splits["train"], class_names), _image_set(splits["test"], class_names))
 
     return _cached(f"hub:{name}", read, name)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Literal
 
 from fmsteal.errors import ConfigError, WeightsUnavailable
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["BackboneSpec", "ZOO", "get_backbone", "list_backbones", "load_backbone", "OFFLINE_HINT"]
 
 Family = Literal["foundation", "conventional", "scratch"]
 
@@ -116,7 +119,7 @@ def get_backbone(name: str) -> BackboneSpec:
         raise ConfigError(f"Unknown backbone {name!r}. Known backbones: {', '.join(ZOO)}.") from None
 
 
-def load_backbone(spec: BackboneSpec, image_size: int, pretrained: bool = True) -> nn.Module:
+def load_backbone(spec: BackboneSpec, image_size: int, pretrained: bool = True) -> "nn.Module":
     """Build `spec` as a feature extractor (pooled features of size `spec.feature_dim`)."""
     if spec.weight_source == "none":
         from fmsteal.engine.scratch_cnn import ScratchCNN
@@ -142,7 +145,7 @@ def load_backbone(spec: BackboneSpec, image_size: int, pretrained: bool = True) 
         ) from error
 
 
-def _create(arch: str, **kwargs) -> nn.Module:
+def _create(arch: str, **kwargs) -> "nn.Module":
     import timm
 
     return timm.create_model(arch, **kwargs)
@@ -156,8 +159,10 @@ def _pypi_weights_module(spec: BackboneSpec):
         return None
 
 
-def _pypi_state_dict(spec: BackboneSpec, model: nn.Module) -> dict[str, torch.Tensor]:
+def _pypi_state_dict(spec: BackboneSpec, model: "nn.Module") -> dict[str, "torch.Tensor"]:
     """The PyPI package's tensors, renamed in order onto timm's parameter names."""
+    import torch
+
     module = _pypi_weights_module(spec)
     if module is None:
         package = spec.weight_source[5:]

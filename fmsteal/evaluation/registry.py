@@ -2,8 +2,10 @@
 
 An evaluation is a generator function `fn(context, params)` that may yield progress events and
 returns a plain-data result; the run card stores it as `card[name]`. Register one with
-`@EVALUATIONS.register("name", help=..., params=(Field(...), ...), default_on=True)`; the
-experiment runs every evaluation enabled in its config, and the CLI and app list them from here.
+`@EVALUATIONS.register("name", help=..., params=(Field(...), ...), default_on=True, cost=...)`, and
+add its module to `modules` below; `cost(pricing, params)` is its seconds on this machine (see
+`fmsteal.experiment.pricing`). The experiment runs every evaluation its config enables, the
+estimate adds their costs, and the CLI and app list them from here.
 """
 
 from __future__ import annotations
@@ -46,4 +48,4 @@ class EvaluationContext:
 
 Evaluation = Callable[[EvaluationContext, dict], Generator[dict, None, Any]]
 
-EVALUATIONS: Registry[Evaluation] = Registry("evaluation", modules=())
+EVALUATIONS: Registry[Evaluation] = Registry("evaluation", modules=("fmsteal.evaluation.examples",))

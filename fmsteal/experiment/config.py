@@ -1,94 +1,163 @@
-"""ExperimentConfig: every choice of one experiment, validated, plain data, with a stable id."""
+"""ExperimentConfig: every choice of one experiment, declared once, validated, plain data, with a stable id.
+
+`FIELDS` declares each choice (type, allowed values or range, default, help, label); the dataclass,
+its validation, the CLI's options and the app's widgets are all made from it. Adding a choice is
+one `Field` here plus its use. Importing this module imports no torch.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
 
-from fmsteal.attack.blackbox import OUTPUT_MODES
-from fmsteal.engine.data import HUB_DATASETS
 from fmsteal.errors import ConfigError
-from fmsteal.attack.thief import STRATEGIES
-from fmsteal.engine.zoo import get_backbone
+from fmsteal.fields import Field
 
-MODES = ("lp", "fft")
-DEVICES = ("auto", "cpu", "cuda")
-PRESETS = ("fast", "paper")
+__all__ = ["ExperimentConfig", "FIELDS", "field_named", "MAX_SEED", "ADDED_LATER"]
+
+MAX_SEED = 2**31 - 1
 
 
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """One victim, one thief, one budget: everything `fmsteal.experiment.run` needs."""
+def _backbones() -> tuple[str, ...]:
+    from fmsteal.engine.zoo import ZOO
 
-    victim: str
-    thief: str
-    budget: int = 5000
-    dataset: str = "cifar10"
-    data_dir: str | None = None
-    query_pool: str = "heldout"
-    victim_mode: str = "lp"
-    thief_mode: str = "lp"
-    output: str = "label"
-    top_k: int = 3
-    decimals: int = 2
-    strategy: str = "random"
-    seed: int = 0
-    device: str = "auto"
-    image_size: int | None = None
-    preset: str = "fast"
-    train_per_class: int | None = None
-    test_per_class: int | None = None
+    return tuple(ZOO)
+
+
+def _output_modes() -> tuple[str, ...]:
+    from fmsteal.attack.outputs import OUTPUT_MODES
+
+    return OUTPUT_MODES.names()
+
+
+def _strategies() -> tuple[str, ...]:
+    from fmsteal.attack.strategies import STRATEGIES
+
+    return STRATEGIES.names()
+
+
+def _hub_datasets() -> tuple[str, ...]:
+    from fmsteal.engine.catalog import HUB_DATASETS
+
+    return tuple(HUB_DATASETS)
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("victim", "str", "tf_efficientnet_lite0", "the model being stolen: a backbone + a head trained on the dataset",
+          "Victim backbone", choices=_backbones, advanced=False),
+    Field("thief", "str", "tf_efficientnet_lite0", "the attacker's public pretrained model", "Thief backbone",
+          choices=_backbones, advanced=False),
+    Field("budget", "int", 5000, "images the thief may send to the victim's API", "Query budget",
+          minimum=1, maximum=1_000_000, advanced=False),
+    Field("dataset", "str", "cifar10", "the labelled dataset from the Hugging Face Hub (when no data folder is given)",
+          "Dataset (Hugging Face Hub)", choices=_hub_datasets),
+    Field("data_dir", "str", None, "an image folder or .tar.gz laid out train/<class>/*.jpg and test/<class>/*.jpg",
+          "Data folder or .tar.gz", optional=True, public=False),
+    Field("query_pool", "str", "heldout", "'heldout' (half of the train split), cifar10/cifar100/tiny-imagenet, "
+          "imagenet32 (needs FMSTEAL_IMAGENET32) or an image folder", "Query pool"),
+    Field("victim_mode", "str", None, "lp = linear probe (frozen backbone), fft = full fine-tuning; "
+          "default: lp, or fft for the scratch CNN", "Victim training", choices=("lp", "fft"), optional=True),
+    Field("thief_mode", "str", None, "lp = linear probe, fft = full fine-tuning; default: lp, or fft for the scratch CNN",
+          "Thief training", choices=("lp", "fft"), optional=True),
+    Field("output", "str", "label", "what the victim's API answers", "Victim answers", choices=_output_modes),
+    Field("top_k", "int", 3, "how many classes a top-k answer lists", "Top-k", minimum=1, maximum=100),
+    Field("decimals", "int", 2, "decimals kept in rounded probabilities", "Decimals", minimum=0, maximum=8),
+    Field("strategy", "str", "random", "how the thief picks its queries", "Query selection", choices=_strategies),
+    Field("seed", "int", 0, "the random seed of data split, training and selection", "Seed",
+          minimum=0, maximum=MAX_SEED),
+    Field("device", "str", "auto", "auto = CUDA when present, else CPU", "Device", choices=("auto", "cpu", "cuda")),
+    Field("image_size", "int", None, "input size in px (default: native on a GPU, smaller on a CPU)",
+          "Image size (px)", minimum=8, maximum=1024, optional=True),
+    Field("preset", "str", "fast", "training hyperparameters: fast (CPU-friendly) or paper (the authors' recipe)",
+          "Training preset", choices=("fast", "paper")),
+    Field("train_per_class", "int", None, "use the first N train images of each class (default: all)",
+          "Train images/class", minimum=1, maximum=10**7, optional=True),
+    Field("test_per_class", "int", None, "use the first N test images of each class (default: all)",
+          "Test images/class", minimum=1, maximum=10**7, optional=True),
+    Field("evaluations", "str", "default", "what to measure after the theft: 'default' (every evaluation on by "
+          "default), 'none', or evaluation names separated by commas", "Evaluations"),
+)
+# Fields added after run cards were first published: left out of the job id at their default, so the
+# ids (and file names) of earlier cards, precomputed grids included, stay valid.
+ADDED_LATER = ("evaluations",)
+_BY_NAME = {f.name: f for f in FIELDS}
+
+
+def field_named(name: str) -> Field:
+    return _BY_NAME[name]
+
+
+_Base = dataclasses.make_dataclass(
+    "_ConfigFields", [(f.name, object, dataclasses.field(default=f.default)) for f in FIELDS], frozen=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig(_Base):
+    """One victim, one thief, one budget: everything `fmsteal.experiment.run` needs.
+
+    Modes left unset take the backbone's default (LP; FFT for the scratch CNN, which has nothing to probe).
+    """
 
     def __post_init__(self) -> None:
+        for f in FIELDS:
+            f.check(getattr(self, f.name))
+        from fmsteal.engine.zoo import get_backbone
+
         for role in ("victim", "thief"):
             spec = get_backbone(getattr(self, role))
             mode = getattr(self, f"{role}_mode")
-            _choice(f"{role}_mode", mode, MODES)
-            if spec.family == "scratch" and mode != "fft":
+            if mode is None:
+                object.__setattr__(self, f"{role}_mode", spec.default_mode)
+            elif spec.family == "scratch" and mode != "fft":
                 raise ConfigError(f"{spec.name} has no pretrained weights to probe: set {role}_mode to 'fft'.")
-        _choice("output", self.output, OUTPUT_MODES)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("device", self.device, DEVICES)
-        _choice("preset", self.preset, PRESETS)
-        _integer("budget", self.budget, 1, "the number of images the thief may send to the victim")
-        _integer("seed", self.seed, 0, "a non-negative integer")
-        _integer("top_k", self.top_k, 1, "how many classes a top-k answer lists")
-        _integer("decimals", self.decimals, 0, "decimals kept in rounded probabilities")
-        for name in ("image_size", "train_per_class", "test_per_class"):
-            if getattr(self, name) is not None:
-                _integer(name, getattr(self, name), 8 if name == "image_size" else 1, "a positive integer or None")
-        if self.data_dir is None and self.dataset not in HUB_DATASETS:
-            raise ConfigError(f"Unknown dataset {self.dataset!r}: use one of {', '.join(HUB_DATASETS)} or set data_dir.")
+        if self.data_dir is not None and not self.data_dir.strip():
+            object.__setattr__(self, "data_dir", None)
+        if self.evaluations not in ("default", "none"):
+            self.evaluation_names()  # validates the names
+
+    def evaluation_names(self) -> list[str]:
+        """The evaluations this run performs, in registry order."""
+        from fmsteal.evaluation.registry import EVALUATIONS
+
+        if self.evaluations == "none":
+            return []
+        if self.evaluations == "default":
+            return [entry.name for entry in EVALUATIONS if entry.meta.get("default_on", True)]
+        names = [name.strip() for name in self.evaluations.split(",") if name.strip()]
+        for name in names:
+            EVALUATIONS.get(name)  # ConfigError naming the valid evaluations
+        return [entry.name for entry in EVALUATIONS if entry.name in names]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ExperimentConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - set(_BY_NAME))
         if unknown:
-            raise ConfigError(f"Unknown config fields {unknown}; known fields: {sorted(known)}.")
+            raise ConfigError(f"Unknown config fields {unknown}; known fields: {sorted(_BY_NAME)}.")
         return cls(**values)
+
+    @classmethod
+    def from_inputs(cls, values: dict) -> "ExperimentConfig":
+        """A config from loosely typed inputs (text, widget numbers; 0 or "" = unset for optional fields)."""
+        coerced = {}
+        for name, value in values.items():
+            f = _BY_NAME.get(name)
+            if f is None:
+                raise ConfigError(f"Unknown config field {name!r}; known fields: {', '.join(_BY_NAME)}.")
+            if f.optional and value in (0, "", None, "auto"):
+                value = None
+            coerced[name] = f.coerce(value)
+        return cls(**coerced)
 
     def job_id(self) -> str:
         """A short stable hash of the config: equal configs share results."""
-        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        values = {k: v for k, v in self.to_dict().items() if not (k in ADDED_LATER and v == _BY_NAME[k].default)}
+        return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def source(self) -> str:
         """Where the labelled data comes from: the data folder/archive or the hub dataset name."""
         return self.data_dir or self.dataset
-
-
-def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
-
-
-def _integer(name: str, value: object, minimum: int, meaning: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer ({meaning}); got {value!r}.")
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum} ({meaning}); got {value}.")

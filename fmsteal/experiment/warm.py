@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from fmsteal.engine.cache import cache_dir
@@ -18,13 +17,10 @@ from fmsteal.experiment.cards import write_card
 from fmsteal.engine.data import source_key
 
 
-def data_key(config, key_of: Callable[[str, bool], str | None] = source_key) -> dict | None:
-    """The data half of a record's key (None when the data is not found); reads stamps, decodes nothing.
-
-    `key_of(source, pool)` is `data.source_key` or a memo of it.
-    """
-    data = key_of(config.source, False)
-    pool = "heldout" if config.query_pool == "heldout" else key_of(config.query_pool, True)
+def data_key(config) -> dict | None:
+    """The data half of a record's key (None when the data is not found); reads stamps, decodes nothing."""
+    data = source_key(config.source, False)
+    pool = "heldout" if config.query_pool == "heldout" else source_key(config.query_pool, True)
     if data is None or pool is None:
         return None
     return {"data": data, "pool": pool, "train_per_class": config.train_per_class,

@@ -34,7 +34,7 @@ CHUNK_ELEMENTS = 2**22  # rows are processed in chunks of at most this many n x 
 @DEFENCES.register(
     "mad", help="Orekondy et al. 2020: poison answers within an L1 budget to turn the thief's gradient",
     params=(Field("epsilon", "float", 0.5, "L1 budget of the perturbation of each probability vector",
-                  minimum=0.0, maximum=2.0),
+                  minimum=0, maximum=2),
             Field("keep_argmax", "bool", False, "MAD-argmax: never change the top-1 class")),
     acts_on_labels=lambda p: not p["keep_argmax"] and p["epsilon"] > 0)
 class MAD(Defence):

@@ -26,8 +26,8 @@ FLOOR = 1e-6  # probabilities are floored here before the log, so a zero does no
 @DEFENCES.register(
     "adaptive-misinformation",
     help="Kariyappa & Qureshi 2020: queries that look out of distribution get misleading answers",
-    params=(Field("tau", "float", 0.5, "in-distribution threshold on the maximum probability", minimum=0.0, maximum=1.0),
-            Field("nu", "float", 50.0, "sharpness of the switch to misinformation around tau", minimum=0.0, maximum=1e4)),
+    params=(Field("tau", "float", 0.5, "in-distribution threshold on the maximum probability", minimum=0, maximum=1),
+            Field("nu", "float", 50.0, "sharpness of the switch to misinformation around tau", minimum=0, maximum=10_000)),
     acts_on_labels=lambda p: True)
 class AdaptiveMisinformation(Defence):
     def __init__(self, params: dict, context: DefenceContext) -> None:

@@ -20,7 +20,7 @@ __all__ = ["GaussianNoise", "restore_argmax"]
 @DEFENCES.register(
     "gaussian-noise", help="Gaussian noise on the probabilities, renormalised",
     params=(Field("sigma", "float", 0.1, "standard deviation of the noise added to each probability",
-                  minimum=0.0, maximum=10.0),
+                  minimum=0, maximum=10),
             Field("keep_argmax", "bool", False, "swap the top-1 class back where the noise changed it")),
     acts_on_labels=lambda p: not p["keep_argmax"] and p["sigma"] > 0)
 class GaussianNoise(Defence):

@@ -30,7 +30,7 @@ BENIGN_CLIENTS = 10  # at most this many of them
 @DEFENCES.register(
     "prada", help="Juuti et al. 2019: flags a client whose query distances stop looking normal (Shapiro-Wilk)",
     params=(Field("delta", "float", 0.9, "flag the client when the Shapiro-Wilk W of its distances falls below this",
-                  minimum=0.0, maximum=1.0),
+                  minimum=0, maximum=1),
             Field("block", "bool", False, "stop answering the client once it is flagged"),
             Field("min_queries", "int", 100, "distances collected before the first test", minimum=3)),
     acts_on_labels=lambda p: True)

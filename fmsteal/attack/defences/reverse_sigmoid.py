@@ -23,9 +23,9 @@ CLIP = 1e-9  # probabilities are kept in [CLIP, 1 - CLIP] for the logit
 
 @DEFENCES.register(
     "reverse-sigmoid", help="Lee et al. 2019: a reverse-sigmoid perturbation of the probabilities (as ART's)",
-    params=(Field("beta", "float", 1.0, "magnitude of the perturbation", minimum=1e-6, maximum=10.0),
+    params=(Field("beta", "float", 1.0, "magnitude of the perturbation", minimum=1e-6, maximum=10),
             Field("gamma", "float", 0.1, "convergence: how fast the perturbation saturates in the logit",
-                  minimum=1e-6, maximum=10.0)),
+                  minimum=1e-6, maximum=10)),
     acts_on_labels=lambda p: True)
 class ReverseSigmoid(Defence):
     def answer(self, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":

@@ -26,7 +26,7 @@ __all__ = ["Watermark", "binomial_log10_tail", "verify_watermark", "watermark_la
 
 @DEFENCES.register(
     "watermark", help="Szyller et al. 2021 (DAWN): a keyed share of queries gets a wrong label, to prove theft later",
-    params=(Field("rate", "float", 0.02, "share of the queries answered with a watermark label", minimum=0.0, maximum=0.5),
+    params=(Field("rate", "float", 0.02, "share of the queries answered with a watermark label", minimum=0, maximum=0.5),
             Field("key", "str", "fmsteal-watermark", "the defender's secret key: which queries are marked, and how")),
     acts_on_labels=lambda p: p["rate"] > 0)
 class Watermark(Defence):

@@ -1,0 +1,67 @@
+"""What each unit of a run's work costs on this machine: the prices the phases' cost models use.
+
+A `Pricing` couples a plan with measured speeds (`fmsteal.experiment.speed`) and with what earlier
+runs left in the cache (`fmsteal.experiment.warm`), so a cost model reads like the work it prices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fmsteal.experiment import speed
+from fmsteal.experiment.plan import Plan
+
+__all__ = ["Pricing", "GPU_SPEEDUP"]
+
+GPU_SPEEDUP = 40.0  # unmeasurable here (no GPU): a mid-range GPU with AMP against 2 CPU cores
+STORED_PIXELS = {"tiny-imagenet": 64 * 64 * 3, "imagenet32": 32 * 32 * 3}  # bytes per stored image; CIFAR: 32 px
+
+
+@dataclass
+class Pricing:
+    """Prices for one plan. `reused` names the cached work the run will not redo, for messages."""
+
+    plan: Plan
+    decoded: bool = False  # the decoded images are in the cache
+    embedded: frozenset = frozenset()  # (backbone, px) whose features are in the cache
+    victim_trained: bool = False  # the trained victim is in the cache
+    reused: list[str] = field(default_factory=list)
+
+    @property
+    def _scale(self) -> float:
+        return GPU_SPEEDUP if self.plan.device == "cuda" else 1.0
+
+    def _backbone(self, name: str, size: int, training: bool = False) -> dict:
+        from fmsteal.engine.zoo import get_backbone
+
+        # measured on this machine's CPU; a GPU is priced by GPU_SPEEDUP (none here to time)
+        return speed.backbone_speed(get_backbone(name), size, "cpu", training)
+
+    def forward(self, name: str, size: int, images: int) -> float:
+        """Seconds to run `images` through a backbone (no gradients)."""
+        return images / (self._backbone(name, size)["ips"] * self._scale)
+
+    def train(self, name: str, size: int, images: int) -> float:
+        """Seconds of training steps (forward, backward, augmentation) over `images` images."""
+        return images / (self._backbone(name, size, training=True)["ips"] * self._scale)
+
+    def load_model(self, name: str, size: int) -> float:
+        return self._backbone(name, size)["load_s"]
+
+    def linear(self, feature_dim: int, sample_epochs: float) -> float:
+        """Seconds of the training loop on a linear head over cached features."""
+        return sample_epochs * speed.linear_seconds(feature_dim, "cpu") / self._scale
+
+    def decode(self, images: int) -> float:
+        return images / speed.decode_ips()
+
+    def hashing(self, images: int) -> float:
+        """Seconds to recognise `images` by content (how cached features are looked up)."""
+        return images / speed.hash_ips(self.stored_pixels)
+
+    def load_bytes(self, nbytes: float) -> float:
+        return nbytes / speed.load_bytes_per_s()
+
+    @property
+    def stored_pixels(self) -> int:
+        return STORED_PIXELS.get(self.plan.config.source, 32 * 32 * 3)

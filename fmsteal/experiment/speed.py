@@ -1,0 +1,190 @@
+"""Speeds measured on this machine, cached: what the phases' cost models multiply by.
+
+Each measurement is a short timed run of the real code path (a backbone's forward and training
+step at the run's resolution, the training loop of a linear head, JPEG decoding, image hashing,
+loading a cached tensor file), kept in `<cache>/speeds.json` per machine, threads and torch version.
+A backbone is timed without its pretrained weights: random weights run exactly as fast.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["backbone_speed", "linear_seconds", "decode_ips", "hash_ips", "load_bytes_per_s", "MEASURE_SECONDS"]
+
+MEASURE_SECONDS = 1.5  # wall time aimed at per measurement (one-off per machine and setting)
+_lock = threading.Lock()
+
+
+def _file() -> Path:
+    from fmsteal.engine.cache import cache_root
+
+    return cache_root() / "speeds.json"
+
+
+def _machine() -> str:
+    import torch
+
+    return f"{platform.machine()}-{os.cpu_count()}cpu-{torch.get_num_threads()}t-torch{torch.__version__}"
+
+
+def _measured(key: str, measure: Callable[[], dict]) -> dict:
+    """The cached measurement under `key` (per machine), measuring it once."""
+    key = f"{_machine()}|{key}"
+    with _lock:
+        file = _file()
+        try:
+            table = json.loads(file.read_text())
+        except (OSError, ValueError):
+            table = {}
+        if key not in table:
+            table[key] = measure()
+            from fmsteal.experiment.cards import write_card
+
+            write_card(table, file)
+        return table[key]
+
+
+def _timed(step: Callable[[], None], per_call: int) -> float:
+    """Items per second of `step` (each call handles `per_call` items), after a warm-up call."""
+    step()
+    calls, started = 0, time.perf_counter()
+    while calls < 2 or (time.perf_counter() - started < MEASURE_SECONDS / 2 and calls < 50):
+        step()
+        calls += 1
+    return calls * per_call / (time.perf_counter() - started)
+
+
+def backbone_speed(spec, size: int, device: str, training: bool = False) -> dict:
+    """{"ips", "load_s"} of `spec` at `size` px on `device`: forward passes, or training steps with `training`
+    (each measured only when a plan needs it: timing a large model's training step takes a while)."""
+    kind = "train" if training else "forward"
+    return _measured(f"backbone|{spec.name}|{size}|{device}|{kind}",
+                     lambda: _measure_backbone(spec, size, device, training))
+
+
+def _measure_backbone(spec, size: int, device: str, training: bool) -> dict:
+    import torch
+
+    from fmsteal.engine.augment import image_transform
+    from fmsteal.engine.embed import autocast
+    from fmsteal.engine.zoo import load_backbone
+
+    started = time.perf_counter()
+    model = load_backbone(spec, size, pretrained=False).to(device)
+    load_s = time.perf_counter() - started
+    transform = image_transform(spec, size, torch.device(device), augment=True)
+    probe = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    model.eval()
+    with torch.inference_mode(), autocast(torch.device(device)):
+        model(transform(probe, False))  # warm-up: lazy initialisation of kernels
+        first = time.perf_counter()
+        model(transform(probe, False))
+        per_image = (time.perf_counter() - first) / len(probe)
+    batch = int(max(2, min(32, MEASURE_SECONDS / 4 / max(per_image, 1e-4) / (3 if training else 1))))
+    images = torch.randint(0, 255, (batch, 3, 32, 32), dtype=torch.uint8)
+    if not training:
+        @torch.inference_mode()
+        def forward() -> None:
+            with autocast(torch.device(device)):
+                model(transform(images, False))
+
+        return {"ips": _timed(forward, batch), "load_s": load_s}
+    network = torch.nn.Sequential(model, torch.nn.Linear(spec.feature_dim, 10).to(device)).train()
+    optimizer = torch.optim.SGD(network.parameters(), lr=1e-4)
+    labels = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def train() -> None:
+        with autocast(torch.device(device)):
+            loss = torch.nn.functional.cross_entropy(network(transform(images, True)).float(), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return {"ips": _timed(train, batch), "load_s": load_s}
+
+
+def linear_seconds(feature_dim: int, device: str) -> float:
+    """Seconds per sample-epoch of the real training loop (`fit`) on a linear head over cached features."""
+    return _measured(f"linear|{feature_dim}|{device}", lambda: _measure_linear(feature_dim, device))["seconds"]
+
+
+def _measure_linear(feature_dim: int, device: str) -> dict:
+    import torch
+
+    from fmsteal.engine.augment import feature_transform
+    from fmsteal.engine.recipes import FAST_LINEAR
+    from fmsteal.engine.train import fit
+    from dataclasses import replace
+
+    n, recipe = 4096, replace(FAST_LINEAR, epochs=3)
+    features, labels = torch.randn(n, feature_dim), torch.randint(0, 10, (n,))
+    validation = (features[:400], labels[:400])
+
+    def train() -> None:
+        for _ in fit(torch.nn.Linear(feature_dim, 10), features, labels, recipe, feature_transform(torch.device(device)),
+                     torch.device(device), 0, 10, validation):
+            pass
+
+    return {"seconds": 1.0 / _timed(train, n * recipe.epochs)}
+
+
+def decode_ips() -> float:
+    """Small JPEGs decoded per second (the data phase on a cold cache)."""
+    return _measured("decode", _measure_decode)["ips"]
+
+
+def _measure_decode() -> dict:
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    data = buffer.getvalue()
+
+    def decode() -> None:
+        for _ in range(200):
+            np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+    return {"ips": _timed(decode, 200)}
+
+
+def hash_ips(pixels: int) -> float:
+    """Images of `pixels` bytes hashed per second (how cached features find their images)."""
+    return _measured(f"hash|{pixels}", lambda: _measure_hash(pixels))["ips"]
+
+
+def _measure_hash(pixels: int) -> dict:
+    import torch
+
+    from fmsteal.engine.embed import image_hashes
+
+    images = torch.randint(0, 255, (2000, pixels), dtype=torch.uint8)
+    return {"ips": _timed(lambda: image_hashes(images), len(images))}
+
+
+def load_bytes_per_s() -> float:
+    """Bytes per second read back from a cached tensor file (decoded datasets, features)."""
+    return _measured("load", _measure_load)["bytes_per_s"]
+
+
+def _measure_load() -> dict:
+    import tempfile
+
+    import torch
+
+    from fmsteal.engine.cache import atomic_save, load_or_none
+
+    tensor = torch.randint(0, 255, (64 * 2**20,), dtype=torch.uint8)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "probe.pt"
+        atomic_save({"x": tensor}, path)
+        rate = _timed(lambda: load_or_none(path), tensor.numel())
+    return {"bytes_per_s": rate}

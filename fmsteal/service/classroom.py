@@ -1,0 +1,93 @@
+"""Classroom and conference mode: one-press scenarios and the comparison of a session's runs.
+
+A scenario is a registered function from the page's current field values to the runs it queues
+(`{"label": ..., "values": {...}}`), with one sentence on what to look for. `comparison_figure`
+overlays a session's curves, each labelled victim, thief, output and budget, with the precomputed
+curve of the same pair drawn faintly where the shipped grids have it. Imports no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import plotly.graph_objects as go
+
+from fmsteal.registry import Registry
+
+__all__ = ["SCENARIOS", "run_label", "comparison_figure", "reference_curve"]
+
+PALETTE = ("#4C51BF", "#DD6B20", "#2F855A", "#C53030", "#6B46C1", "#2B6CB0", "#B7791F", "#97266D")
+LITE0, LITE2, SCRATCH = "tf_efficientnet_lite0", "tf_efficientnet_lite2", "scratch_cnn"
+
+SCENARIOS: Registry[Callable[[dict], list[dict]]] = Registry("scenario")
+
+
+@SCENARIOS.register("contrast", "The paper's contrast",
+                    look_for="The thief copies the victim built on its own public backbone far more closely than "
+                             "the equally accurate victim trained from scratch.")
+def paper_contrast(values: dict) -> list[dict]:
+    thief = values.get("thief", LITE0) if values.get("thief") != SCRATCH else LITE0
+    return [{"values": {**values, "victim": thief, "thief": thief, "victim_mode": None}},
+            {"values": {**values, "victim": SCRATCH, "thief": thief, "victim_mode": None, "image_size": None}}]
+
+
+@SCENARIOS.register("outputs", "Labels vs probabilities",
+                    look_for="Full probability vectors leak more than top-1 labels: the same budget buys a closer copy.")
+def labels_vs_probabilities(values: dict) -> list[dict]:
+    return [{"values": {**values, "output": "label"}}, {"values": {**values, "output": "probs"}}]
+
+
+@SCENARIOS.register("bigger-thief", "Does a bigger thief help?",
+                    look_for="A larger thief on a different backbone does not beat the thief that shares the "
+                             "victim's backbone: what matters is the shared public features, not size.")
+def bigger_thief(values: dict) -> list[dict]:
+    victim = values.get("victim", LITE0) if values.get("victim") != SCRATCH else LITE0
+    return [{"values": {**values, "victim": victim, "thief": LITE0, "victim_mode": None}},
+            {"values": {**values, "victim": victim, "thief": LITE2, "victim_mode": None}}]
+
+
+def run_label(config: dict, names: dict[str, str]) -> str:
+    """'Lite0 victim ← Lite0 thief · label · 2,000 q': what a legend entry must say."""
+    victim, thief = names.get(config["victim"], config["victim"]), names.get(config["thief"], config["thief"])
+    return f"{victim} victim ← {thief} thief · {config['output']} · {config['budget']:,} q"
+
+
+def reference_curve(table, config: dict) -> tuple[list[int], list[float], int] | None:
+    """(budgets, mean agreement %, seeds) of the shipped measured grid for this pair and output, or None."""
+    if table is None or table.empty:
+        return None
+    rows = table[(table["source"] == "fmsteal") & (table["victim"] == config["victim"])
+                 & (table["thief"] == config["thief"]) & (table["output"] == config["output"])]
+    if "strategy" in rows:
+        rows = rows[rows["strategy"] == config.get("strategy", "random")]
+    rows = rows[rows["budget"] <= max(config["budget"], 1)]
+    if rows.empty:
+        return None
+    means = rows.groupby("budget")["agreement"].mean()
+    return list(means.index), [100 * v for v in means.values], int(rows["seed"].nunique())
+
+
+def comparison_figure(runs: list[dict], names: dict[str, str], table=None, hidden: frozenset = frozenset()) -> go.Figure:
+    """The session's curves over one another; `runs` are {"id", "config", "points"} (points: queries, agreement)."""
+    figure = go.Figure()
+    for index, run in enumerate(runs):
+        colour = PALETTE[index % len(PALETTE)]
+        label = run_label(run["config"], names)
+        reference = reference_curve(table, run["config"])
+        if reference is not None:
+            budgets, agreement, seeds = reference
+            figure.add_trace(go.Scatter(
+                x=budgets, y=agreement, mode="lines", line={"color": colour, "width": 1, "dash": "dot"}, opacity=0.45,
+                name=f"{label} · precomputed (mean of {seeds} seeds)", legendgroup=run["id"],
+                visible="legendonly" if run["id"] in hidden else True))
+        points = run["points"]
+        figure.add_trace(go.Scatter(
+            x=[p["queries"] for p in points], y=[100 * p["agreement"] for p in points], mode="lines+markers",
+            line={"color": colour, "width": 3}, marker={"size": 7}, name=label, legendgroup=run["id"],
+            visible="legendonly" if run["id"] in hidden else True))
+    figure.update_layout(
+        template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 50}, height=420,
+        title="This session's runs: agreement vs queries (solid: measured now; dotted: precomputed here)",
+        xaxis={"title": "queries to the victim", "type": "log"}, yaxis={"title": "agreement with the victim (%)"},
+        legend={"orientation": "h", "y": -0.25})
+    return figure

@@ -1,0 +1,296 @@
+"""Visitors' uploads: a .zip or .tar.gz of images laid out train/<class>/..., test/<class>/....
+
+An archive is checked in full before anything is written: every entry's name (no absolute paths, no
+`..`), its kind (regular files and folders only: no links, devices or pipes), the entry count, the
+declared bytes and every image's pixel count (read from the image's header). Only then are its
+images written, each into a new file inside the upload's own folder, counting the bytes actually
+read, never trusting the declared sizes. Each upload lives in FMSTEAL_UPLOADS/<visitor>/<random>/
+and is deleted by `remove_uploads` when its visitor's session ends or by `sweep_uploads` once older
+than FMSTEAL_UPLOAD_HOURS. Messages name the archive by its file name only, never a server path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+import re
+import secrets
+import shutil
+import stat
+import tarfile
+import time
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmsteal import settings
+from fmsteal.engine.decode import HEADER_BYTES, image_size
+from fmsteal.engine.listing import IMAGE_SUFFIXES, LAYOUT
+from fmsteal.engine.safe_fs import MAX_DEPTH, Clock, Limits, open_regular
+from fmsteal.errors import DataError
+
+__all__ = ["Upload", "belongs_to", "extract_upload", "remove_uploads", "sweep_uploads"]
+
+_CHUNK = 1 << 20
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError,
+                   NotImplementedError, RuntimeError, ValueError)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An extracted upload: the folder to load (`load_splits`/`load_pool`) and what to tell its visitor."""
+
+    path: Path
+    description: str  # e.g. "pets.zip: 600 training and 200 test images in 2 classes"; names no server path
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One archive entry: its name, kind ("file", "dir", "link", "device", "other"), declared size, opener."""
+
+    name: str
+    kind: str
+    size: int
+    open: Callable[[], object]
+
+
+def extract_upload(archive: str | os.PathLike, visitor: str, name: str | None = None, pool: bool = False,
+                   root: Path | None = None) -> Upload:
+    """Check the archive at `archive` in full, then extract its images into a new folder of `visitor`'s.
+
+    `name` is the file name the visitor gave (default: the archive's); with `pool`, images need no
+    train/test layout (a query pool). Raises DataError, saying what to change, before writing anything
+    when the archive breaks a rule or a cap (FMSTEAL_UPLOAD_MAX_FILES, FMSTEAL_UPLOAD_MAX_MB,
+    FMSTEAL_MAX_IMAGE_PIXELS, FMSTEAL_READ_SECONDS).
+    """
+    shown = Path(name or os.fspath(archive)).name or "upload"
+    s = settings.current()
+    limits = Limits(s.upload_max_files, s.upload_max_bytes, s.read_seconds, "FMSTEAL_READ_SECONDS",
+                    "FMSTEAL_UPLOAD_MAX_FILES", "FMSTEAL_UPLOAD_MAX_MB")
+    with open_regular(Path(archive), shown) as handle:
+        if os.fstat(handle.fileno()).st_size > s.upload_max_bytes:
+            raise DataError(f"{shown!r} is larger than {s.upload_max_bytes / 2**20:.0f} MB (FMSTEAL_UPLOAD_MAX_MB). "
+                            "Upload fewer or smaller images.")
+        with _archive_errors(shown):
+            plan = _plan(handle, shown, Clock(limits, shown, "Checking"), s.max_image_pixels)
+        description = _describe(plan, shown, pool)
+        folder = (root or s.uploads) / _visitor_folder(visitor) / secrets.token_hex(12)
+        target = folder / _stem(shown)
+        try:
+            target.mkdir(parents=True, mode=0o700)
+            with _archive_errors(shown):
+                _extract(handle, shown, Clock(limits, shown, "Extracting"), plan, target)
+        except BaseException as error:
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(error, OSError):
+                raise DataError(f"{shown!r} could not be extracted ({error.strerror or type(error).__name__}). "
+                                "Try again later.") from None
+            raise
+    return Upload(target, description)
+
+
+def remove_uploads(visitor: str, root: Path | None = None) -> None:
+    """Delete every upload of `visitor` (call it when the visitor's session ends)."""
+    shutil.rmtree((root or settings.current().uploads) / _visitor_folder(visitor), ignore_errors=True)
+
+
+def sweep_uploads(max_age_seconds: float | None = None, root: Path | None = None) -> int:
+    """Delete uploads older than `max_age_seconds` (default FMSTEAL_UPLOAD_HOURS); how many were deleted.
+
+    Call it at start and then periodically.
+    """
+    s = settings.current()
+    root = root or s.uploads
+    limit = s.upload_seconds if max_age_seconds is None else max_age_seconds
+    removed = 0
+    for visitor in list(root.iterdir()) if root.is_dir() else []:
+        for upload in list(visitor.iterdir()) if visitor.is_dir() and not visitor.is_symlink() else []:
+            try:
+                expired = time.time() - upload.lstat().st_mtime > limit
+            except FileNotFoundError:  # removed meanwhile (its visitor left)
+                continue
+            if expired:
+                shutil.rmtree(upload, ignore_errors=True)
+                removed += 1
+        try:
+            visitor.rmdir()  # only when empty
+        except OSError:
+            pass
+    return removed
+
+
+def belongs_to(path: str | os.PathLike, visitor: str, root: Path | None = None) -> bool:
+    """True when `path` lies inside one of `visitor`'s uploads (check it before running on a path a request names)."""
+    try:
+        home = ((root or settings.current().uploads) / _visitor_folder(visitor)).resolve()
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError):
+        return False
+    return resolved != home and resolved.is_relative_to(home)
+
+
+def _plan(handle, shown: str, clock: Clock, max_pixels: int) -> dict[tuple[str, ...], int]:
+    """{parts: declared size} of the images to extract, after checking every entry of the archive."""
+    plan: dict[tuple[str, ...], int] = {}
+    for entry in _entries(handle, shown):
+        clock.entry()
+        parts = _safe_parts(entry.name, shown)
+        if entry.kind == "link":
+            raise DataError(f"{shown!r} holds a link ({'/'.join(parts)}); links are not accepted. "
+                            "Archive the images themselves.")
+        if entry.kind in ("device", "other"):
+            raise DataError(f"{shown!r} holds {'/'.join(parts)}, which is not a regular file or folder. "
+                            "Archive only folders of images.")
+        if entry.kind == "dir" or not parts or _ignored(parts) or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
+            continue
+        if parts in plan:
+            raise DataError(f"{shown!r} holds {'/'.join(parts)} twice. Re-create the archive.")
+        clock.data(entry.size)
+        label, where = parts[-2] if len(parts) > 1 else "", "/".join(parts)
+        with entry.open() as stream:
+            head = stream.read(HEADER_BYTES)
+            size = image_size(head, label, where, max_pixels)
+            if size is None:
+                size = image_size(head + stream.read(entry.size + 1), label, where, max_pixels)
+        if size is None:
+            raise DataError(f"{shown!r}: {where} is not an image that can be read. Remove or fix it.")
+        plan[parts] = entry.size
+    return plan
+
+
+def _describe(plan: dict[tuple[str, ...], int], shown: str, pool: bool) -> str:
+    """One sentence about the upload's images; DataError when they are not laid out as needed."""
+    classes: dict[str, set[str]] = {"train": set(), "test": set()}
+    counts = {"train": 0, "test": 0}
+    for parts in plan:
+        if len(parts) >= 3 and parts[-3] in counts:
+            counts[parts[-3]] += 1
+            classes[parts[-3]].add(parts[-2])
+    if pool and not counts["train"]:
+        if not plan:
+            raise DataError(f"{shown!r} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        return f"{shown}: {len(plan):,} images"
+    for split in counts:
+        if not counts[split]:
+            raise DataError(f"{shown!r} has no images under {split}/<class>/. {LAYOUT}")
+    if classes["train"] != classes["test"] or len(classes["train"]) < 2:
+        missing, extra = sorted(classes["train"] - classes["test"]), sorted(classes["test"] - classes["train"])
+        raise DataError(f"{shown!r}: the train and test splits must have the same classes (at least two). "
+                        f"Missing from test: {missing or 'none'}; in test but not train: {extra or 'none'}.")
+    return (f"{shown}: {counts['train']:,} training and {counts['test']:,} test images "
+            f"in {len(classes['train'])} classes")
+
+
+def _extract(handle, shown: str, clock: Clock, plan: dict[tuple[str, ...], int], target: Path) -> None:
+    """Write the planned images under `target`, counting entries and the bytes really read."""
+    plan = dict(plan)
+    for entry in _entries(handle, shown):
+        clock.entry()
+        parts = _safe_parts(entry.name, shown)
+        if entry.kind != "file" or plan.get(parts) != entry.size:
+            continue
+        path = target.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        written = 0
+        with os.fdopen(fd, "wb") as out, entry.open() as stream:
+            while chunk := stream.read(_CHUNK):
+                written += len(chunk)
+                if written > entry.size:
+                    raise DataError(f"{shown!r}: {'/'.join(parts)} holds more bytes than its header says. "
+                                    "Re-create the archive.")
+                clock.data(len(chunk))
+                out.write(chunk)
+        if written != entry.size:
+            raise DataError(f"{shown!r}: {'/'.join(parts)} holds fewer bytes than its header says. "
+                            "Re-create the archive.")
+        del plan[parts]  # each planned file once
+        clock.tick()
+    if plan:
+        raise DataError(f"{shown!r} changed while it was extracted. Upload it again.")
+
+
+@contextmanager
+def _archive_errors(shown: str) -> Iterator[None]:
+    """Turn the errors of a corrupt or unreadable archive into a DataError."""
+    try:
+        yield
+    except tarfile.ReadError:
+        raise DataError(f"{shown!r} is not a readable .zip or .tar.gz archive. Upload the images as one of those. "
+                        f"{LAYOUT}") from None
+    except _ARCHIVE_ERRORS as error:
+        raise DataError(f"{shown!r} is not a readable archive ({type(error).__name__}: {error}). "
+                        "Re-create it.") from None
+
+
+def _entries(handle, shown: str) -> Iterator[_Entry]:
+    """The entries of the .zip or tar (.tar.gz, .tgz, .tar.bz2, .tar.xz) archive open in `handle`."""
+    handle.seek(0)
+    if zipfile.is_zipfile(handle):
+        handle.seek(0)
+        with zipfile.ZipFile(handle) as archive:
+            for info in archive.infolist():
+                yield _zip_entry(archive, info, shown)
+        return
+    handle.seek(0)
+    with tarfile.open(fileobj=handle, mode="r:*") as archive:
+        for member in archive:
+            yield _Entry(member.name, _tar_kind(member), member.size, lambda member=member: archive.extractfile(member))
+
+
+def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> _Entry:
+    if info.flag_bits & 0x1:
+        raise DataError(f"{shown!r} is encrypted. Upload an archive without a password.")
+    file_type = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0  # Unix-made zips only
+    if info.is_dir():
+        kind = "dir"
+    elif file_type == stat.S_IFLNK:
+        kind = "link"
+    elif file_type not in (0, stat.S_IFREG):
+        kind = "device"
+    else:
+        kind = "file"
+    return _Entry(info.filename, kind, info.file_size, lambda: archive.open(info))
+
+
+def _tar_kind(member: tarfile.TarInfo) -> str:
+    if member.isdir():
+        return "dir"
+    if member.issym() or member.islnk():
+        return "link"
+    if member.ischr() or member.isblk() or member.isfifo():
+        return "device"
+    return "file" if member.isreg() and not member.issparse() else "other"
+
+
+def _safe_parts(name: str, shown: str) -> tuple[str, ...]:
+    """The entry's path parts, or a DataError for absolute paths, `..`, drive letters and control characters."""
+    text = name.replace("\\", "/")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text) or any(ord(c) < 32 for c in text):
+        raise DataError(f"{shown!r} holds an entry with an absolute or invalid path. "
+                        "Archive the folder with relative paths (train/<class>/..., test/<class>/...).")
+    parts = tuple(part for part in text.split("/") if part not in ("", "."))
+    if ".." in parts:
+        raise DataError(f"{shown!r} holds an entry that points outside the archive ({name[:80]!r}). "
+                        "Re-create it with relative paths.")
+    if len(parts) > MAX_DEPTH + 1 or any(len(part.encode()) > 255 for part in parts):
+        raise DataError(f"{shown!r} holds a path nested too deep or with too long a name ({name[:80]!r}).")
+    return parts
+
+
+def _ignored(parts: tuple[str, ...]) -> bool:
+    """macOS resource forks and hidden files, which archivers add beside the images."""
+    return parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts)
+
+
+def _visitor_folder(visitor: str) -> str:
+    return hashlib.sha256(visitor.encode()).hexdigest()[:32]
+
+
+def _stem(name: str) -> str:
+    stem = re.sub(r"(\.tar\.gz|\.tgz|\.tar\.bz2|\.tar\.xz|\.tar|\.zip)$", "", name, flags=re.IGNORECASE)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:64] or "upload"

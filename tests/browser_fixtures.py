@@ -1,0 +1,69 @@
+"""Headless Chromium (Debian's chromium, driven by Playwright) for the browser tests: the fixture and page helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+try:
+    import playwright.sync_api as playwright
+except ImportError:  # the browser tests skip; everything else still runs
+    playwright = None
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-gpu"]
+POINTS = "#curve .scatterlayer .trace:first-child .point"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if playwright is None:
+        pytest.skip("needs Playwright's Python package (pip install -r requirements-dev.txt)")
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url)
+    page.wait_for_selector("#curve .js-plotly-plot")
+    return page
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def fill(page, elem_id: str, value: object) -> None:
+    box = page.locator(f"#{elem_id} input:not([type=range]), #{elem_id} textarea").first
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def configure(page, data_dir: Path, budget: int, seed: int, fft: bool = False) -> None:
+    page.get_by_text("Advanced").click()
+    fill(page, "data-dir", data_dir)
+    fill(page, "image-size", 64)
+    fill(page, "seed", seed)
+    if fft:
+        page.locator("#victim-mode").get_by_text("fft", exact=True).click()
+        page.locator("#thief-mode").get_by_text("fft", exact=True).click()
+    fill(page, "budget", budget)
+    try:  # generous: on a loaded 2-core CI machine another visitor's job shares the CPU
+        page.wait_for_function("document.querySelector('#estimate').innerText.includes('Estimated time')",
+                               timeout=120_000)
+    except playwright.Error:
+        page.screenshot(path=ARTIFACTS / "estimate_missing.png", full_page=True)
+        pytest.fail(f"no estimate after configuring; the page shows: {page.locator('#estimate').inner_text()!r}")
+
+
+def status(page) -> str:
+    return page.locator("#status").inner_text()

@@ -1,0 +1,210 @@
+"""Visitors' uploads: good archives of real CIFAR-10 images load; hostile ones are refused before anything is written."""
+
+import io
+import os
+import struct
+import tarfile
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmsteal.engine.data import load_pool, load_splits
+from fmsteal.errors import DataError
+from fmsteal.service.uploads import belongs_to, extract_upload, remove_uploads, sweep_uploads
+
+
+@pytest.fixture(scope="module")
+def cifar_files(cifar_archive) -> dict[str, bytes]:
+    """4 train and 2 test JPEGs of each CIFAR-10 class, by their path in the archive."""
+    wanted, files = {"train": 4, "test": 2}, {}
+    taken: dict[tuple[str, str], int] = {}
+    with tarfile.open(cifar_archive) as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) == 3 and taken.get(parts[:2], 0) < wanted[parts[0]]:
+                taken[parts[:2]] = taken.get(parts[:2], 0) + 1
+                files[member.name] = tar.extractfile(member).read()
+            if len(files) == 60:
+                break
+    return files
+
+
+def make_tar(path: Path, files: dict[str, bytes], extra=(), mode="w:gz") -> Path:
+    """A tar of `files` plus `extra` TarInfo entries (links, devices, ...) placed first."""
+    with tarfile.open(path, mode) as tar:
+        for info in extra:
+            tar.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def make_zip(path: Path, files: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o120777 << 16)  # a symbolic link, as `zip --symlinks` stores it
+            archive.writestr(info, target)
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+def entry(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    info.devmajor, info.devminor = 1, 5  # /dev/zero
+    return info
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if not p.is_dir()] if folder.exists() else []
+
+
+@pytest.fixture
+def place(tmp_path):
+    """(uploads root, a folder outside it that hostile archives aim at)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    return tmp_path / "uploads", outside
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_a_good_archive_of_cifar_images_extracts_and_loads(cifar_files, tmp_path, place, kind):
+    root, _ = place
+    files = {f"pets/{name}": data for name, data in cifar_files.items()}
+    archive = (make_tar if kind == "tar.gz" else make_zip)(tmp_path / f"mine.{kind}", files)
+    upload = extract_upload(archive, "visitor-a", name=f"my photos.{kind}", root=root)
+    assert upload.description == f"my photos.{kind}: 40 training and 20 test images in 10 classes"
+    assert str(tmp_path) not in upload.description and upload.path.is_relative_to(root)
+    assert sorted(p.relative_to(upload.path).as_posix() for p in files_under(upload.path)) == sorted(files)
+    splits = load_splits(str(upload.path))
+    assert splits.train.images.shape == (40, 3, 32, 32) and splits.train.class_names[0] == "airplane"
+    first = next(name for name in files if "/train/airplane/" in name)
+    expected = np.asarray(Image.open(io.BytesIO(files[first])).convert("RGB")).transpose(2, 0, 1)
+    assert any(np.array_equal(expected, image) for image in splits.train.images.numpy()[:4])
+
+
+def test_an_archive_without_splits_is_a_query_pool(cifar_files, tmp_path, place):
+    files = {f"street/{i}.jpg": data for i, data in enumerate(list(cifar_files.values())[:7])}
+    upload = extract_upload(make_zip(tmp_path / "pool.zip", files), "v", pool=True, root=place[0])
+    assert upload.description == "pool.zip: 7 images"
+    assert load_pool(str(upload.path)).images.shape == (7, 3, 32, 32)
+    with pytest.raises(DataError, match="has no images under train/<class>/"):
+        extract_upload(tmp_path / "pool.zip", "v", root=place[0])
+
+
+def _big_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (PIL reads the size without the pixels)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def _hostile(cifar_files, tmp_path, outside, case):
+    """(archive, message) of one hostile case; every case aims its writes at `outside`."""
+    good = {f"d/{name}": data for name, data in list(cifar_files.items())}
+    jpeg = next(iter(cifar_files.values()))
+    if case == "traversal":
+        return make_tar(tmp_path / "a.tar.gz", {**good, "d/train/cat/../../../../outside/evil.jpg": jpeg}), "outside the archive"
+    if case == "absolute":
+        return make_tar(tmp_path / "a.tar.gz", {**good, f"{outside}/evil.jpg": jpeg}), "absolute"
+    if case == "symlink":  # a folder link out of the upload, then a file written through it
+        return make_tar(tmp_path / "a.tar.gz", {**good, "d/train/cat/x/evil.jpg": jpeg},
+                        [entry("d/train/cat/x", tarfile.SYMTYPE, str(outside))]), "link"
+    if case == "hardlink":
+        return make_tar(tmp_path / "a.tar.gz", good, [entry("d/train/cat/passwd.jpg", tarfile.LNKTYPE, "/etc/passwd")]), "link"
+    if case == "device":
+        return make_tar(tmp_path / "a.tar.gz", good, [entry("d/train/cat/zero.jpg", tarfile.CHRTYPE)]), "not a regular file"
+    if case == "fifo":
+        return make_tar(tmp_path / "a.tar.gz", good, [entry("d/train/cat/pipe.jpg", tarfile.FIFOTYPE)]), "not a regular file"
+    if case == "zip-traversal":
+        return make_zip(tmp_path / "a.zip", {**good, "../outside/evil.jpg": jpeg}), "outside the archive"
+    if case == "zip-absolute":
+        return make_zip(tmp_path / "a.zip", {**good, f"{outside}/evil.jpg": jpeg}), "absolute"
+    if case == "zip-symlink":
+        return make_zip(tmp_path / "a.zip", good, {"d/train/cat/x": str(outside)}), "link"
+    if case == "count":  # 60 images + folders over a cap of 50 entries
+        return make_tar(tmp_path / "a.tar.gz", good), "more than 50 files.*FMSTEAL_UPLOAD_MAX_FILES"
+    if case == "size":  # 5 MB of zeros declared in one member's header: a few KB compressed
+        archive = make_tar(tmp_path / "a.tar.gz", {**good, "d/train/cat/big.jpg": bytes(5 * 2**20)})
+        return archive, "more than 1 MB.*FMSTEAL_UPLOAD_MAX_MB"
+    if case == "pixels":  # 60,000 x 60,000 pixels claimed by a 100-byte PNG: over PIL's own bomb limit too
+        return make_zip(tmp_path / "a.zip", {**good, "d/train/cat/bomb.png": _big_png(60_000, 60_000)}), "over the cap"
+    if case == "pixels-cap":
+        archive = make_zip(tmp_path / "a.zip", {**good, "d/train/cat/wide.png": _big_png(5000, 3000)})
+        return archive, "5000x3000 pixels, over the cap of 10,000,000"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["traversal", "absolute", "symlink", "hardlink", "device", "fifo", "zip-traversal",
+                                  "zip-absolute", "zip-symlink", "count", "size", "pixels", "pixels-cap"])
+def test_hostile_archives_are_refused_before_anything_is_written(cifar_files, tmp_path, place, monkeypatch, case):
+    root, outside = place
+    monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_FILES", "50" if case == "count" else "1000")
+    monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_MB", "1")
+    monkeypatch.setenv("FMSTEAL_MAX_IMAGE_PIXELS", "10000000")
+    archive, message = _hostile(cifar_files, tmp_path, outside, case)
+    with pytest.raises(DataError, match=message) as refused:
+        extract_upload(archive, "visitor", root=root)
+    assert str(tmp_path) not in str(refused.value)  # names the archive, never a server path
+    assert files_under(outside) == [] and files_under(root) == []
+    assert not (tmp_path / "evil.jpg").exists()
+
+
+def test_entries_bigger_than_their_headers_say_are_caught_while_extracting(cifar_files, tmp_path, place):
+    """A zip whose central directory understates a file's size: the bytes read, not the header, decide."""
+    name, data = next(iter(cifar_files.items()))
+    files = {f"d/{n}": d for n, d in cifar_files.items()}
+    archive = make_zip(tmp_path / "lie.zip", files)
+    raw = bytearray(archive.read_bytes())
+    central = raw.index(b"PK\x01\x02")  # the first file's central-directory record
+    struct.pack_into("<I", raw, central + 24, 100)  # its uncompressed size: 100 bytes
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="readable archive|header says"):
+        extract_upload(archive, "visitor", root=place[0])
+    assert files_under(place[0]) == []
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"just text", "not a readable .zip or .tar.gz"),
+    (None, "encrypted"),
+])
+def test_unreadable_and_encrypted_archives_say_so(tmp_path, place, content, message):
+    path = tmp_path / "x.zip"
+    if content is None:  # the encryption flag set on an otherwise plain zip
+        make_zip(path, {"a/train/c/1.jpg": b"x"})
+        raw = bytearray(path.read_bytes())
+        for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            at = raw.index(signature)
+            struct.pack_into("<H", raw, at + offset, 1)
+        path.write_bytes(bytes(raw))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        extract_upload(path, "v", root=place[0])
+
+
+def test_uploads_are_per_visitor_and_deleted_on_leaving_or_expiry(cifar_files, tmp_path, place):
+    root, _ = place
+    archive = make_tar(tmp_path / "d.tar.gz", cifar_files)
+    first, second = extract_upload(archive, "alice", root=root), extract_upload(archive, "bob", root=root)
+    assert first.path != second.path
+    assert belongs_to(first.path / "train", "alice", root=root) and not belongs_to(first.path, "bob", root=root)
+    assert not belongs_to(first.path / ".." / ".." / "..", "alice", root=root)
+    remove_uploads("alice", root=root)
+    assert not first.path.exists() and second.path.exists()
+    third = extract_upload(archive, "carol", root=root)
+    old = time.time() - 3 * 3600
+    os.utime(second.path.parent, (old, old))
+    assert sweep_uploads(2 * 3600, root=root) == 1
+    assert not second.path.exists() and third.path.exists()
+    assert sorted(p.name for p in root.iterdir()) == [third.path.parent.parent.name]
