@@ -34,7 +34,7 @@ OutputModeFn = Callable[["torch.Tensor", dict], Answers]
 
 OUTPUT_MODES: Registry[OutputModeFn] = Registry("output mode")
 
-TOP_K = Field("top_k", "int", 3, "how many classes a top-k answer lists", label="Top k", minimum=1)
+TOP_K = Field("top_k", "int", 3, "how many classes a top-k answer lists", label="Top-k", minimum=1, maximum=100)
 DECIMALS = Field("decimals", "int", 2, "decimals kept in rounded probabilities", minimum=0, maximum=8)
 
 
