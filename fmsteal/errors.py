@@ -27,3 +27,7 @@ class DeviceUnavailable(FmstealError):
 
 class Cancelled(FmstealError):
     """The run was cancelled by its user."""
+
+
+class QueryRefused(FmstealError):
+    """The API stopped answering this client (a detection defence flagged its queries as an attack)."""

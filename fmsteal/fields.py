@@ -47,10 +47,12 @@ class Field:
             return "one of " + ", ".join(map(str, allowed))
         if self.kind == "bool":
             return "true or false"
+        if self.kind == "str":
+            return "any text"
         low = "" if self.minimum is None else _number(self.minimum)
         high = "" if self.maximum is None else _number(self.maximum)
-        span = {("", ""): "any", (low, ""): f">= {low}", ("", high): f"<= {high}"}.get((low, high), f"{low} to {high}")
-        return f"{'an integer' if self.kind == 'int' else 'a number'} {span}".replace(" any", "")
+        span = f"{low} to {high}" if low and high else f">= {low}" if low else f"<= {high}" if high else ""
+        return f"{'an integer' if self.kind == 'int' else 'a number'} {span}".rstrip()
 
     def coerce(self, value: object) -> object:
         """`value` converted from text or a widget's number to this field's type (ConfigError if it cannot be)."""
