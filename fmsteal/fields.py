@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fmsteal.errors import ConfigError
 
-__all__ = ["Field", "validate_params"]
+__all__ = ["Field", "validate_params", "parse_params"]
 
 Choices = tuple[str, ...] | Callable[[], tuple[str, ...]]
 
@@ -32,6 +32,7 @@ class Field:
     optional: bool = False
     advanced: bool = True  # shown under the app's "Advanced" section
     public: bool = True  # offered to anonymous visitors of a public Space
+    repeat_flag: str | None = None  # CLI: a repeatable option (e.g. --defence-param K=V) whose values join with ","
 
     @property
     def title(self) -> str:
@@ -116,4 +117,17 @@ def validate_params(owner: str, fields: tuple[Field, ...], values: dict) -> dict
         value = f.coerce(values[f.name]) if f.name in values else f.default
         f.check(value)
         out[f.name] = value
+    return out
+
+
+def parse_params(text: str | None, owner: str = "parameters") -> dict[str, str]:
+    """"sigma=0.1, keep_argmax=false" -> {"sigma": "0.1", "keep_argmax": "false"} (values stay text)."""
+    out = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{owner}: write each parameter as KEY=VALUE, separated by commas; got {part.strip()!r}.")
+        out[key.strip()] = value.strip()
     return out

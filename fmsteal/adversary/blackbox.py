@@ -94,6 +94,13 @@ class BlackBoxVictim:
                 **(self.__defence.report() if self.__defence is not None else {})}
 
 
+    def defence_evidence(self):
+        """What the defence kept as evidence, for the experimenter (a watermark's marked queries and their
+        labels, for `verify_watermark`); None when the defence keeps none."""
+        marks = getattr(self.__defence, "marks", None)
+        return marks() if marks is not None else None
+
+
 def api_predictions(probabilities: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                     defence: Defence | None = None, batch_size: int = 100) -> torch.Tensor:
     """The top-1 labels an honest client gets from the (defended) API for `images`, spending no attack

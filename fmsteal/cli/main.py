@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_attack_parser(commands)
     commands.add_parser("zoo", help="list the backbones and which load offline here")
+    commands.add_parser("defences", help="list the victim-side defences, their parameters, defaults and ranges")
     try:
         from fmsteal.cli.sweep import add_sweep_parser
     except ImportError:
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
             from fmsteal.cli.attack import attack_main
 
             return attack_main(args)
+        if args.command == "defences":
+            from fmsteal.cli.run import defences_main
+
+            return defences_main()
         if args.command == "zoo":
             from fmsteal.cli.run import zoo_main
 

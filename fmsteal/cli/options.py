@@ -29,7 +29,10 @@ def add_field_options(parser: argparse.ArgumentParser, fields: tuple[Field, ...]
         flag = "--" + field.name.replace("_", "-")
         default = "required" if field.name in required else f"default {field.default if field.default is not None else 'auto'}"
         help_text = f"{field.help} ({field.range_text()}; {default})"
-        if field.kind == "bool":
+        if field.repeat_flag:
+            parser.add_argument(field.repeat_flag, dest=field.name, action="append", default=None, metavar="KEY=VALUE",
+                                help=f"{field.help} (repeatable)")
+        elif field.kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             parser.add_argument(flag, type=_typed(field), default=None, required=field.name in required,
@@ -38,4 +41,5 @@ def add_field_options(parser: argparse.ArgumentParser, fields: tuple[Field, ...]
 
 def values_from_args(args: argparse.Namespace, fields: tuple[Field, ...]) -> dict:
     """The fields the command line set (unset ones are left to their declared defaults)."""
-    return {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name, None) is not None}
+    values = {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name, None) is not None}
+    return {name: ",".join(v) if isinstance(v, list) else v for name, v in values.items()}

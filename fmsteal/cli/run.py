@@ -87,3 +87,15 @@ def normalisation_name(spec) -> str:
     """A short name for a backbone's input mean/std."""
     names = {IMAGENET_MEAN: "imagenet", CLIP_MEAN: "clip", CIFAR_MEAN: "cifar", HALF: "0.5"}
     return names.get(spec.mean, ",".join(f"{m:.3f}" for m in spec.mean))
+
+
+def defences_main() -> int:
+    """`fmsteal defences`: every defence with its parameters (type, range, default)."""
+    from fmsteal.adversary.defences import DEFENCES
+
+    for entry in DEFENCES:
+        print(f"{entry.name:24} {entry.help}")
+        for field in entry.params:
+            print(f"{'':26}{field.name}: {field.range_text()}, default {field.default!r} ({field.help})")
+    print("\nUse: fmsteal run ... --defence NAME --defence-param KEY=VALUE [--defence-param ...]")
+    return 0

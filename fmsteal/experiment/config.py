@@ -25,16 +25,18 @@ def _backbones() -> tuple[str, ...]:
     return tuple(ZOO)
 
 
-def _output_modes() -> tuple[str, ...]:
-    from fmsteal.adversary.outputs import OUTPUT_MODES
+def _registry(module: str, name: str):
+    import importlib
 
-    return OUTPUT_MODES.names()
+    return getattr(importlib.import_module(module), name)
+
+
+def _output_modes() -> tuple[str, ...]:
+    return _registry("fmsteal.adversary.outputs", "OUTPUT_MODES").names()
 
 
 def _strategies() -> tuple[str, ...]:
-    from fmsteal.adversary.strategies import STRATEGIES
-
-    return STRATEGIES.names()
+    return _registry("fmsteal.adversary.strategies", "STRATEGIES").names()
 
 
 def _hub_datasets() -> tuple[str, ...]:
@@ -75,12 +77,16 @@ FIELDS: tuple[Field, ...] = (
           "Train images/class", minimum=1, maximum=10**7, optional=True),
     Field("test_per_class", "int", None, "use the first N test images of each class (default: all)",
           "Test images/class", minimum=1, maximum=10**7, optional=True),
+    Field("defence", "str", "none", "a defence inside the victim's API, between its probabilities and the answer",
+          "Defence", choices=lambda: _registry("fmsteal.adversary.defences", "DEFENCES").names()),
+    Field("defence_params", "str", "", "the defence's parameters as KEY=VALUE, separated by commas (see "
+          "`fmsteal defences`)", "Defence parameters", repeat_flag="--defence-param"),
     Field("evaluations", "str", "default", "what to measure after the theft: 'default' (every evaluation on by "
           "default), 'none', or evaluation names separated by commas", "Evaluations"),
 )
 # Fields added after run cards were first published: left out of the job id at their default, so the
 # ids (and file names) of earlier cards, precomputed grids included, stay valid.
-ADDED_LATER = ("evaluations",)
+ADDED_LATER = ("defence", "defence_params", "evaluations")
 _BY_NAME = {f.name: f for f in FIELDS}
 
 
@@ -115,6 +121,16 @@ class ExperimentConfig(_Base):
             object.__setattr__(self, "data_dir", None)
         if self.evaluations not in ("default", "none"):
             self.evaluation_names()  # validates the names
+        if self.defence != "none" or self.defence_params:
+            self.defence_plan()  # validates the defence, its parameters and its fit to the output mode
+
+    def defence_plan(self):
+        """The validated defence and the output mode the defended API answers in (`plan_defence`)."""
+        from fmsteal.adversary.defences import plan_defence
+        from fmsteal.fields import parse_params
+
+        return plan_defence(self.defence, parse_params(self.defence_params, f"defence {self.defence!r}"),
+                            self.output, self.top_k, self.decimals)
 
     def evaluation_names(self) -> list[str]:
         """The evaluations this run performs, in registry order."""

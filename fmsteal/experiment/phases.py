@@ -17,7 +17,10 @@ from datetime import datetime, timezone
 import torch
 
 from fmsteal import __version__
-from fmsteal.adversary.blackbox import BlackBoxVictim
+from fmsteal.adversary.blackbox import BlackBoxVictim, api_predictions
+from fmsteal.adversary.defences import DefenceContext, build_defence
+from fmsteal.adversary.defences.mad import random_head_surrogate
+from fmsteal.adversary.defences.watermark import verify_watermark
 from fmsteal.adversary.strategies import STRATEGIES
 from fmsteal.adversary.thief import Thief, steal
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
@@ -30,6 +33,7 @@ from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
 from fmsteal.experiment import warm
 from fmsteal.experiment.plan import Plan, make_plan, pool_split
 from fmsteal.experiment.pricing import Pricing
+from fmsteal.fields import parse_params
 
 __all__ = ["Phase", "PHASES", "RunState", "comparison", "split_pool"]
 
@@ -169,12 +173,26 @@ def cost_victim(p: Pricing) -> float:
 
 # -- steal --------------------------------------------------------------------------------------
 
+def defence_for(state: RunState):
+    """A fresh instance of the config's defence (one per client), built with the defender's own knowledge:
+    its backbone for MAD's surrogate, the test images in natural order as PRADA's honest client."""
+    config, victim, test = state.config, state.victim, state.test
+    surrogate = None
+    if config.defence == "mad" and victim.embedder is not None:
+        surrogate = random_head_surrogate(victim.embedder.features_of, victim.spec.feature_dim,
+                                          len(test.class_names), config.seed)
+    benign = (test.images, victim.probabilities(test.images)) if config.defence == "prada" else None
+    context = DefenceContext(len(test.class_names), config.seed, surrogate, benign)
+    return build_defence(config.defence, parse_params(config.defence_params), context)
+
+
 def run_steal(state: RunState) -> Iterator[dict]:
     config, plan, test = state.config, state.plan, state.test
     spec = get_backbone(config.thief)
     num_classes = len(test.class_names)
-    state.black_box = BlackBoxVictim(state.victim.probabilities, num_classes, config.output, config.budget,
-                                     config.top_k, config.decimals)
+    answer = config.defence_plan()
+    state.black_box = BlackBoxVictim(state.victim.probabilities, num_classes, answer.output, config.budget,
+                                     answer.top_k, answer.decimals, defence=defence_for(state))
     recipe = recipe_for(config.preset, "thief", config.thief_mode, spec.family == "scratch")
     state.thief = Thief(spec, config.thief_mode, plan.thief_size, state.device, state.embedders["thief"], recipe,
                         num_classes, config.seed)
@@ -220,14 +238,39 @@ def run_evaluate(state: RunState) -> Iterator[dict]:
         thief_probs=state.thief.logits(state.test.images).softmax(1), pool=state.pool, output=config.output,
         queries_spent=state.black_box.queries_used, num_classes=len(state.test.class_names), device=state.device,
         seed=config.seed)
+    if config.defence != "none":
+        yield {"kind": "log", "level": "info", "message": f"Measuring what the {config.defence} defence costs honest users"}
+        state.results["defence"] = yield from defence_results(state)
     for name in config.evaluation_names():
         entry = EVALUATIONS.get(name)
         yield {"kind": "log", "level": "info", "message": f"Evaluating: {entry.help}"}
         state.results[name] = yield from entry.fn(context, entry.defaults())
 
 
+def defence_results(state: RunState) -> Iterator[dict]:
+    """Both sides of a defence: what it cost honest users, what it did to the thief (and, for a watermark,
+    whether the stolen copy betrays itself while an innocent model trained on true labels does not)."""
+    config, test, victim, thief = state.config, state.test, state.victim, state.thief
+    api = api_predictions(victim.probabilities, test.images, defence_for(state))
+    result = {"name": config.defence, "params": config.defence_plan().params, **state.black_box.defence_report(),
+              "api_accuracy": accuracy(api, test.labels), "undefended_accuracy": state.victim_accuracy,
+              "agreement_with_api": agreement(state.thief_test, api)}
+    if config.defence == "watermark":
+        marks = state.black_box.defence_evidence()
+        innocent = Thief(thief.spec, thief.mode, thief.image_size, thief.device, thief.embedder, thief.recipe,
+                         thief.num_classes, config.seed + 1)
+        honest = state.pool.subset(torch.arange(min(config.budget, len(state.pool))))
+        yield from innocent.train(honest.images, honest.labels, None, label="Training an innocent model on true labels")
+        for name, model in (("thief", thief), ("innocent", innocent)):
+            verdict = verify_watermark(lambda images, m=model: m.logits(images).argmax(1), *marks, thief.num_classes)
+            result[f"watermark_{name}"] = verdict
+    return result
+
+
 def cost_evaluate(p: Pricing) -> float:
     seconds = p.hashing(2 * p.plan.n_test)
+    if p.plan.config.defence != "none":  # the honest client's answers; a watermark's innocent model
+        seconds += p.hashing(p.plan.n_test) + p.linear(get_backbone(p.plan.config.thief).feature_dim, 30 * p.plan.config.budget)
     for name in p.plan.config.evaluation_names():
         entry = EVALUATIONS.get(name)
         seconds += entry.meta["cost"](p, entry.defaults()) if "cost" in entry.meta else 0.0

@@ -46,10 +46,19 @@ def bigger_thief(values: dict) -> list[dict]:
             {"values": {**values, "victim": victim, "thief": LITE2, "victim_mode": None}}]
 
 
+@SCENARIOS.register("defence", "Defended vs undefended",
+                    look_for="How far the defence pushes the thief's curve down, against what it costs honest users "
+                             "(the summary of the defended run states both).")
+def defended_vs_undefended(values: dict) -> list[dict]:
+    plain = {**values, "output": "probs", "defence": "none", "defence_params": ""}
+    return [{"values": plain}, {"values": {**plain, "defence": "reverse-sigmoid"}}]
+
+
 def run_label(config: dict, names: dict[str, str]) -> str:
     """'Lite0 victim ← Lite0 thief · label · 2,000 q': what a legend entry must say."""
     victim, thief = names.get(config["victim"], config["victim"]), names.get(config["thief"], config["thief"])
-    return f"{victim} victim ← {thief} thief · {config['output']} · {config['budget']:,} q"
+    defended = f" · {config['defence']} defence" if config.get("defence", "none") != "none" else ""
+    return f"{victim} victim ← {thief} thief · {config['output']} · {config['budget']:,} q{defended}"
 
 
 def reference_curve(table, config: dict) -> tuple[list[int], list[float], int] | None:

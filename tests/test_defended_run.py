@@ -1,0 +1,54 @@
+"""A defended experiment end to end on real CIFAR-10, and bad defence input refused by the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine_fixtures import run_to_card
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_watermarked_victim_reports_both_sides_and_convicts_its_thief(tiny_config):
+    card, _ = run_to_card(tiny_config(defence="watermark", defence_params="rate=0.2", evaluations="none", seed=41))
+    defence = card["defence"]
+    assert defence["name"] == "watermark" and defence["params"] == {"rate": 0.2, "key": "fmsteal-watermark"}
+    assert card["queries_spent"] == 200 and defence["queries_answered"] == 200
+    assert 0.1 < defence["marked_fraction"] < 0.3 and defence["answers_changed"] == pytest.approx(defence["marked_fraction"])
+    assert defence["api_accuracy"] < defence["undefended_accuracy"]  # honest users get the marks too
+    assert 0 <= defence["agreement_with_api"] <= 1 and "agreement" in card  # agreement stays vs the undefended victim
+    assert defence["watermark_thief"]["p_value"] < 1e-3 < defence["watermark_innocent"]["p_value"]
+
+
+def test_an_argmax_preserving_defence_costs_honest_users_nothing(tiny_config):
+    card, _ = run_to_card(tiny_config(defence="reverse-sigmoid", output="probs", evaluations="none", seed=42))
+    defence = card["defence"]
+    assert defence["answers_changed"] == 0 and defence["api_accuracy"] == defence["undefended_accuracy"]
+    assert defence["mean_l1"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--defence", "bogus"], "defence must be one of none, top1"),
+    (["--defence", "mad", "--defence-param", "epsilon=9"], "epsilon must be a number 0 to 2"),
+    (["--defence", "mad", "--defence-param", "eps=0.1"], "mad has no parameter eps"),
+    (["--defence", "top1"], "use it with output 'probs'"),
+])
+def test_bad_defence_input_is_refused_with_one_message(tmp_path, args, message):
+    done = subprocess.run([sys.executable, "-m", "fmsteal", "run", "--victim", "tf_efficientnet_lite0", "--thief",
+                           "tf_efficientnet_lite0", *args, "--out", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_defences_command_lists_every_defence_with_its_ranges():
+    done = subprocess.run([sys.executable, "-m", "fmsteal", "defences"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0
+    for name in ("none", "gaussian-noise", "reverse-sigmoid", "mad", "adaptive-misinformation", "watermark", "prada"):
+        assert f"\n{name} " in "\n" + done.stdout
+    assert "sigma: a number 0 to 10, default 0.1" in done.stdout
