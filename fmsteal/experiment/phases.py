@@ -10,6 +10,7 @@ through a `BlackBoxVictim`.
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ from fmsteal.engine.victim import TrainedVictim, train_victim
 from fmsteal.engine.zoo import get_backbone
 from fmsteal.evaluation.metrics import accuracy, agreement, confusion, macro_f1, per_class_agreement
 from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
-from fmsteal.experiment import warm
+from fmsteal.experiment import speed, warm
 from fmsteal.experiment.plan import Plan, make_plan, pool_split
 from fmsteal.experiment.pricing import Pricing
 from fmsteal.fields import parse_params
@@ -126,10 +127,13 @@ def run_embed(state: RunState) -> Iterator[dict]:
         state.embedders[role] = shared[(name, size)]
     for name, size in plan.embeddings:
         embedder = shared[(name, size)]
+        began, forwarded = time.perf_counter(), embedder.images_forwarded
         for images, what in ((state.train, "train split"), (state.test, "test split"), (state.pool_source, "query pool")):
             if images is not None:
                 yield from embedder.register(images, f"{embedder.spec.label}: {what}")
         warm.record(state.data_key, "embed", embedder.files, backbone=name, size=size)
+        speed.observe_forward(embedder.spec, size, "cpu" if state.device.type == "cpu" else "cuda",
+                              embedder.images_forwarded - forwarded, time.perf_counter() - began)
     if state.config.victim_mode != "lp":
         state.embedders["victim"] = None
 

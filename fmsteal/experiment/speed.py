@@ -17,9 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["backbone_speed", "linear_seconds", "decode_ips", "hash_ips", "load_bytes_per_s", "MEASURE_SECONDS"]
+__all__ = ["backbone_speed", "observe_forward", "linear_seconds", "decode_ips", "hash_ips", "load_bytes_per_s",
+           "MEASURE_SECONDS"]
 
 MEASURE_SECONDS = 1.5  # wall time aimed at per measurement (one-off per machine and setting)
+OBSERVED_MIN_IMAGES = 512  # a run's own throughput replaces the probe's from this many images on
 _lock = threading.Lock()
 
 
@@ -35,8 +37,8 @@ def _machine() -> str:
     return f"{platform.machine()}-{os.cpu_count()}cpu-{torch.get_num_threads()}t-torch{torch.__version__}"
 
 
-def _measured(key: str, measure: Callable[[], dict]) -> dict:
-    """The cached measurement under `key` (per machine), measuring it once."""
+def _measured(key: str, measure: Callable[[], dict], replace: dict | None = None) -> dict:
+    """The cached measurement under `key` (per machine), measuring it once; `replace` overwrites it."""
     key = f"{_machine()}|{key}"
     with _lock:
         file = _file()
@@ -44,22 +46,33 @@ def _measured(key: str, measure: Callable[[], dict]) -> dict:
             table = json.loads(file.read_text())
         except (OSError, ValueError):
             table = {}
-        if key not in table:
-            table[key] = measure()
+        if key not in table or replace is not None:
+            table[key] = replace if replace is not None else measure()
             from fmsteal.experiment.cards import write_card
 
             write_card(table, file)
         return table[key]
 
 
+def observe_forward(spec, size: int, device: str, images: int, seconds: float) -> None:
+    """A real run's backbone throughput replaces the short probe's (a probe taken while other processes
+    loaded the machine would otherwise mislead every later estimate). Small samples are ignored."""
+    if images >= OBSERVED_MIN_IMAGES and seconds > 0:
+        probe = backbone_speed(spec, size, device)
+        _measured(f"backbone|{spec.name}|{size}|{device}|forward", dict, {**probe, "ips": images / seconds})
+
+
 def _timed(step: Callable[[], None], per_call: int) -> float:
-    """Items per second of `step` (each call handles `per_call` items), after a warm-up call."""
+    """Items per second of `step` (each call handles `per_call` items): the fastest of several calls after a
+    warm-up, so a moment of contention from other processes does not become this machine's speed."""
     step()
-    calls, started = 0, time.perf_counter()
-    while calls < 2 or (time.perf_counter() - started < MEASURE_SECONDS / 2 and calls < 50):
+    fastest, started, calls = float("inf"), time.perf_counter(), 0
+    while calls < 3 or (time.perf_counter() - started < MEASURE_SECONDS and calls < 50):
+        began = time.perf_counter()
         step()
+        fastest = min(fastest, time.perf_counter() - began)
         calls += 1
-    return calls * per_call / (time.perf_counter() - started)
+    return per_call / max(fastest, 1e-9)
 
 
 def backbone_speed(spec, size: int, device: str, training: bool = False) -> dict:
