@@ -46,4 +46,5 @@ class EvaluationContext:
 
 Evaluation = Callable[[EvaluationContext, dict], Generator[dict, None, Any]]
 
-EVALUATIONS: Registry[Evaluation] = Registry("evaluation", modules=())
+EVALUATIONS: Registry[Evaluation] = Registry("evaluation", modules=(
+    "fmsteal.evaluation.transfer", "fmsteal.evaluation.corruptions", "fmsteal.evaluation.fidelity"))
