@@ -20,8 +20,8 @@ def drain(events: Generator):
 
 @functools.cache
 def build_context(archive: str, victim: str = "tf_efficientnet_lite0", victim_mode: str = "lp",
-                  thief: str = "tf_efficientnet_lite0", thief_mode: str = "lp", output: str = "label"):
-    """The pipeline's data, embedding, victim and theft steps on 60 train / 20 test images per class at 64 px."""
+                  thief: str = "tf_efficientnet_lite0", thief_mode: str = "lp", output: str = "label", size: int = 64):
+    """The pipeline's data, embedding, victim and theft steps on 60 train / 20 test images per class at `size` px."""
     import torch
 
     from fmsteal.attack.blackbox import BlackBoxVictim
@@ -35,8 +35,8 @@ def build_context(archive: str, victim: str = "tf_efficientnet_lite0", victim_mo
     from fmsteal.experiment.pipeline import ExperimentConfig, _split_pool
 
     config = ExperimentConfig(victim=victim, thief=thief, victim_mode=victim_mode, thief_mode=thief_mode, output=output,
-                              budget=200, data_dir=archive, train_per_class=60, test_per_class=20, image_size=64)
-    device, size, seed = torch.device("cpu"), 64, config.seed
+                              budget=200, data_dir=archive, train_per_class=60, test_per_class=20, image_size=size)
+    device, seed = torch.device("cpu"), config.seed
     torch.manual_seed(seed)
     splits = load_splits(config.source)
     train, test = stratified_subset(splits.train, 60), stratified_subset(splits.test, 20)
