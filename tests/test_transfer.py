@@ -9,7 +9,7 @@ import threading
 
 import pytest
 import torch
-from evaluation_fixtures import drain, fft_thief_context, lp_context  # noqa: F401
+from evaluation_fixtures import fft_thief_context, lp_context  # noqa: F401
 from PIL import Image
 
 from fmsteal.cancel import cancel_scope

@@ -14,7 +14,7 @@ from torch import nn
 
 from fmsteal.cancel import check
 
-__all__ = ["fgsm", "pgd", "sign_noise", "quantize", "input_gradient"]
+__all__ = ["fgsm", "input_gradient", "pgd", "quantize", "sign_noise"]
 
 
 def input_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,26 +1,29 @@
 """Inherited robustness: victim and thief accuracy, and their agreement, on corrupted test images.
 
 Five common corruptions at Hendrycks & Dietterich's CIFAR-10-C severities 1-5 (ICLR 2019), applied
-to the stored uint8 images with torchvision where it has the operation. Blur widths are given for
-32 px images and scale with the stored side. Gaussian noise is seeded, so a run is repeatable.
+to the stored uint8 images with torchvision where it has the operation (JPEG through Pillow, as torchvision's
+codecs are deprecated since 0.29). Blur widths are given for 32 px images and scale with the stored side.
+Gaussian noise is seeded, so a run is repeatable.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Generator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
-from torchvision.io import decode_jpeg, encode_jpeg
+from PIL import Image
 
 from fmsteal.errors import ConfigError
 from fmsteal.evaluation.metrics import accuracy, agreement
 from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
 from fmsteal.fields import Field
 
-__all__ = ["corruptions", "corrupt", "CORRUPTIONS", "SEVERITIES", "parse_severities"]
+__all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "corruptions", "parse_severities"]
 
 # name -> its parameter at severities 1..5 (CIFAR-10-C)
 SEVERITIES = {
@@ -44,7 +47,12 @@ def _blur(images: torch.Tensor, sigma: float, generator: torch.Generator) -> tor
 
 
 def _jpeg(images: torch.Tensor, quality: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.stack(decode_jpeg(encode_jpeg(list(images), quality=quality)))
+    out = torch.empty_like(images)
+    for i, image in enumerate(images):
+        buffer = io.BytesIO()
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=quality)
+        out[i] = torch.from_numpy(np.array(Image.open(buffer).convert("RGB"))).permute(2, 0, 1)
+    return out
 
 
 def _contrast(images: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:

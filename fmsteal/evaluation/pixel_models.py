@@ -47,7 +47,7 @@ class PixelModel(nn.Module):
         return next(self.network.parameters()).device
 
 
-def pixel_model(model: "TrainedVictim | Thief") -> PixelModel:
+def pixel_model(model: TrainedVictim | Thief) -> PixelModel:
     """The pixel-space model of a trained victim or thief (LP: its embedder's backbone + head; FFT: its network)."""
     if model.network is None:
         raise ValueError("This thief has not been trained yet: train it before building its pixel-space model.")

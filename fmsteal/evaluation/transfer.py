@@ -24,7 +24,7 @@ from fmsteal.evaluation.pixel_models import pixel_model
 from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
 from fmsteal.fields import Field
 
-__all__ = ["transfer", "train_independent", "correct_images", "ATTACKS", "PARAMS"]
+__all__ = ["ATTACKS", "PARAMS", "correct_images", "train_independent", "transfer"]
 
 ATTACKS = ("thief_fgsm", "thief_pgd", "independent_fgsm", "independent_pgd", "noise", "victim_whitebox_pgd")
 BATCH = 32
