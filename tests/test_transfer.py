@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import threading
@@ -13,6 +14,7 @@ from evaluation_fixtures import fft_thief_context, lp_context  # noqa: F401
 from PIL import Image
 
 from fmsteal.cancel import cancel_scope
+from fmsteal.engine.data import ImageSet
 from fmsteal.errors import Cancelled, ConfigError
 from fmsteal.evaluation.attacks import fgsm, pgd, quantize, sign_noise
 from fmsteal.evaluation.pixel_models import pixel_model
@@ -107,6 +109,7 @@ def test_transfer_stage_on_real_cifar(lp_context):
         assert 0 <= result[name] <= 1 and (result[name] * 8).is_integer()
     assert result["victim_whitebox_pgd"] >= max(0.5, result["noise"])  # the defender's ceiling
     assert result["independent_labels"] == lp_context.queries_spent
+    assert result["gradient_passes"] == 8 * (3 * 3 + 2)
     assert all(0 <= v <= 1 for v in result["clean_accuracy"].values())
     progress = [e for e in events if e["kind"] == "progress"]
     assert all(e["phase"] == "evaluate" for e in progress)
@@ -126,6 +129,15 @@ def test_transfer_stage_on_real_cifar(lp_context):
 def test_transfer_with_a_fully_trained_thief(fft_thief_context):
     result, _ = run_transfer(fft_thief_context, n=4, steps=2)
     assert result["n"] == 4 and all(0 <= result[name] <= 1 for name in ATTACKS)
+
+
+def test_a_pool_of_other_classes_has_no_independent_baseline(lp_context):
+    pool = lp_context.pool
+    other = dataclasses.replace(lp_context, pool=ImageSet(pool.images, pool.labels, [f"c{i}" for i in range(10)]))
+    result, _ = run_transfer(other, n=4, steps=1)
+    assert result["independent_fgsm"] is None and result["independent_pgd"] is None
+    assert result["independent_labels"] == 0 and result["clean_accuracy"]["independent"] is None
+    assert result["gradient_passes"] == 4 * (1 + 1 + 1) and 0 <= result["thief_pgd"] <= 1
 
 
 def test_transfer_is_cancelled_within_a_step(lp_context):

@@ -5,7 +5,8 @@ On test images the victim classifies correctly, FGSM and PGD are crafted white-b
 is the fraction the victim then gets wrong. Baselines on the same images: an independent surrogate
 (the thief's architecture and recipe trained on as many TRUE labels of the pool, no victim queries),
 random sign noise of the same epsilon (the floor) and PGD on the victim itself (the ceiling, the
-defender's view). Scoring asks the victim directly: evaluation, not attack queries.
+defender's view). Scoring asks the victim directly: evaluation, not attack queries. A pool of other
+classes than the test set's has no true labels to offer, so the surrogate's rates are then None.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def transfer(ctx: EvaluationContext, params: dict) -> Generator[dict, None, dict
     eps, step, steps = params["eps"], params["step"], params["steps"]
     chosen = correct_images(ctx, params["n"])
     images, labels = ctx.test.images[chosen], ctx.test.labels[chosen]
-    surrogate = yield from train_independent(ctx)
-    thief, independent, victim = pixel_model(ctx.thief), pixel_model(surrogate), pixel_model(ctx.victim)
+    # a pool of other classes (e.g. CIFAR-100 for a CIFAR-10 victim) has no true labels to train on
+    surrogate = (yield from train_independent(ctx)) if ctx.pool.class_names == ctx.test.class_names else None
+    thief, victim = pixel_model(ctx.thief), pixel_model(ctx.victim)
+    independent = pixel_model(surrogate) if surrogate is not None else None
     generator = torch.Generator().manual_seed(ctx.seed)
     crafts: dict[str, Callable] = {
         "thief_fgsm": lambda x, y: fgsm(thief, x.to(thief.device), y, eps),
@@ -59,9 +62,11 @@ def transfer(ctx: EvaluationContext, params: dict) -> Generator[dict, None, dict
         "noise": lambda x, y: sign_noise(x, eps, generator),
         "victim_whitebox_pgd": lambda x, y: pgd(victim, x.to(victim.device), y, eps, step, steps, generator),
     }
-    fooled = {name: 0 for name in ATTACKS}
+    if independent is None:
+        del crafts["independent_fgsm"], crafts["independent_pgd"]
+    fooled = {name: 0 for name in crafts}
     shown, answers = [], []  # the thief-PGD images and the victim's answers to them, for the examples
-    total, done = len(range(0, len(chosen), BATCH)) * len(ATTACKS), 0
+    total, done = len(range(0, len(chosen), BATCH)) * len(crafts), 0
     for start in range(0, len(chosen), BATCH):
         clean, y = images[start:start + BATCH], labels[start:start + BATCH]
         for name, craft in crafts.items():
@@ -76,11 +81,11 @@ def transfer(ctx: EvaluationContext, params: dict) -> Generator[dict, None, dict
                    "message": f"Adversarial transfer: {name.replace('_', ' ')} on images {start + 1}-{start + len(y)}"}
     count = len(chosen)
     return {
-        **{name: fooled[name] / count if count else None for name in ATTACKS},
+        **{name: fooled[name] / count if count and name in fooled else None for name in ATTACKS},
         "eps": eps, "step": step, "steps": steps, "n": count,
         "clean_accuracy": {"thief": _accuracy(ctx.thief, images, labels), "independent": _accuracy(surrogate, images, labels)},
-        "independent_labels": _training_size(ctx),
-        "gradient_passes": count * (3 * steps + 2),  # image-level forward+backward passes
+        "independent_labels": _training_size(ctx) if surrogate is not None else 0,
+        "gradient_passes": count * sum(1 if name.endswith("fgsm") else steps * name.endswith("pgd") for name in crafts),
         "examples": _examples(images, torch.cat(shown) if shown else images, labels,
                               torch.cat(answers) if answers else labels, ctx.test.class_names),
     }
@@ -112,8 +117,10 @@ def _training_size(ctx: EvaluationContext) -> int:
     return min(ctx.queries_spent, len(ctx.pool))
 
 
-def _accuracy(model: Thief, images: torch.Tensor, labels: torch.Tensor) -> float | None:
-    return (model.logits(images).argmax(1) == labels).double().mean().item() if len(labels) else None
+def _accuracy(model: Thief | None, images: torch.Tensor, labels: torch.Tensor) -> float | None:
+    if model is None or not len(labels):
+        return None
+    return (model.logits(images).argmax(1) == labels).double().mean().item()
 
 
 def _examples(clean: torch.Tensor, adversarial: torch.Tensor, labels: torch.Tensor, after: torch.Tensor,
