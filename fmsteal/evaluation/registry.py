@@ -48,4 +48,6 @@ class EvaluationContext:
 
 Evaluation = Callable[[EvaluationContext, dict], Generator[dict, None, Any]]
 
-EVALUATIONS: Registry[Evaluation] = Registry("evaluation", modules=("fmsteal.evaluation.examples",))
+EVALUATIONS: Registry[Evaluation] = Registry("evaluation", modules=(
+    "fmsteal.evaluation.fidelity", "fmsteal.evaluation.transfer", "fmsteal.evaluation.corruptions",
+    "fmsteal.evaluation.examples"))

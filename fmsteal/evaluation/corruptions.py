@@ -1,0 +1,130 @@
+"""Inherited robustness: victim and thief accuracy, and their agreement, on corrupted test images.
+
+Five common corruptions at Hendrycks & Dietterich's CIFAR-10-C severities 1-5 (ICLR 2019), applied
+to the stored uint8 images with torchvision where it has the operation (JPEG through Pillow, as torchvision's
+codecs are deprecated since 0.29). Blur widths are given for 32 px images and scale with the stored side.
+Gaussian noise is seeded, so a run is repeatable.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Generator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+
+from fmsteal.errors import ConfigError
+from fmsteal.evaluation.metrics import accuracy, agreement
+from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
+from fmsteal.fields import Field
+
+__all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "corruptions", "parse_severities"]
+
+# name -> its parameter at severities 1..5 (CIFAR-10-C)
+SEVERITIES = {
+    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),  # noise standard deviation, pixel range [0, 1]
+    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),  # sigma in pixels of a 32 px image
+    "jpeg": (80, 65, 58, 50, 40),  # JPEG quality
+    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),  # contrast factor
+    "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),  # side of the coarse image, as a fraction
+}
+
+
+def _noise(images: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    noisy = images.float() / 255 + std * torch.randn(images.shape, generator=generator)
+    return (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _blur(images: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    sigma = sigma * images.shape[-1] / 32
+    size = 2 * math.ceil(3 * sigma) + 1
+    return TF.gaussian_blur(images, [size, size], [sigma, sigma])
+
+
+def _jpeg(images: torch.Tensor, quality: int, generator: torch.Generator) -> torch.Tensor:
+    out = torch.empty_like(images)
+    for i, image in enumerate(images):
+        buffer = io.BytesIO()
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=quality)
+        out[i] = torch.from_numpy(np.array(Image.open(buffer).convert("RGB"))).permute(2, 0, 1)
+    return out
+
+
+def _contrast(images: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:
+    return TF.adjust_contrast(images, factor)
+
+
+def _pixelate(images: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    height, width = images.shape[-2:]
+    small = F.interpolate(images.float(), size=(max(1, round(height * fraction)), max(1, round(width * fraction))), mode="area")
+    return F.interpolate(small, size=(height, width), mode="nearest").round().clamp(0, 255).to(torch.uint8)
+
+
+CORRUPTIONS: dict[str, Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]] = {
+    "gaussian_noise": _noise, "gaussian_blur": _blur, "jpeg": _jpeg, "contrast": _contrast, "pixelate": _pixelate,
+}
+
+
+def corrupt(images: torch.Tensor, name: str, severity: int, seed: int) -> torch.Tensor:
+    """uint8 `images` (n x 3 x H x W) with corruption `name` at `severity` (1-5); the same seed gives the same pixels."""
+    if name not in CORRUPTIONS:
+        raise ConfigError(f"Unknown corruption {name!r}: use one of {', '.join(CORRUPTIONS)}.")
+    generator = torch.Generator().manual_seed(seed * 1009 + list(CORRUPTIONS).index(name) * 10 + severity)
+    return CORRUPTIONS[name](images, SEVERITIES[name][severity - 1], generator)
+
+
+def parse_severities(text: str) -> list[int]:
+    """"1,3,5" -> [1, 3, 5]; a ConfigError unless every part is an integer from 1 to 5."""
+    try:
+        values = sorted({int(part) for part in text.replace(" ", "").split(",") if part})
+    except ValueError:
+        values = []
+    if not values or not all(1 <= v <= 5 for v in values):
+        raise ConfigError(f"severities must be integers from 1 to 5 separated by commas, e.g. \"3\" or \"1,3,5\"; got {text!r}.")
+    return values
+
+
+PARAMS = (
+    Field("n", "int", 500, "test images corrupted (a seeded random subset; all if the test set is smaller)",
+          label="Images", minimum=1, optional=True),
+    Field("severities", "str", "3", "corruption severities from 1 (mild) to 5 (severe), separated by commas",
+          label="Severities"),
+)
+
+
+@EVALUATIONS.register("corruptions", help="Victim and thief accuracy and agreement under common image corruptions",
+                      params=PARAMS, default_on=True, label="Corruptions")
+def corruptions(ctx: EvaluationContext, params: dict) -> Generator[dict, None, list[dict]]:
+    """A row per (corruption, severity), after a `clean` row (severity 0), on one seeded subset of the test set."""
+    severities = parse_severities(params["severities"])
+    count = len(ctx.test) if params["n"] is None else min(params["n"], len(ctx.test))
+    subset = torch.randperm(len(ctx.test), generator=torch.Generator().manual_seed(ctx.seed))[:count].sort().values
+    images, labels = ctx.test.images[subset], ctx.test.labels[subset]
+    rows = [_row("clean", 0, ctx.victim_test[subset], ctx.thief_test[subset], labels)]
+    cells = [(name, severity) for name in CORRUPTIONS for severity in severities]
+    for done, (name, severity) in enumerate(cells, 1):
+        victim, thief = _predict(ctx, corrupt(images, name, severity, ctx.seed))
+        rows.append(_row(name, severity, victim, thief, labels))
+        yield {"kind": "progress", "phase": "evaluate", "done": done, "total": len(cells),
+               "message": f"Corruptions: {name.replace('_', ' ')} at severity {severity} on {count:,} images"}
+    return rows
+
+
+def _row(name: str, severity: int, victim: torch.Tensor, thief: torch.Tensor, labels: torch.Tensor) -> dict:
+    return {"name": name, "severity": severity, "victim_accuracy": accuracy(victim, labels),
+            "thief_accuracy": accuracy(thief, labels), "agreement": agreement(thief, victim)}
+
+
+@torch.no_grad()
+def _predict(ctx: EvaluationContext, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Victim and thief top-1; two linear probes on one embedder share a single backbone pass."""
+    victim, thief = ctx.victim, ctx.thief
+    if victim.mode == thief.mode == "lp" and victim.embedder is thief.embedder:
+        features = victim.embedder.features_of(images).to(victim.device)  # batched and cancellable
+        return victim.network(features).argmax(1).cpu(), thief.network(features).argmax(1).cpu()
+    return victim.logits(images).argmax(1), thief.logits(images).argmax(1)

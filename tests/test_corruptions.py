@@ -1,0 +1,70 @@
+"""Corruptions: deterministic, effective, growing with severity; the registered evaluation on real CIFAR-10."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from evaluation_fixtures import drain, fft_thief_context, lp_context  # noqa: F401
+
+from fmsteal.errors import ConfigError
+from fmsteal.evaluation.corruptions import CORRUPTIONS, corrupt, parse_severities
+from fmsteal.evaluation.registry import EVALUATIONS
+
+
+@pytest.fixture(scope="module")
+def images(lp_context) -> torch.Tensor:
+    return lp_context.test.images[:32]
+
+
+def change(images: torch.Tensor, corrupted: torch.Tensor) -> float:
+    return (corrupted.float() - images.float()).abs().mean().item()
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corruption_is_deterministic_per_seed_and_changes_images(images, name):
+    first = corrupt(images, name, 3, seed=0)
+    assert first.dtype == torch.uint8 and first.shape == images.shape
+    assert torch.equal(first, corrupt(images, name, 3, seed=0))
+    assert change(images, first) > 1.0  # at least a pixel level per pixel on average
+    assert change(images, corrupt(images, name, 5, seed=0)) > change(images, corrupt(images, name, 1, seed=0))
+
+
+def test_noise_differs_between_seeds_and_between_severities(images):
+    assert not torch.equal(corrupt(images, "gaussian_noise", 3, seed=0), corrupt(images, "gaussian_noise", 3, seed=1))
+    assert not torch.equal(corrupt(images, "gaussian_noise", 1, seed=0), corrupt(images, "gaussian_noise", 2, seed=0))
+
+
+def test_bad_names_and_severities_say_what_to_use(images):
+    with pytest.raises(ConfigError, match="gaussian_noise"):
+        corrupt(images, "fog", 3, seed=0)
+    assert parse_severities(" 5,1,3,3") == [1, 3, 5]
+    for text in ("", "0", "6", "1,x"):
+        with pytest.raises(ConfigError, match="1 to 5"):
+            parse_severities(text)
+
+
+def run_corruptions(ctx, **params):
+    entry = EVALUATIONS.get("corruptions")
+    return drain(entry.fn(ctx, entry.validate(params)))
+
+
+def test_corruptions_evaluation_on_real_cifar(lp_context):
+    rows = run_corruptions(lp_context, n=40, severities="1,5")
+    json.dumps(rows)
+    assert [(r["name"], r["severity"]) for r in rows] == [("clean", 0)] + [(n, s) for n in CORRUPTIONS for s in (1, 5)]
+    for row in rows:
+        assert set(row) == {"name", "severity", "victim_accuracy", "thief_accuracy", "agreement"}
+        assert all(0 <= row[key] <= 1 for key in ("victim_accuracy", "thief_accuracy", "agreement"))
+    assert rows == run_corruptions(lp_context, n=40, severities="1,5")  # same seed, same table
+    noisy = {r["severity"]: r["victim_accuracy"] for r in rows if r["name"] == "gaussian_noise"}
+    assert noisy[5] < rows[0]["victim_accuracy"]  # heavy noise costs the victim accuracy
+
+
+def test_clean_row_matches_the_runs_own_predictions(lp_context, fft_thief_context):
+    for ctx in (lp_context, fft_thief_context):  # one shared backbone; two separate models
+        rows = run_corruptions(ctx, n=None, severities="1")
+        clean = rows[0]
+        assert clean["victim_accuracy"] == (ctx.victim_test == ctx.test.labels).double().mean().item()
+        assert clean["agreement"] == (ctx.victim_test == ctx.thief_test).double().mean().item()
