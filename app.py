@@ -23,7 +23,7 @@ from fmsteal.engine.cache import remove_stale_temporaries
 from fmsteal.errors import FmstealError
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
 from fmsteal.experiment.estimate import estimate
-from fmsteal.service import classroom, live, plots, results, sharing, uploads
+from fmsteal.service import classroom, consequences, live, plots, results, sharing, uploads
 from fmsteal.service.form import Form, api_function
 from fmsteal.service.job_files import browser_secret
 from fmsteal.service.jobs import TERMINAL, JobStore, new_owner_token, status_line
@@ -117,8 +117,9 @@ def run_outputs(card: dict | None, checkpoints: list[dict], budget: int) -> tupl
     """Curve, confusion, per-class, summary and gallery of one run (a live job's or a shared card's)."""
     victim_accuracy = card["victim_accuracy"] if card else None
     curve = plots.curve_figure(card["curve"] if card else checkpoints, victim_accuracy, budget)
-    return (curve, plots.confusion_figure(card), plots.per_class_figure(card),
-            plots.summary_markdown(card, labels()) if card else "", live.gallery_items(card))
+    summary = plots.summary_markdown(card, labels()) + live.defence_summary(card) if card else ""
+    return (curve, plots.confusion_figure(card), plots.per_class_figure(card), summary, live.gallery_items(card),
+            consequences.transfer_figure(card), consequences.corruption_table(card))
 
 
 def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
@@ -130,12 +131,12 @@ def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
     job_id = live.current_job(store(), session, owner)
     snap = store().snapshot(job_id, owner)
     if snap is None:  # no job yet, or Start was refused: leave its message in place
-        return (job_id, *[gr.skip()] * 11, gr.Timer(active=False), drawn)
+        return (job_id, *[gr.skip()] * 13, gr.Timer(active=False), drawn)
     runs = live.session_runs(store(), session, owner)
     timer = gr.Timer(active=any(run["status"] not in TERMINAL for run in runs) or snap["status"] not in TERMINAL)
     showing = f"{live.session_signature(store(), session, owner)}#{job_id}#{sorted(shown or [])}"
     if showing == drawn:
-        return (job_id, status_line(snap), *[gr.skip()] * 10, timer, drawn)
+        return (job_id, status_line(snap), *[gr.skip()] * 12, timer, drawn)
     names = labels()
     choices = [(classroom.run_label(r["config"], names), r["id"]) for r in runs]
     visible = [r["id"] for r in runs if shown is None or r["id"] in shown or r["id"] not in drawn]
@@ -144,11 +145,11 @@ def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
     card = snap["card"]
     files = store().files(job_id, owner) if card else None
     budget = snap["config"]["budget"] if snap["config"] else START_BUDGET
-    curve, confusion, per_class, summary, gallery = run_outputs(card, snap["checkpoints"], budget)
+    curve, confusion, per_class, summary, gallery, transfer, corrupted = run_outputs(card, snap["checkpoints"], budget)
     return (job_id, status_line(snap), curve, confusion, per_class, summary,
             gr.DownloadButton(value=str(files[0]) if files else None, visible=bool(files)),
             gr.DownloadButton(value=str(files[1]) if files else None, visible=bool(files)),
-            comparison, gr.CheckboxGroup(choices=choices, value=visible), gallery,
+            comparison, gr.CheckboxGroup(choices=choices, value=visible), gallery, transfer, corrupted,
             gr.Button(visible=bool(card)), timer, showing)
 
 
@@ -238,6 +239,10 @@ def steal_tab() -> list:
                 clear_button = gr.Button("Clear finished runs", size="sm", elem_id="clear", scale=1)
             gallery = gr.Gallery(label="Where the thief agrees and disagrees with the victim", columns=6, height=260,
                                  elem_id="gallery")
+            with gr.Accordion("What the thief can do now", open=True, elem_id="consequences"):
+                transfer_plot = gr.Plot(consequences.transfer_figure(None), show_label=False, elem_id="transfer")
+                corruption_box = gr.Dataframe(headers=["corruption", "severity", "victim acc. %", "thief acc. %",
+                                                       "agreement %"], label="Inherited robustness", elem_id="corruptions")
     job_box = gr.Textbox(visible=False, label="job id")
     owner = gr.BrowserState("", storage_key="fmsteal_owner", secret=browser_secret(settings.current().cache))
     session = gr.BrowserState([], storage_key="fmsteal_session")
@@ -286,14 +291,15 @@ def steal_tab() -> list:
         token = token or new_owner_token()
         card = sharing.shared(request.query_params.get("run"), shared_folder()) if request is not None else None
         if card:
-            curve_, confusion_, per_class_, summary_, gallery_ = run_outputs(card, [], card["config"]["budget"])
+            curve_, confusion_, per_class_, summary_, gallery_, transfer_, corrupted_ = run_outputs(
+                card, [], card["config"]["budget"])
             status_ = f"**Shared run** · {classroom.run_label(card['config'], labels())}"
             return (token, gr.skip(), "", status_, curve_, confusion_, per_class_, summary_, gr.skip(), gr.skip(),
-                    gr.skip(), gr.skip(), gallery_, gr.skip(), gr.Timer(active=False), "shared")
+                    gr.skip(), gr.skip(), gallery_, transfer_, corrupted_, gr.skip(), gr.Timer(active=False), "shared")
         known = live.known(store(), session_ids, token)
         if session_ids and not known:  # every run of this browser was lost (a restart, or expired): say so
             lost = status_line(store().snapshot(session_ids[-1], token))
-            return (token, [], "", lost, *[gr.skip()] * 10, gr.Timer(active=False), "")
+            return (token, [], "", lost, *[gr.skip()] * 12, gr.Timer(active=False), "")
         return (token, known, *poll(known, "", None, token))
 
     for widget in form.widgets.values():  # cheap, read-only handlers run concurrently across visitors
@@ -302,7 +308,7 @@ def steal_tab() -> list:
     upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private").then(
         show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private")
     live_outputs = [job_box, status, curve, confusion, per_class, summary, card_file, curve_file, comparison, shown,
-                    gallery, share_button, timer, drawn]
+                    gallery, transfer_plot, corruption_box, share_button, timer, drawn]
     refresh = (redraw, [session, shown, owner], live_outputs)
     after = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
     state = form.inputs | {session, owner, upload}

@@ -39,7 +39,8 @@ def tiny_config(cifar_archive: Path):
 
     def make(**overrides) -> ExperimentConfig:
         values = dict(victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite0", budget=200,
-                      data_dir=str(cifar_archive), train_per_class=60, test_per_class=20, image_size=64)
+                      data_dir=str(cifar_archive), train_per_class=60, test_per_class=20, image_size=64,
+                      evaluations="examples")  # transfer and corruptions have tests of their own
         values.update(overrides)
         return ExperimentConfig(**values)
 

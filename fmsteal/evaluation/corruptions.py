@@ -97,8 +97,17 @@ PARAMS = (
 )
 
 
+def cost(p, params: dict) -> float:
+    """Seconds: every corrupted copy through the victim's and the thief's backbones (nothing is cached)."""
+    plan = p.plan
+    images = len(CORRUPTIONS) * len(parse_severities(params["severities"])) * min(params["n"] or plan.n_test, plan.n_test)
+    shared = (plan.config.victim, plan.victim_size) == (plan.config.thief, plan.thief_size)
+    return p.forward(plan.config.thief, plan.thief_size, images) + (
+        0.0 if shared else p.forward(plan.config.victim, plan.victim_size, images))
+
+
 @EVALUATIONS.register("corruptions", help="Victim and thief accuracy and agreement under common image corruptions",
-                      params=PARAMS, default_on=True, label="Corruptions")
+                      params=PARAMS, default_on=True, label="Corruptions", cost=cost)
 def corruptions(ctx: EvaluationContext, params: dict) -> Generator[dict, None, list[dict]]:
     """A row per (corruption, severity), after a `clean` row (severity 0), on one seeded subset of the test set."""
     severities = parse_severities(params["severities"])

@@ -11,7 +11,7 @@ import io
 
 from fmsteal.service.jobs import TERMINAL, JobStore
 
-__all__ = ["known", "current_job", "session_runs", "session_signature", "gallery_items"]
+__all__ = ["known", "current_job", "session_runs", "session_signature", "gallery_items", "defence_summary"]
 
 
 def known(store: JobStore, session: list[str] | None, owner: str) -> list[str]:
@@ -56,3 +56,21 @@ def gallery_items(card: dict | None) -> list[tuple]:
         mark = "agree" if example["agree"] else "DISAGREE"
         items.append((image, f"{mark}: victim {example['victim']}, thief {example['thief']} (true {example['true']})"))
     return items
+
+
+def defence_summary(card: dict | None) -> str:
+    """A defended run's trade-off in one paragraph: protection (the thief's agreement) against cost (honest users)."""
+    defence = (card or {}).get("defence")
+    if not defence:
+        return ""
+    text = (f"\n\n**Defence: {defence['name']}.** The thief agrees with the undefended victim on "
+            f"{100 * card['agreement']:.1f}% of the test images and with the defended API on "
+            f"{100 * defence['agreement_with_api']:.1f}%. Cost to honest users: accuracy "
+            f"{100 * defence['undefended_accuracy']:.1f}% → {100 * defence['api_accuracy']:.1f}%, "
+            f"{100 * defence['answers_changed']:.1f}% of the thief's answers changed")
+    if defence.get("mean_l1") is not None:
+        text += f", mean L1 change {defence['mean_l1']:.3f}"
+    if "watermark_thief" in defence:
+        text += (f". Watermark: p = {defence['watermark_thief']['p_value']:.2g} for the stolen copy, "
+                 f"{defence['watermark_innocent']['p_value']:.2g} for an innocent model")
+    return text + ". Compare its curve with the undefended one (Defended vs undefended)."

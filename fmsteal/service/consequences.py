@@ -1,0 +1,38 @@
+"""'What the thief can do now': a run card's transfer rates and corruption results as a figure and a table."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+__all__ = ["transfer_figure", "corruption_table"]
+
+BARS = (("thief_pgd", "PGD on the stolen copy"), ("thief_fgsm", "FGSM on the stolen copy"),
+        ("independent_pgd", "PGD on an independent model (true labels, no queries)"),
+        ("independent_fgsm", "FGSM on an independent model"), ("noise", "random noise of the same size (floor)"),
+        ("victim_whitebox_pgd", "PGD on the victim itself (defender's view, ceiling)"))
+
+
+def transfer_figure(card: dict | None) -> go.Figure:
+    """Bars: the share of correctly classified test images the victim gets wrong after each attack."""
+    figure = go.Figure()
+    transfer = (card or {}).get("transfer")
+    if not transfer:
+        figure.add_annotation(text="Adversarial transfer appears here at the end of a run.", showarrow=False,
+                              x=0.5, y=0.5, xref="paper", yref="paper")
+    else:
+        shown = [(label, transfer[key]) for key, label in BARS if transfer.get(key) is not None]
+        figure.add_trace(go.Bar(x=[100 * v for _, v in shown], y=[label for label, _ in shown], orientation="h",
+                                marker_color=["#C53030", "#C53030", "#718096", "#718096", "#A0AEC0", "#2D3748"][:len(shown)],
+                                text=[f"{100 * v:.0f}%" for _, v in shown], textposition="auto"))
+        figure.update_layout(title=f"Victim fooled by adversarial images (L∞ ε = {255 * transfer['eps']:.0f}/255, "
+                                   f"{transfer['steps']} PGD steps, n = {transfer['n']} images it classified correctly)")
+    figure.update_layout(template="plotly_white", height=320, margin={"l": 20, "r": 20, "t": 50, "b": 40},
+                         xaxis={"title": "victim wrong (%)", "range": [0, 100]}, yaxis={"autorange": "reversed"})
+    return figure
+
+
+def corruption_table(card: dict | None) -> list[list]:
+    """Rows: corruption, severity, victim accuracy, thief accuracy, agreement (percent)."""
+    return [[row["name"].replace("_", " "), row["severity"], round(100 * row["victim_accuracy"], 1),
+             round(100 * row["thief_accuracy"], 1), round(100 * row["agreement"], 1)]
+            for row in (card or {}).get("corruptions") or []]
