@@ -41,4 +41,16 @@ PRESETS: dict[str, dict] = {
         "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz",
                   "preset": "fast", "thief_mode": "lp", "strategy": "random"},
     },
+    # The confound of offline-cifar10 (pretrained LP victims at 96 px vs a scratch FFT victim at 32 px)
+    # taken apart: one EfficientNet-Lite0 thief (LP) at 32 px against a Lite0 LP victim, a Lite0 FFT victim
+    # and the scratch CNN FFT victim, all at 32 px. `image_size` applies to victim and thief alike, so the
+    # three victims face the very same thief. Victim modes "auto" + "fft": scratch FFT once, Lite0 LP and FFT
+    # (the slow cells, last).
+    "confound-cifar10": {
+        "victims": ["scratch_cnn", "tf_efficientnet_lite0"],
+        "thieves": ["tf_efficientnet_lite0"],
+        "budgets": [20000], "seeds": [0, 1, 2], "outputs": ["label"], "victim_modes": ["auto", "fft"],
+        "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz", "image_size": 32,
+                  "preset": "fast", "thief_mode": "lp", "strategy": "random"},
+    },
 }
