@@ -111,7 +111,8 @@ def _events(config: ExperimentConfig, timings: dict) -> Iterator[dict]:
     num_classes = len(test.class_names)
     black_box = BlackBoxVictim(victim.probabilities, num_classes, config.output, config.budget,
                                config.top_k, config.decimals)
-    thief_recipe = recipe_for(config.preset, "thief", config.thief_mode, thief_spec.family == "scratch")
+    thief_recipe = recipe_for(config.preset, "thief", config.thief_mode, thief_spec.family == "scratch",
+                              thief_spec.name)
     thief = Thief(thief_spec, config.thief_mode, thief_size, device, thief_embedder, thief_recipe, num_classes, config.seed)
     last: dict = {}
 
