@@ -355,3 +355,64 @@ def test_tables_are_read_once_and_served_from_memory() -> None:
     second = results.load_tables(PRECOMPUTED)
     assert second["agreement"].between(0, 1).all()
     assert results._load.cache_info().hits >= 1
+
+
+# ---- the README and the About text quote only numbers from stored files ------------------------------
+
+def _measured(grid: str) -> pd.DataFrame:
+    return pd.read_csv(PRECOMPUTED / grid / f"{grid}.csv")
+
+
+def _cell(rows: pd.DataFrame) -> str:
+    return f"{100 * rows['agreement'].mean():.1f} ± {100 * rows['agreement'].std():.1f}"
+
+
+def test_readme_quotes_the_papers_headline_and_per_table_effect_from_its_table(table: pd.DataFrame) -> None:
+    readme = (REPO / "README.md").read_text()
+    raw = pd.read_csv(PRECOMPUTED / "paper" / "paper_agreement.csv")
+    cifar = raw[(raw["dataset"] == "cifar10") & (raw["victim_mode"] == "lp") & (raw["thief"] == "vit_large_patch16_224")]
+    headline = cifar.set_index("victim")["agreement"]
+    assert f"**{headline['vit_large_patch16_224']:.2f}%**" in readme and f"**{headline['resnet18']:.2f}%**" in readme
+    effect = results.paper_effect(table).set_index(["dataset", "victim_mode"])
+    names = {"cifar10": "CIFAR-10", "indoor67": "Indoor-67", "caltech256": "Caltech-256"}
+    for dataset, name in names.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {name} |"))
+        for mode in ("lp", "fft"):
+            gap = effect.loc[(dataset, mode)]
+            assert f"{gap['gap']:+.1f} ({gap['verdict']})" in row, (row, mode)
+    about = (REPO / "fmsteal" / "service" / "about.md").read_text()
+    assert "**94.28% agreement**" in about and "**73.20%**" in about
+    assert f"**{effect.loc[('cifar10', 'lp'), 'gap']:+.1f} points**" in about
+    weak = effect[effect["verdict"] == "weak"]["gap"]
+    assert f"{weak.min():+.1f} to {weak.max():+.1f} points" in about
+    for dataset, mode in effect[effect["verdict"] == "reversed"].index:
+        assert f"{names[dataset]} {mode.upper()} ({effect.loc[(dataset, mode), 'gap']:.1f})" in about
+
+
+def test_readme_and_about_quote_the_measured_grid_from_its_table() -> None:
+    readme = (REPO / "README.md").read_text()
+    about = (REPO / "fmsteal" / "service" / "about.md").read_text()
+    grid = _measured("offline-cifar10")
+    at = grid[grid["budget"] == 5000]
+    short = {"tf_efficientnet_lite0": "Lite0", "tf_efficientnet_lite1": "Lite1", "tf_efficientnet_lite2": "Lite2"}
+    for victim, label in [*((v, f"EfficientNet-{s}") for v, s in short.items()), ("scratch_cnn", "Scratch CNN")]:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {label} ("))
+        for thief in short:
+            cell = at[(at["output"] == "label") & (at["victim"] == victim) & (at["thief"] == thief)]
+            assert len(cell) == 3 and _cell(cell) in row, (victim, thief, row)
+    label = at[at["output"] == "label"]
+    own = label[(label["victim"] == "tf_efficientnet_lite0") & (label["thief"] == "tf_efficientnet_lite0")]
+    scratch = label[(label["victim"] == "scratch_cnn") & (label["thief"] == "tf_efficientnet_lite0")]
+    assert f"{_cell(own).replace(' ±', '% ±')} against a Lite0 victim" in about
+    assert f"({_cell(scratch).replace(' ±', '% ±')})" in about
+    accuracy = grid.groupby(["victim", "seed"])["victim_acc"].first().groupby("victim").agg(["mean", "std"]) * 100
+    for victim in ("tf_efficientnet_lite0", "scratch_cnn"):
+        assert f"{accuracy.loc[victim, 'mean']:.1f}% ± {accuracy.loc[victim, 'std']:.1f}" in readme
+    probs = grid[(grid["output"] == "probs") & (grid["thief"] == "tf_efficientnet_lite0")]
+    for victim, budget in (("tf_efficientnet_lite0", 5000), ("tf_efficientnet_lite0", 20000), ("scratch_cnn", 5000)):
+        rows = probs[(probs["victim"] == victim) & (probs["budget"] == budget)]
+        assert _cell(rows).replace(" ±", "% ±") in readme, (victim, budget)
+    provenance = (PRECOMPUTED / "offline-cifar10" / "PROVENANCE.md").read_text()
+    minutes = re.search(r"\| ([\d.]+) min \|", provenance).group(1)
+    assert f"{minutes} min of wall time" in readme
+    assert "about 4 min per backbone" not in readme
