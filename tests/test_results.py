@@ -85,16 +85,24 @@ def test_every_precomputed_folder_says_where_it_came_from() -> None:
 
 
 @pytest.mark.parametrize("name", GRIDS)
-def test_a_measured_grid_is_its_preset_complete_and_its_table_is_made_from_its_cards(name: str) -> None:
+def test_a_measured_grids_cards_are_cells_of_its_preset_and_its_table_is_made_from_them(name: str) -> None:
     folder = PRECOMPUTED / name
     grid = Grid.from_preset(name)
-    cells = grid.cells()
-    assert all(card_path(folder, cell).exists() for cell in cells)
-    assert len(list((folder / "cards").glob("*.json"))) == len(cells)
+    ids = {cell.job_id() for cell in grid.cells()}
+    cards = {path.stem for path in (folder / "cards").glob("*.json")}
+    assert cards and cards <= ids, f"{folder} holds run cards that are not cells of the preset {name}"
     written = pd.read_csv(folder / f"{name}.csv")
     rebuilt = pd.DataFrame(table_rows(grid, folder), columns=written.columns)
     pd.testing.assert_frame_equal(written, rebuilt, check_dtype=False)
-    assert f"python -m fmsteal sweep --preset {name}" in (folder / "PROVENANCE.md").read_text()
+    assert "python -m fmsteal sweep" in (folder / "PROVENANCE.md").read_text()
+
+
+def test_the_offline_grid_is_complete() -> None:
+    folder = PRECOMPUTED / "offline-cifar10"
+    cells = Grid.from_preset("offline-cifar10").cells()
+    assert all(card_path(folder, cell).exists() for cell in cells)
+    assert len(list((folder / "cards").glob("*.json"))) == len(cells)
+    assert "python -m fmsteal sweep --preset offline-cifar10" in (folder / "PROVENANCE.md").read_text()
 
 
 def test_the_papers_numbers_are_the_shared_reference_unchanged() -> None:
@@ -416,3 +424,28 @@ def test_readme_and_about_quote_the_measured_grid_from_its_table() -> None:
     minutes = re.search(r"\| ([\d.]+) min \|", provenance).group(1)
     assert f"{minutes} min of wall time" in readme
     assert "about 4 min per backbone" not in readme
+
+
+CONFOUND_ROWS = {("tf_efficientnet_lite0", "lp"): "| EfficientNet-Lite0, linear probe |",
+                 ("tf_efficientnet_lite0", "fft"): "| EfficientNet-Lite0, fully fine-tuned |",
+                 ("scratch_cnn", "fft"): "| Scratch CNN, trained from scratch |"}
+
+
+def test_readme_quotes_the_confound_cells_that_were_measured_and_names_the_missing_ones() -> None:
+    readme = (REPO / "README.md").read_text()
+    path = PRECOMPUTED / "confound-cifar10" / "confound-cifar10.csv"
+    grid = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["victim", "victim_mode", "budget", "seed"])
+    for (victim, mode), start in CONFOUND_ROWS.items():
+        row = next(line for line in readme.splitlines() if line.startswith(start))
+        rows = grid[(grid["victim"] == victim) & (grid["victim_mode"] == mode)]
+        if rows.empty:
+            assert "not measured yet" in row, row
+            continue
+        for budget in (5000, 20000):
+            at = rows[rows["budget"] == budget]
+            n = len(at)
+            expected = (f"{100 * at['agreement'].mean():.1f}% ± {100 * at['agreement'].std():.1f} (n={n})" if n > 1
+                        else f"{100 * at['agreement'].mean():.1f}% (n=1)")
+            assert expected in row, (expected, row)
+        accuracy = rows.groupby("seed")["victim_acc"].first()
+        assert f"{100 * accuracy.mean():.1f}%" in row
