@@ -131,7 +131,8 @@ def _conditions_in(text: str, rows: pd.DataFrame, budget: str) -> None:
     expected = ["paper (Raj et al. 2024" if first["source"] == "paper" else f"measured here (grid {first['grid']})",
                 {"cifar10": "CIFAR-10", "indoor67": "Indoor-67", "caltech256": "Caltech-256"}.get(first["dataset"],
                                                                                                   first["dataset"]),
-                "victims" if rows["victim_mode"].nunique() > 1 or True else "",
+                {"lp": "LP victims", "fft": "FFT victims"}[first["victim_mode"]] if rows["victim_mode"].nunique() == 1
+                else "LP and FFT victims",
                 {"label": "top-1 labels", "probs": "probabilities"}[first["output"]],
                 {"random": "random selection", "entropy": "entropy selection", "kcenter": "k-center selection"}[
                     first["strategy"]],

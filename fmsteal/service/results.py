@@ -18,8 +18,7 @@ import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 
-from fmsteal.service.conditions import dataset_name, describe, mode_name, output_name, pct, source_name, \
-    strategy_name
+from fmsteal.service.conditions import dataset_name, describe, mode_name, output_name, pct, strategy_name
 from fmsteal.service.findings import curve_finding, family, heatmap_finding, paper_effect, paper_effect_sentence
 from fmsteal.service.plots import round_log_ticks
 
@@ -206,8 +205,8 @@ def heatmap_figure(df: pd.DataFrame, dataset: str, victim_mode: str, budget: int
         z[i, j] = 100 * cell.mean
         text[i, j] = pct(cell.mean, cell.sd, cell.n, with_n=False)
         if (cell.victim, cell.victim_mode, cell.thief) in beside:
-            text[i, j] += f"<br>{source_name(other_source).split(' (')[0]} " \
-                          f"{pct(beside[(cell.victim, cell.victim_mode, cell.thief)], with_n=False)}"
+            short = "paper" if other_source == "paper" else "measured"
+            text[i, j] += f"<br>{short} {pct(beside[(cell.victim, cell.victim_mode, cell.thief)], with_n=False)}"
     figure = go.Figure(go.Heatmap(
         z=z, x=list(thieves.values), y=list(victims.values()), text=text, texttemplate="%{text}",
         zmin=0, zmax=100, colorscale="Viridis", colorbar={"title": "agreement %"},
