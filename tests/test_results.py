@@ -465,3 +465,7 @@ def test_readme_confound_comparison_with_the_grid_is_computed_from_both_tables()
     scratch = label[label["victim"] == "scratch_cnn"]["agreement"].mean()
     assert f"by {100 * (own - mine):.1f} points" in readme
     assert f"{100 * (own - scratch):.1f}-point gap" in readme
+    own_runs = label[label["victim"] == "tf_efficientnet_lite0"]
+    big = grid[(grid["output"] == "label") & (grid["thief"] == "tf_efficientnet_lite0") & (grid["budget"] == 20000)
+               & (grid["victim"] == "tf_efficientnet_lite0")]
+    assert f"at 96 px ({_cell(own_runs).replace(' ±', '% ±')} and {_cell(big).replace(' ±', '% ±')} in the grid" in readme
