@@ -4,13 +4,17 @@ Runs one small LP experiment (EfficientNet-Lite0 victim and thief, real CIFAR-10
   (a) fmsteal with a cold cache, (a') the same run again with a warm cache,
   (b) the paper's way: every epoch of victim and thief training runs the frozen backbone over
       augmented copies of the images (crop + flip); one run per budget.
-Prints wall times, their ratios to (b) and all agreements. Usage: python bench/bench_cache.py [--epochs N]
+Prints wall times, their ratios to (b) and all agreements, and writes them with the machine, load and
+library versions to bench/results/bench_cache.json (the README quotes that file).
+Usage: python bench/bench_cache.py [--epochs N] [--out PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -21,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_cache.json"
 
 
 def cached_run(config) -> tuple[float, dict]:
@@ -81,11 +86,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=30, help="epochs of victim and thief training (fast preset: 30)")
     parser.add_argument("--per-class", type=int, default=200, help="train images per class (pool is half)")
     parser.add_argument("--budget", type=int, default=800)
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     args = parser.parse_args()
     if not ARCHIVE.exists():
         print(f"needs the shared CIFAR-10 archive at {ARCHIVE}")
         return 1
     os.environ["FMSTEAL_CACHE"] = tempfile.mkdtemp(prefix="fmsteal-bench-")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     from fmsteal.engine.data import load_splits
     from fmsteal.experiment.pipeline import ExperimentConfig
 
@@ -106,7 +113,33 @@ def main() -> int:
     print(f"(b)  paper-style         : {paper_time:7.1f} s  agreement {paper_agreement:.3f}  (one budget per run)")
     print(f"speed-up vs paper-style  : cold {paper_time / cold:.1f}x, warm {paper_time / warm:.1f}x; "
           f"paper-style for the same curve would take ~{paper_time * len(card['curve']):.0f} s")
+    record = {
+        "benchmark": "bench/bench_cache.py", "command": "python bench/bench_cache.py " + " ".join(sys.argv[1:]),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {**machine(), "load_average_at_start_1_5_15min": load_at_start},
+        "versions": card["versions"], "threads": torch.get_num_threads(),
+        "setup": {"victim": config.victim, "thief": config.thief, "victim_train_images": card["victim_train_size"],
+                  "budget": args.budget, "test_images": card["test_size"], "image_size": config.image_size,
+                  "epochs": args.epochs},
+        "seconds": {"cold_cache": round(cold, 2), "warm_cache": round(warm, 2), "paper_style": round(paper_time, 2)},
+        "ratios_to_paper_style": {"cold_cache": round(paper_time / cold, 1), "warm_cache": round(paper_time / warm, 1)},
+        "agreement": {"cold_cache": card["agreement"], "warm_cache": warm_card["agreement"],
+                      "paper_style": paper_agreement},
+        "curve_budgets_per_run": len(card["curve"]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"written: {args.out}")
     return 0
+
+
+def machine() -> dict:
+    """What the figures were measured on: CPU, cores, GPU, OS and how busy the machine was."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else \
+        platform.processor()
+    return {"cpu": cpu, "cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            else None, "platform": platform.platform(), "load_average_at_end_1_5_15min": [round(x, 2) for x in os.getloadavg()]}
 
 
 if __name__ == "__main__":

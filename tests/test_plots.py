@@ -10,7 +10,9 @@ def make_card() -> dict:
     agree = [8 / 10, 6 / 10, 10 / 10]
     return {
         "config": {"victim": "vit_large_patch16_224", "thief": "tf_efficientnet_lite0", "victim_mode": "lp",
-                   "thief_mode": "lp", "output": "topk", "top_k": 3, "decimals": 2},
+                   "thief_mode": "lp", "output": "topk", "top_k": 3, "decimals": 2, "dataset": "cifar10",
+                   "query_pool": "heldout", "strategy": "kcenter", "preset": "fast", "seed": 2},
+        "image_size": {"victim": 112, "thief": 96},
         "class_names": ["cat", "dog", "ship"], "confusion": {"labels": ["cat", "dog", "ship"], "matrix": matrix},
         "per_class_agreement": agree, "agreement": 24 / 30, "victim_accuracy": 0.9, "thief_accuracy": 0.7,
         "queries_spent": 1500, "test_size": 30, "device": "cpu", "timings": {"total": 42.4},
@@ -63,3 +65,14 @@ def test_summary_in_plain_words():
     assert "Lite0 thief" in text and "ViT-L/16 victim" in text and "top-3 labels" in text and "1,500 queries" in text
     assert "best on *ship* (100%)" in text and "worst on *dog* (60%)" in text
     assert "90.0%" in text and "70.0%" in text and "42 s" in text
+
+
+def test_summary_says_what_the_run_measured():
+    text = summary_markdown(make_card())
+    conditions = text.split("*Measured under:*")[1]
+    for field in ("CIFAR-10", "one run (seed 2, no spread)", "victim 112 px, thief 96 px",
+                  "query pool: held-out half of the CIFAR-10 train split", "k-center selection", "fast preset"):
+        assert field in conditions, field
+    card = make_card()
+    card["config"].update(query_pool="imagenet32", preset="paper", seed=1)
+    assert "ImageNet32" in summary_markdown(card) and "paper preset" in summary_markdown(card)

@@ -25,8 +25,9 @@ def test_paper_preset_is_exactly_the_papers_cifar10_cells(mode: str) -> None:
     assert len({c.job_id() for c in cells}) == len(published)
     for cell in cells:
         assert (cell.dataset, cell.data_dir, cell.query_pool) == ("cifar10", None, "imagenet32")
-        assert (cell.budget, cell.output, cell.strategy, cell.seed) == (5000, "label", "random", 0)
-        assert (cell.victim_mode, cell.thief_mode, cell.image_size, cell.preset) == (mode, "lp", 224, "paper")
+        assert (cell.budget, cell.output, cell.strategy, cell.seed) == (5000, "label", "random", 1)  # RNG_SEED 1
+        # the authors' FFT table fine-tunes the thief too (cfgs/cifar10/resnet18.yaml: LP False on both sides)
+        assert (cell.victim_mode, cell.thief_mode, cell.image_size, cell.preset) == (mode, mode, 224, "paper")
     assert set(published["budget"]) == {5000} and set(published["victim_output"]) == {"top1_label"}
     assert set(published["query_pool"]) == {"imagenet32"}
 
@@ -36,12 +37,26 @@ def test_paper_preset_cells_train_with_the_authors_hyperparameters(mode: str) ->
     """The numbers of ../shared/reference/README.md, as the cells' recipes resolve them."""
     cell = Grid.from_preset(f"paper-cifar10-{mode}").cells()[0]
     victim = recipe_for(cell.preset, "victim", cell.victim_mode, get_backbone(cell.victim).family == "scratch")
-    thief = recipe_for(cell.preset, "thief", cell.thief_mode, get_backbone(cell.thief).family == "scratch")
+    thief = recipe_for(cell.preset, "thief", cell.thief_mode, get_backbone(cell.thief).family == "scratch", cell.thief)
     assert (victim.optimizer, victim.lr, victim.momentum, victim.weight_decay) == ("sgd", 0.002, 0.9, 5e-4)
     assert (victim.batch_size, victim.epochs, victim.schedule, victim.step_every, victim.step_gamma) == \
         (64, 100, "step", 30, 0.1)
+    assert cell.thief == "resnet34"
     assert (thief.optimizer, thief.lr, thief.momentum, thief.weight_decay) == ("sgd", 1e-3, 0.9, 5e-4)
-    assert (thief.batch_size, thief.epochs) == (128, 100)
+    assert (thief.batch_size, thief.epochs, thief.schedule, thief.step_every, thief.step_gamma) == \
+        (128, 100, "step", 50, 0.1)
+
+
+def test_paper_preset_thieves_keep_the_authors_per_backbone_exceptions() -> None:
+    """cfgs/cifar10/resnet101.yaml: thief lr 0.01; cfgs/cifar10/vitl16.yaml: thief batch 64; the rest as resnet34."""
+    thieves = {cell.thief for name in ("paper-cifar10-lp", "paper-cifar10-fft") for cell in Grid.from_preset(name).cells()}
+    recipes = {name: recipe_for("paper", "thief", "lp", False, name) for name in thieves}
+    assert (recipes["resnet101"].lr, recipes["resnet101"].batch_size) == (0.01, 128)
+    assert (recipes["vit_large_patch16_224"].lr, recipes["vit_large_patch16_224"].batch_size) == (1e-3, 64)
+    for name in thieves - {"resnet101", "vit_large_patch16_224"}:
+        assert (recipes[name].lr, recipes[name].batch_size) == (1e-3, 128), name
+    # the exceptions are the thief's: victims on the same backbones keep the victim recipe
+    assert recipe_for("paper", "victim", "lp", False, "resnet101") == recipe_for("paper", "victim", "lp", False)
 
 
 def test_every_preset_backbone_is_in_the_zoo() -> None:
@@ -64,6 +79,19 @@ def test_offline_preset_grid() -> None:
     checkpoints = curve_checkpoints(20000)
     assert 500 in checkpoints and 5000 in checkpoints and checkpoints[-1] == 20000
     assert len([b for b in checkpoints if b >= 500]) >= 8
+
+
+def test_confound_preset_separates_pretrained_features_from_resolution_and_training_mode() -> None:
+    cells = Grid.from_preset("confound-cifar10").cells()
+    assert len(cells) == 3 * 3
+    assert {(c.victim, c.victim_mode) for c in cells} == {("tf_efficientnet_lite0", "lp"),
+                                                         ("tf_efficientnet_lite0", "fft"), ("scratch_cnn", "fft")}
+    assert {(c.thief, c.thief_mode, c.image_size) for c in cells} == {("tf_efficientnet_lite0", "lp", 32)}
+    assert {c.seed for c in cells} == {0, 1, 2} and {(c.budget, c.output, c.preset) for c in cells} == \
+        {(20000, "label", "fast")}
+    assert 5000 in curve_checkpoints(20000)
+    offline = {(c.data_dir, c.dataset, c.query_pool, c.strategy) for c in Grid.from_preset("offline-cifar10").cells()}
+    assert {(c.data_dir, c.dataset, c.query_pool, c.strategy) for c in cells} == offline
 
 
 def test_offline_cells_are_victim_major_so_each_victim_is_trained_once() -> None:

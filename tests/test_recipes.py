@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import torch
 
-from fmsteal.engine.recipes import PAPER_THIEF, PAPER_VICTIM, recipe_for
+from fmsteal.engine.recipes import FAST_FINETUNE, FAST_LINEAR, PAPER_THIEF, PAPER_VICTIM, recipe_for
 from fmsteal.engine.train import fit, make_optimizer, soft_cross_entropy
 
 
@@ -15,8 +15,31 @@ def test_paper_preset_is_the_authors_recipe():
         ("sgd", 0.002, 0.9, 5e-4, 64, 100)
     assert (victim.schedule, victim.step_every, victim.step_gamma) == ("step", 30, 0.1)
     thief = recipe_for("paper", "thief", "lp", scratch=False)
-    assert thief == PAPER_THIEF
+    assert thief == PAPER_THIEF == recipe_for("paper", "thief", "fft", scratch=False, backbone="resnet34")
     assert (thief.lr, thief.momentum, thief.weight_decay, thief.batch_size, thief.epochs) == (1e-3, 0.9, 5e-4, 128, 100)
+
+
+def test_paper_thief_rate_drops_tenfold_once_at_epoch_fifty_as_the_authors_milestones_do():
+    """MultiStepLR(milestones=[50, 120, 180, ...], gamma=0.1) over 100 epochs: one drop, at epoch 50."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer, scheduler = make_optimizer([weight], PAPER_THIEF, steps_per_epoch=3)
+    reference_optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=PAPER_THIEF.lr)
+    reference = torch.optim.lr_scheduler.MultiStepLR(reference_optimizer, milestones=[50, 120, 180, 240], gamma=0.1)
+    for epoch in range(PAPER_THIEF.epochs):
+        assert abs(optimizer.param_groups[0]["lr"] - reference_optimizer.param_groups[0]["lr"]) < 1e-15, epoch
+        for _ in range(3):
+            optimizer.step()
+            scheduler.step()
+        reference_optimizer.step()
+        reference.step()
+
+
+def test_paper_thief_exceptions_per_backbone_and_fast_recipes_unchanged_by_the_backbone():
+    assert recipe_for("paper", "thief", "lp", False, "resnet101") == replace(PAPER_THIEF, lr=0.01)
+    assert recipe_for("paper", "thief", "fft", False, "vit_large_patch16_224") == replace(PAPER_THIEF, batch_size=64)
+    for backbone in (None, "resnet101", "vit_large_patch16_224", "tf_efficientnet_lite0"):
+        assert recipe_for("fast", "thief", "lp", False, backbone) == FAST_LINEAR
+        assert recipe_for("fast", "victim", "fft", False, backbone) == FAST_FINETUNE
 
 
 def test_step_schedule_divides_the_rate_by_ten_every_thirty_epochs():

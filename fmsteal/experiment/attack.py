@@ -76,7 +76,7 @@ def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: 
         check()
         black_box = BlackBoxVictim(handle.probabilities, handle.num_classes or len(classes), output, budget,
                                    top_k, decimals)
-        recipe = recipe_for(preset, "thief", mode, spec.family == "scratch")
+        recipe = recipe_for(preset, "thief", mode, spec.family == "scratch", spec.name)
         thief_model = Thief(spec, mode, size, torch_device, embedder, recipe, len(classes), seed)
         last: dict = {}
 

@@ -197,7 +197,7 @@ def run_steal(state: RunState) -> Iterator[dict]:
     answer = config.defence_plan()
     state.black_box = BlackBoxVictim(state.victim.probabilities, num_classes, answer.output, config.budget,
                                      answer.top_k, answer.decimals, defence=defence_for(state))
-    recipe = recipe_for(config.preset, "thief", config.thief_mode, spec.family == "scratch")
+    recipe = recipe_for(config.preset, "thief", config.thief_mode, spec.family == "scratch", spec.name)
     state.thief = Thief(spec, config.thief_mode, plan.thief_size, state.device, state.embedders["thief"], recipe,
                         num_classes, config.seed)
 
@@ -215,7 +215,7 @@ def run_steal(state: RunState) -> Iterator[dict]:
 def cost_steal(p: Pricing) -> float:
     plan, config = p.plan, p.plan.config
     thief = get_backbone(config.thief)
-    recipe = recipe_for(config.preset, "thief", config.thief_mode, thief.family == "scratch")
+    recipe = recipe_for(config.preset, "thief", config.thief_mode, thief.family == "scratch", thief.name)
     size, rungs = plan.thief_size, plan.rungs
     answers = (p.hashing(config.budget) if config.victim_mode == "lp"
                else p.forward(config.victim, plan.victim_size, config.budget))

@@ -7,6 +7,11 @@ import math
 
 import plotly.graph_objects as go
 
+from fmsteal.service.conditions import dataset_name, pool_name, preset_name, strategy_name
+
+__all__ = ["curve_figure", "confusion_figure", "per_class_figure", "summary_markdown", "run_conditions",
+           "round_log_ticks"]
+
 AGREEMENT, THIEF, VICTIM = "#4f46e5", "#f97316", "#64748b"
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), font=dict(size=13))
 
@@ -90,8 +95,21 @@ def summary_markdown(card: dict, labels: dict[str, str] | None = None) -> str:
         f"The victim itself is right on {100 * card['victim_accuracy']:.1f}% of them, the stolen copy on "
         f"{100 * card['thief_accuracy']:.1f}%. The thief follows the victim best on *{best}* "
         f"({100 * per_class[best]:.0f}%) and worst on *{worst}* ({100 * per_class[worst]:.0f}%). "
-        f"Run on {card['device']} in {card['timings'].get('total', 0):.0f} s."
+        f"Run on {card['device']} in {card['timings'].get('total', 0):.0f} s.\n\n"
+        f"*Measured under:* {run_conditions(card)}."
     )
+
+
+def run_conditions(card: dict) -> str:
+    """What one run measured: data, resolution, query pool, strategy, recipe and that it is one seed."""
+    config = card["config"]
+    sizes = card.get("image_size") or {}
+    data = card.get("dataset") or dataset_name(config.get("dataset", "?"))
+    parts = [f"{data}, one run (seed {config.get('seed', '?')}, no spread)",
+             f"victim {sizes.get('victim', '?')} px, thief {sizes.get('thief', '?')} px",
+             "query pool: " + pool_name(config.get("query_pool", "heldout"), config.get("dataset", "?")),
+             strategy_name(config.get("strategy", "random")), preset_name(config.get("preset", "fast"))]
+    return " · ".join(parts)
 
 
 def _placeholder(figure: go.Figure, text: str) -> go.Figure:
