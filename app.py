@@ -343,17 +343,17 @@ def results_tab() -> None:
     heatmaps = found["heatmaps"]
     gr.Markdown("Precomputed agreement between every victim and thief: the paper's tables and the project's own "
                 "measured grid. Rows: the victim's backbone; columns: the thief's.")
-    heat_choice = gr.Dropdown([(_heatmap_label(v), i) for i, v in enumerate(heatmaps)],
+    heat_choice = gr.Dropdown([(results.view_label(v, table), i) for i, v in enumerate(heatmaps)],
                               value=heatmaps.index(found["default_heatmap"]), label="Table",
                               elem_id="results-table")
-    figure, finding = results.heatmap_figure(table, **found["default_heatmap"])
+    figure, finding = results.heatmap_figure(table, **_heatmap_args(found["default_heatmap"]))
     heat_plot = gr.Plot(figure, show_label=False, elem_id="results-heatmap")
     heat_note = gr.Markdown(f"**Finding.** {finding}", elem_id="results-finding")
-    heat_choice.change(lambda i: _finding(results.heatmap_figure(table, **heatmaps[i])), heat_choice,
+    heat_choice.change(lambda i: _finding(results.heatmap_figure(table, **_heatmap_args(heatmaps[i]))), heat_choice,
                        [heat_plot, heat_note], api_visibility="private")
     curves = found["curves"]
     if curves:
-        curve_choice = gr.Dropdown([(_curve_label(v), i) for i, v in enumerate(curves)],
+        curve_choice = gr.Dropdown([(results.view_label(v, table), i) for i, v in enumerate(curves)],
                                    value=curves.index(found["default_curve"]), label="Budget curve")
         figure, finding = results.budget_curve_figure(table, **_curve_args(found["default_curve"]))
         curve_plot = gr.Plot(figure, show_label=False, elem_id="results-curve")
@@ -367,18 +367,12 @@ def _finding(figure_and_sentence: tuple) -> tuple:
     return figure, f"**Finding.** {sentence}"
 
 
-def _heatmap_label(view: dict) -> str:
-    mode = {"lp": "LP victims", "fft": "FFT victims", "all": "LP and FFT victims"}.get(view["victim_mode"])
-    return f"{view['source']} · {view['dataset']} · {mode} · {view['budget']:,} {view['output']} queries"
-
-
-def _curve_label(view: dict) -> str:
-    mode = {"lp": "LP victims", "fft": "FFT victims", "all": "LP and FFT victims"}.get(view["victim_mode"])
-    return f"{labels().get(view['thief'], view['thief'])} thief · {view['dataset']} · {mode} · {view['output']}"
+def _heatmap_args(view: dict) -> dict:
+    return {k: view[k] for k in ("dataset", "victim_mode", "budget", "output", "source", "strategy", "grid") if k in view}
 
 
 def _curve_args(view: dict) -> dict:
-    return {k: view[k] for k in ("dataset", "victim_mode", "output", "thief")}
+    return {k: view[k] for k in ("dataset", "victim_mode", "output", "thief", "strategy", "grid") if k in view}
 
 
 def forget_uploads(request: gr.Request) -> None:

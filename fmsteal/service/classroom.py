@@ -61,12 +61,15 @@ def run_label(config: dict, names: dict[str, str]) -> str:
     return f"{victim} victim ← {thief} thief · {config['output']} · {config['budget']:,} q{defended}"
 
 
-def reference_curve(table, config: dict) -> tuple[list[int], list[float], int] | None:
-    """(budgets, mean agreement %, seeds) of the shipped measured grid for this pair and output, or None."""
+def reference_curve(table, config: dict, sizes: dict | None = None) -> tuple[list[int], list[float], int] | None:
+    """(budgets, mean agreement %, seeds) of a shipped measured grid for this pair, output and (when `sizes`
+    {"victim", "thief"} px are known) resolutions, or None."""
     if table is None or table.empty:
         return None
     rows = table[(table["source"] == "fmsteal") & (table["victim"] == config["victim"])
                  & (table["thief"] == config["thief"]) & (table["output"] == config["output"])]
+    if sizes:
+        rows = rows[(rows["victim_size"] == sizes["victim"]) & (rows["thief_size"] == sizes["thief"])]
     if "strategy" in rows:
         rows = rows[rows["strategy"] == config.get("strategy", "random")]
     rows = rows[rows["budget"] <= max(config["budget"], 1)]
@@ -82,7 +85,7 @@ def comparison_figure(runs: list[dict], names: dict[str, str], table=None, hidde
     for index, run in enumerate(runs):
         colour = PALETTE[index % len(PALETTE)]
         label = run_label(run["config"], names)
-        reference = reference_curve(table, run["config"])
+        reference = reference_curve(table, run["config"], run.get("sizes"))
         if reference is not None:
             budgets, agreement, seeds = reference
             figure.add_trace(go.Scatter(

@@ -33,6 +33,7 @@ def session_runs(store: JobStore, session: list[str], owner: str) -> list[dict]:
         snap = store.snapshot(job_id, owner)
         if snap and snap["config"] and (snap["card"] or snap["checkpoints"]):
             runs.append({"id": job_id, "config": snap["config"], "status": snap["status"],
+                         "sizes": snap["card"]["image_size"] if snap["card"] else None,
                          "points": snap["card"]["curve"] if snap["card"] else snap["checkpoints"]})
     return runs
 
