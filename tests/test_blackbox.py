@@ -62,7 +62,7 @@ def test_images_must_be_a_batch_of_rgb_images():
 def test_unknown_output_modes_and_bad_output_parameters_are_refused():
     with pytest.raises(ConfigError, match="Unknown output mode 'logits': use one of label, topk, probs, rounded"):
         BlackBoxVictim(constant_victim, 5, output="logits")
-    with pytest.raises(ConfigError, match="top_k must be an integer >= 1"):
+    with pytest.raises(ConfigError, match="top_k must be an integer 1 to 100"):
         BlackBoxVictim(constant_victim, 5, output="topk", top_k=0)
 
 
