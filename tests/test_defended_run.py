@@ -25,7 +25,8 @@ def test_a_watermarked_victim_reports_both_sides_and_convicts_its_thief(tiny_con
 
 
 def test_an_argmax_preserving_defence_costs_honest_users_nothing(tiny_config):
-    card, _ = run_to_card(tiny_config(defence="reverse-sigmoid", output="probs", evaluations="none", seed=42))
+    card, _ = run_to_card(tiny_config(defence="gaussian-noise", defence_params="sigma=0.2,keep_argmax=true",
+                                      output="probs", evaluations="none", seed=42))
     defence = card["defence"]
     assert defence["answers_changed"] == 0 and defence["api_accuracy"] == defence["undefended_accuracy"]
     assert defence["mean_l1"] > 0

@@ -119,15 +119,19 @@ def test_a_budget_larger_than_the_pool_is_refused(tiny_config):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"budget": 0}, "budget must be at least 1"),
-    ({"budget": -5}, "budget must be at least 1"),
+    ({"budget": 0}, "budget must be an integer 1 to 1,000,000; got 0"),
+    ({"budget": -5}, "budget must be an integer 1 to 1,000,000"),
     ({"budget": 2.5}, "budget must be an integer"),
-    ({"victim": "resnet19"}, "Unknown backbone 'resnet19'"),
+    ({"seed": 2**80}, "seed must be an integer 0 to 2,147,483,647"),
+    ({"image_size": 5000}, "image_size must be an integer 8 to 1,024"),
+    ({"victim": "resnet19"}, "victim must be one of resnet18, resnet34"),
     ({"victim": "scratch_cnn"}, "set victim_mode to 'fft'"),
     ({"output": "logits"}, "output must be one of label, topk, probs, rounded"),
     ({"strategy": "greedy"}, "strategy must be one of"),
     ({"device": "tpu"}, "device must be one of"),
-    ({"dataset": "mnist"}, "Unknown dataset 'mnist'"),
+    ({"dataset": "mnist"}, "dataset must be one of cifar10, cifar100, tiny-imagenet"),
+    ({"defence": "firewall"}, "defence must be one of none, top1"),
+    ({"evaluations": "transfer,vibes"}, "Unknown evaluation 'vibes': use one of fidelity, transfer"),
 ])
 def test_bad_configs_name_the_problem(change, message):
     values = {"victim": "tf_efficientnet_lite0", "thief": "tf_efficientnet_lite0", **change}
@@ -161,3 +165,14 @@ def test_hub_backbones_fail_with_the_fix_when_offline(tiny_config, monkeypatch):
 
     with pytest.raises(WeightsUnavailable, match="'resnet18'.*pick a backbone available offline"):
         list(run(tiny_config(victim="resnet18")))
+
+
+def test_building_and_validating_a_config_imports_neither_torch_nor_the_attack():
+    import subprocess
+    import sys
+
+    code = ("import sys; from fmsteal.experiment.config import ExperimentConfig; "
+            "ExperimentConfig(victim='scratch_cnn', thief='tf_efficientnet_lite0', output='probs', strategy='kcenter'); "
+            "assert 'torch' not in sys.modules and 'fmsteal.adversary.thief' not in sys.modules, sorted(sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:]

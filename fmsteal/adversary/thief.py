@@ -22,6 +22,7 @@ from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import Recipe
 from fmsteal.engine.train import fit, predict
 from fmsteal.engine.zoo import BackboneSpec, load_backbone
+from fmsteal.errors import QueryRefused
 
 VALIDATION_EVERY = 10  # every 10th query is kept as the victim-labelled validation set (10%)
 
@@ -91,7 +92,14 @@ def steal(victim: VictimAPI, pool: torch.Tensor, thief: Thief, budget: int, stra
     for rung in curve_checkpoints(budget):
         new = select(strategy, Selection(thief, pool, chosen, order, rung - len(chosen), generator))
         images = pool[new]
-        answers.append(victim(images.float() / 255))
+        try:
+            answers.append(victim(images.float() / 255))
+        except QueryRefused as refusal:  # a detector cut the thief off: it keeps what it has
+            if not chosen:
+                raise
+            yield {"kind": "log", "level": "warning", "message": f"The victim stopped answering after "
+                   f"{len(chosen):,} queries ({refusal}); the thief keeps the copy it has."}
+            return
         chosen.extend(new)
         merged = Answers(*(torch.cat(parts) if parts[0] is not None else None
                            for parts in zip(*((a.labels, a.topk, a.probs) for a in answers))))

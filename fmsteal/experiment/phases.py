@@ -179,7 +179,7 @@ def cost_victim(p: Pricing) -> float:
 
 def defence_for(state: RunState):
     """A fresh instance of the config's defence (one per client), built with the defender's own knowledge:
-    its backbone for MAD's surrogate, the test images in natural order as PRADA's honest client."""
+    its backbone for MAD's surrogate, the test images as PRADA's honest clients (shuffled by the seed)."""
     config, victim, test = state.config, state.victim, state.test
     surrogate = None
     if config.defence == "mad" and victim.embedder is not None:
