@@ -48,9 +48,11 @@ def fill(page, elem_id: str, value: object) -> None:
     box.press("Tab")
 
 
-def configure(page, data_dir: Path, budget: int, seed: int, fft: bool = False) -> None:
+def configure(page, data_dir: Path, budget: int, seed: int, fft: bool = False, evaluations: str = "examples") -> None:
+    """The form set for a small run on `data_dir` (evaluations: only the cheap ones unless asked)."""
     page.get_by_text("Advanced").click()
     fill(page, "data-dir", data_dir)
+    fill(page, "evaluations", evaluations)
     fill(page, "image-size", 64)
     fill(page, "seed", seed)
     if fft:

@@ -34,9 +34,12 @@ def test_the_contrast_scenario_overlays_both_victims(browser, app_url, cifar_sub
 
 def test_a_share_link_reopens_the_run_in_a_fresh_browser(browser, app_url, cifar_subset):
     page = open_page(browser, app_url)
-    configure(page, cifar_subset, budget=120, seed=32)
+    configure(page, cifar_subset, budget=120, seed=32, evaluations="default")
     page.locator("#start").click()
-    page.wait_for_selector("#confusion .heatmaplayer", timeout=300_000)
+    page.wait_for_selector("#confusion .heatmaplayer", timeout=600_000)
+    page.wait_for_selector("#transfer .barlayer .point", timeout=30_000)  # what the thief can do now
+    assert "PGD on the stolen copy" in page.locator("#transfer").inner_text()
+    assert "gaussian noise" in page.locator("#corruptions").inner_text()
     summary = page.locator("#summary").inner_text()
     page.locator("#share").click()
     page.wait_for_function("document.querySelector('#share-link').innerText.includes('?run=')", timeout=20_000)

@@ -25,6 +25,25 @@ def test_run_writes_a_card_and_prints_a_summary(cifar_archive, session_cache, tm
     assert {"agreement", "curve", "confusion", "seed"} <= set(card)
     assert card["config"]["output"] == "probs" and card["queries_spent"] == 200
     assert f"agreement {card['agreement']:.2%}" in done.stdout and str(cards[0]) in done.stdout
+    transfer = card["transfer"]  # on by default: what the stolen copy lets the thief do
+    for key in ("thief_fgsm", "thief_pgd", "independent_fgsm", "independent_pgd", "noise", "victim_whitebox_pgd"):
+        assert 0 <= transfer[key] <= 1
+    assert transfer["eps"] == 8 / 255 and transfer["steps"] == 10 and transfer["n"] > 0
+    assert transfer["noise"] <= transfer["victim_whitebox_pgd"]  # the floor below the ceiling
+    assert {row["name"] for row in card["corruptions"]} >= {"clean", "gaussian_noise", "jpeg", "contrast"}
+    assert 0 <= card["fidelity"]["topk_agreement"] <= 1 and card["fidelity"]["kl_victim_thief"] >= 0
+    assert "evaluate" in card["estimate"]["phases"] and card["estimate"]["phases"]["evaluate"] > 1
+
+
+def test_no_transfer_skips_that_stage(cifar_archive, session_cache, tmp_path):
+    done = fmsteal("run", "--victim", "tf_efficientnet_lite0", "--thief", "tf_efficientnet_lite0", "--budget", "100",
+                   "--data-dir", str(cifar_archive), "--train-per-class", "60", "--test-per-class", "20",
+                   "--image-size", "64", "--no-transfer", "--no-corruptions", "--out", str(tmp_path),
+                   env_cache=session_cache)
+    assert done.returncode == 0, done.stderr
+    card = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert "transfer" not in card and "corruptions" not in card and "fidelity" in card and "examples" in card
+    assert card["config"]["evaluations"] == "fidelity,examples"
 
 
 def test_bad_arguments_exit_with_a_message_not_a_traceback(tmp_path):

@@ -27,6 +27,7 @@ def test_a_visitor_uploads_runs_and_downloads(browser, public_app_url, cifar_sub
     page.wait_for_function("document.querySelector('#upload-note').innerText.includes('mine.tar.gz')", timeout=60_000)
     assert "/tmp" not in page.locator("#upload-note").inner_text()
     fill(page, "image-size", 64)
+    fill(page, "evaluations", "examples")
     fill(page, "budget", 100)
     page.wait_for_function("document.querySelector('#estimate').innerText.includes('Estimated time')", timeout=120_000)
     page.locator("#start").click()

@@ -53,6 +53,12 @@ def _add_run_parser(commands) -> None:
     from fmsteal.cli.options import add_field_options
     from fmsteal.experiment.config import FIELDS
 
+    from fmsteal.evaluation.registry import EVALUATIONS
+
     run = commands.add_parser("run", help="run one experiment and write its run card")
     add_field_options(run, FIELDS, required=("victim", "thief"))
+    for entry in EVALUATIONS:  # --no-transfer and friends: skip one of the evaluations a run makes by default
+        if entry.meta.get("default_on", True):
+            run.add_argument(f"--no-{entry.name}", action="append_const", const=entry.name, dest="skipped",
+                             default=[], help=f"skip the {entry.name} evaluation ({entry.help})")
     run.add_argument("--out", default="runs", help="folder for the run card (default runs/)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,8 +16,14 @@ from fmsteal.engine.zoo import CIFAR_MEAN, CLIP_MEAN, HALF, IMAGENET_MEAN, get_b
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    """The ExperimentConfig the `run` arguments describe (unset options take their declared defaults)."""
-    return ExperimentConfig(**values_from_args(args, FIELDS))
+    """The ExperimentConfig the `run` arguments describe (unset options take their declared defaults;
+    `--no-<evaluation>` leaves that evaluation out of the default ones)."""
+    config = ExperimentConfig(**values_from_args(args, FIELDS))
+    skipped = getattr(args, "skipped", None)
+    if not skipped:
+        return config
+    kept = [name for name in config.evaluation_names() if name not in skipped]
+    return replace(config, evaluations=",".join(kept) or "none")
 
 
 def run_main(args: argparse.Namespace) -> int:
