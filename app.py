@@ -302,9 +302,14 @@ def steal_tab() -> list:
             return (token, [], "", lost, *[gr.skip()] * 12, gr.Timer(active=False), "")
         return (token, known, *poll(known, "", None, token))
 
+    estimate_event = {"fn": show_estimate, "inputs": form.inputs | {upload}, "outputs": estimate_box,
+                      "api_visibility": "private", "trigger_mode": "always_last", "concurrency_limit": None}
     for widget in form.widgets.values():  # cheap, read-only handlers run concurrently across visitors
-        widget.change(show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private",
-                      trigger_mode="always_last", concurrency_limit=None)
+        if isinstance(widget, (gr.Textbox, gr.Number)):  # typed values: estimate once committed, not per keystroke
+            widget.blur(**estimate_event)
+            widget.submit(**estimate_event)
+        else:
+            widget.change(**estimate_event)
     upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private").then(
         show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private")
     live_outputs = [job_box, status, curve, confusion, per_class, summary, card_file, curve_file, comparison, shown,
