@@ -395,7 +395,7 @@ def build() -> gr.Blocks:
             with gr.Tab("Results", id="results"):
                 results_tab()
             with gr.Tab("About", id="about"):
-                gr.Markdown((REPO / "fmsteal" / "service" / "about.md").read_text())
+                gr.Markdown((REPO / "fmsteal" / "service" / "about.md").read_text(), elem_id="about-text")
         for handler, inputs, outputs in page_load:
             demo.load(handler, inputs, outputs, api_visibility="private")
         demo.unload(forget_uploads)
