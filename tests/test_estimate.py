@@ -135,3 +135,19 @@ def test_work_an_earlier_run_left_in_the_cache_is_left_out(tiny_config):
     for features in (cache_dir("embeddings") / "tf_efficientnet_lite0").glob("48px-*.pt"):
         features.unlink()  # a record is believed only while its files are there
     assert est.estimate(config)["phases"]["embed"] == cold["phases"]["embed"]
+
+
+def test_memory_is_estimated_beside_time_and_a_run_that_would_not_fit_is_refused(cifar_like, monkeypatch):
+    small = est.estimate(make(cifar_like), device="cpu")
+    big = make(cifar_like, image_size=448, victim_mode="fft", thief_mode="fft")
+    assert 0 < small["memory_gb"] < 2
+    monkeypatch.setattr(est, "available_bytes", lambda: 4 * 2**30)  # a 4 GB machine
+    monkeypatch.setattr(est, "price", lambda config, device: ({"embed": 1.0}, [], est_plan(config)))
+    result = est.estimate(big, device="cpu")
+    assert result["refused"] and "GB of memory" in result["message"] and result["memory_gb"] > 4
+
+
+def est_plan(config):
+    from fmsteal.experiment.plan import make_plan
+
+    return make_plan(config, "cpu")

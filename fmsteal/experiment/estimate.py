@@ -15,10 +15,12 @@ from functools import lru_cache
 
 from fmsteal import settings
 from fmsteal.errors import FmstealError
+from fmsteal.experiment.memory import available_bytes, peak_bytes
 
 __all__ = ["estimate", "price", "duration", "hub_reachable", "WARN_SECONDS"]
 
 WARN_SECONDS = 15 * 60
+MEMORY_SHARE = 0.8  # a run may take at most this share of the memory free when it is estimated
 
 
 def estimate(config, device: str | None = None) -> dict:
@@ -38,11 +40,17 @@ def estimate(config, device: str | None = None) -> dict:
             f"The weights of {names} are not on this machine and the Hugging Face Hub cannot be reached: "
             f"pick a backbone marked 'offline ✓' (EfficientNet-Lite0/1/2 or the scratch CNN), or "
             f"download them on a connected machine first: {hubs}.")}
-    phases, reused = price(config, device)
+    phases, reused, plan = price(config, device)
     seconds = sum(phases.values())
+    peak = peak_bytes(plan)
     result = {"seconds": round(seconds, 1), "phases": {k: round(v, 1) for k, v in phases.items()},
-              "device": device, "reused": reused, "refused": False}
+              "memory_gb": round(peak / 2**30, 2), "device": device, "reused": reused, "refused": False}
     reasons = []
+    room = available_bytes()
+    if room is not None and peak > MEMORY_SHARE * room:
+        reasons.append(f"This run would need about {peak / 2**30:.1f} GB of memory and this machine has "
+                       f"{room / 2**30:.1f} GB free: lower the image size, use fewer images per class or LP "
+                       "instead of fine-tuning.")
     if seconds > settings.max_run_seconds():
         reasons.append(f"This run would take about {duration(seconds)} on this {device.upper()}, far beyond a live "
                        f"demo. {_suggestions(config, device)}")
@@ -95,8 +103,8 @@ def _device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def price(config, device: str) -> tuple[dict[str, float], list[str]]:
-    """Seconds per phase of `config` on `device` (the run's own phases and plan), and the cached work reused."""
+def price(config, device: str) -> tuple[dict[str, float], list[str], object]:
+    """Seconds per phase of `config` on `device` (the run's own phases), the cached work reused, and the plan."""
     from fmsteal.engine.data import is_decoded
     from fmsteal.engine.zoo import get_backbone
     from fmsteal.experiment import warm
@@ -116,7 +124,7 @@ def price(config, device: str) -> tuple[dict[str, float], list[str]]:
     if warm.is_cached(base, "victim", **warm.victim_fields(config, plan.victim_size)):
         pricing.victim_trained = True
         pricing.reused.append("the trained victim")
-    return {phase.name: round(phase.cost(pricing), 2) for phase in PHASES}, pricing.reused
+    return {phase.name: round(phase.cost(pricing), 2) for phase in PHASES}, pricing.reused, plan
 
 
 def _suggestions(config, device: str) -> str:

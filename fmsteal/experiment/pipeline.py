@@ -34,7 +34,7 @@ def run(config: ExperimentConfig, cancel: threading.Event | None = None) -> Iter
     with cancel_scope(cancel):
         device = resolve_device(config.device)
         torch.manual_seed(config.seed)
-        seconds, _ = price(config, device.type)
+        seconds, _, _ = price(config, device.type)
         state = RunState(config, device, {"phases": seconds, "total": round(sum(seconds.values()), 2)})
         for phase in PHASES:
             phase_started = time.perf_counter()
