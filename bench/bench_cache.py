@@ -41,7 +41,7 @@ def paper_style_run(config, epochs: int) -> tuple[float, float]:
     from fmsteal.engine.augment import random_crop_flip
     from fmsteal.engine.data import load_splits, stratified_subset
     from fmsteal.engine.embed import preprocess
-    from fmsteal.experiment.pipeline import _split_pool
+    from fmsteal.experiment.phases import split_pool
     from fmsteal.evaluation.metrics import agreement
     from fmsteal.engine.zoo import get_backbone, load_backbone
 
@@ -52,7 +52,7 @@ def paper_style_run(config, epochs: int) -> tuple[float, float]:
     splits = load_splits(config.data_dir)
     train = stratified_subset(splits.train, config.train_per_class)
     test = stratified_subset(splits.test, config.test_per_class)
-    victim_train, _, pool = _split_pool(config, train)
+    victim_train, _, pool = split_pool(config, train)
 
     @torch.no_grad()  # not inference_mode: the head's backward needs these as ordinary tensors
     def features(images: torch.Tensor, augment: bool) -> torch.Tensor:

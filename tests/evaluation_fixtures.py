@@ -32,7 +32,8 @@ def build_context(archive: str, victim: str = "tf_efficientnet_lite0", victim_mo
     from fmsteal.engine.victim import train_victim
     from fmsteal.engine.zoo import get_backbone
     from fmsteal.evaluation.registry import EvaluationContext
-    from fmsteal.experiment.pipeline import ExperimentConfig, _split_pool
+    from fmsteal.experiment.config import ExperimentConfig
+    from fmsteal.experiment.phases import split_pool
 
     config = ExperimentConfig(victim=victim, thief=thief, victim_mode=victim_mode, thief_mode=thief_mode, output=output,
                               budget=200, data_dir=archive, train_per_class=60, test_per_class=20, image_size=size)
@@ -40,7 +41,7 @@ def build_context(archive: str, victim: str = "tf_efficientnet_lite0", victim_mo
     torch.manual_seed(seed)
     splits = load_splits(config.source)
     train, test = stratified_subset(splits.train, 60), stratified_subset(splits.test, 20)
-    victim_train, _, pool = _split_pool(config, train)
+    victim_train, _, pool = split_pool(config, train)
     victim_spec, thief_spec = get_backbone(victim), get_backbone(thief)
     victim_embedder = Embedder(victim_spec, size, device) if victim_mode == "lp" else None
     thief_embedder = victim_embedder if victim_embedder and victim == thief else Embedder(thief_spec, size, device)
