@@ -94,14 +94,15 @@ def _measure_backbone(spec, size: int, device: str, training: bool) -> dict:
     model = load_backbone(spec, size, pretrained=False).to(device)
     load_s = time.perf_counter() - started
     transform = image_transform(spec, size, torch.device(device), augment=True)
-    probe = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    probe = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)
     model.eval()
     with torch.inference_mode(), autocast(torch.device(device)):
         model(transform(probe, False))  # warm-up: lazy initialisation of kernels
         first = time.perf_counter()
         model(transform(probe, False))
         per_image = (time.perf_counter() - first) / len(probe)
-    batch = int(max(2, min(32, MEASURE_SECONDS / 4 / max(per_image, 1e-4) / (3 if training else 1))))
+    # a batch as large as the runs use (64) where it is quick, so per-call overhead is not taken for speed
+    batch = int(max(4, min(64, MEASURE_SECONDS / 4 / max(per_image, 1e-4) / (3 if training else 1))))
     images = torch.randint(0, 255, (batch, 3, 32, 32), dtype=torch.uint8)
     if not training:
         @torch.inference_mode()
