@@ -125,7 +125,7 @@ def test_a_budget_larger_than_the_pool_is_refused(tiny_config):
     ({"seed": 2**80}, "seed must be an integer 0 to 2,147,483,647"),
     ({"image_size": 5000}, "image_size must be an integer 8 to 1,024"),
     ({"victim": "resnet19"}, "victim must be one of resnet18, resnet34"),
-    ({"victim": "scratch_cnn"}, "set victim_mode to 'fft'"),
+    ({"victim": "scratch_cnn", "victim_mode": "lp"}, "set victim_mode to 'fft'"),
     ({"output": "logits"}, "output must be one of label, topk, probs, rounded"),
     ({"strategy": "greedy"}, "strategy must be one of"),
     ({"device": "tpu"}, "device must be one of"),
