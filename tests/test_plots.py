@@ -76,3 +76,10 @@ def test_summary_says_what_the_run_measured():
     card = make_card()
     card["config"].update(query_pool="imagenet32", preset="paper", seed=1)
     assert "ImageNet32" in summary_markdown(card) and "paper preset" in summary_markdown(card)
+
+
+def test_summary_of_a_victim_that_never_predicts_some_class():
+    card = make_card()
+    card["per_class_agreement"] = [None if i == 0 else value for i, value in enumerate(card["per_class_agreement"])]
+    text = summary_markdown(card, {})
+    assert "worst on" in text and f"*{card['class_names'][0]}*" not in text

@@ -85,7 +85,8 @@ def summary_markdown(card: dict, labels: dict[str, str] | None = None) -> str:
     outputs = {"label": "top-1 labels", "topk": f"top-{config['top_k']} labels", "probs": "probabilities",
                "rounded": f"probabilities rounded to {config['decimals']} decimals"}
     agreed = round(card["agreement"] * card["test_size"])
-    per_class = dict(zip(card["class_names"], card["per_class_agreement"]))
+    per_class = {name: value for name, value in zip(card["class_names"], card["per_class_agreement"])
+                 if value is not None}  # a class the victim never predicts has no agreement
     worst, best = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
     return (
         f"**The thief copied the victim on {100 * card['agreement']:.1f}% of the test images.** "
