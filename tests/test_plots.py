@@ -83,3 +83,4 @@ def test_summary_of_a_victim_that_never_predicts_some_class():
     card["per_class_agreement"] = [None if i == 0 else value for i, value in enumerate(card["per_class_agreement"])]
     text = summary_markdown(card, {})
     assert "worst on" in text and f"*{card['class_names'][0]}*" not in text
+    assert per_class_figure(card).data[0].text[0] == "never predicted"

@@ -65,9 +65,9 @@ def per_class_figure(card: dict | None) -> go.Figure:
     figure = go.Figure(layout=LAYOUT)
     if not card:
         return _placeholder(figure, "Per-class agreement<br>appears at the end.")
-    values = [100 * v for v in card["per_class_agreement"]]
-    figure.add_trace(go.Bar(x=values, y=card["class_names"], orientation="h", marker_color=AGREEMENT,
-                            text=[f"{v:.0f}%" for v in values], textposition="auto",
+    values = [None if v is None else 100 * v for v in card["per_class_agreement"]]  # None: never predicted
+    figure.add_trace(go.Bar(x=[v or 0 for v in values], y=card["class_names"], orientation="h", marker_color=AGREEMENT,
+                            text=["never predicted" if v is None else f"{v:.0f}%" for v in values], textposition="auto",
                             hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
     figure.add_vline(x=100 * card["agreement"], line=dict(color=THIEF, dash="dash"),
                      annotation_text=f"overall {100 * card['agreement']:.1f}%", annotation_position="top")
