@@ -42,6 +42,7 @@ body.presenter #advanced, body.presenter #estimate, body.presenter #shown {displ
 """
 START_BUDGET = 2000  # the page opens on a budget that runs in seconds on a warm cache
 NAMED_POOLS = ("heldout", "cifar10", "cifar100", "tiny-imagenet", "imagenet32")
+PUBLIC_MAX_BUDGET = 20_000  # a visitor's run on a shared public Space spends at most this many queries
 CPU_SPACE_NOTE = ("This Space runs on a CPU: live runs use the offline backbones (EfficientNet-Lite0/1/2, the scratch "
                   "CNN) at small sizes and budgets; the full-size grids, ViT-L/16 included, are in **Results**.")
 _store: JobStore | None = None
@@ -85,6 +86,9 @@ def check(values: dict, upload: str | None = None) -> tuple[object | None, dict 
             return None, None, ("**Cannot start:** this public Space reads no server folders: upload a .zip or .tar.gz "
                                 "of your images, or pick a dataset and a named query pool.")
         values["data_dir"] = upload if upload and Path(upload).is_dir() else None
+        if int(values.get("budget") or 0) > PUBLIC_MAX_BUDGET:
+            return None, None, (f"**Cannot start:** this public Space runs at most {PUBLIC_MAX_BUDGET:,} queries per run; "
+                                "lower the budget (the Results tab has the larger grids, precomputed).")
     try:
         config = ExperimentConfig.from_inputs(values)
         guess = estimate(config)

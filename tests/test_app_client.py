@@ -147,3 +147,5 @@ def test_public_mode_reads_no_server_paths(public_app_url, cifar_subset):
         stranger.start(cifar_subset)
     reply = stranger.start(None, query_pool="/etc")
     assert reply["job_id"] == "" and "reads no server folders" in reply["status"]
+    reply = stranger.start(None, budget=50_000)
+    assert reply["job_id"] == "" and "at most 20,000 queries per run" in reply["status"]
