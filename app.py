@@ -86,7 +86,8 @@ def check(values: dict, upload: str | None = None) -> tuple[object | None, dict 
             return None, None, ("**Cannot start:** this public Space reads no server folders: upload a .zip or .tar.gz "
                                 "of your images, or pick a dataset and a named query pool.")
         values["data_dir"] = upload if upload and Path(upload).is_dir() else None
-        if int(values.get("budget") or 0) > PUBLIC_MAX_BUDGET:
+        budget = values.get("budget")
+        if isinstance(budget, (int, float)) and budget > PUBLIC_MAX_BUDGET:
             return None, None, (f"**Cannot start:** this public Space runs at most {PUBLIC_MAX_BUDGET:,} queries per run; "
                                 "lower the budget (the Results tab has the larger grids, precomputed).")
     try:
