@@ -329,7 +329,7 @@ def steal_tab() -> list:
     cancel_button.click(cancel_run, [job_box, owner], status, api_visibility="private", concurrency_limit=None)
     timer.tick(poll, [session, drawn, shown, owner], live_outputs, api_visibility="private", show_progress="hidden",
                concurrency_limit=None)
-    shown.input(*refresh, **after)
+    shown.input(poll, [session, drawn, shown, owner], live_outputs, **after)  # hiding a run keeps the rest as shown
     clear_button.click(lambda ids, token: [j for j in ids or [] if (store().snapshot(j, token) or {}).get("status")
                                            not in TERMINAL], [session, owner], session,
                        api_visibility="private").then(*refresh, **after)
