@@ -90,6 +90,8 @@ def _measure_backbone(spec, size: int, device: str, training: bool) -> dict:
     from fmsteal.engine.embed import autocast
     from fmsteal.engine.zoo import load_backbone
 
+    import timm  # noqa: F401  (imported before the clock starts: a process pays for it once, not per model)
+
     started = time.perf_counter()
     model = load_backbone(spec, size, pretrained=False).to(device)
     load_s = time.perf_counter() - started
