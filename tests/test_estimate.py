@@ -56,7 +56,7 @@ def test_offline_pair_is_estimated_from_its_images(cifar_like):
     forward = images / speed.backbone_speed(get_backbone("tf_efficientnet_lite0"), 96, "cpu")["ips"]
     assert not result["refused"] and result["device"] == "cpu"
     assert forward < result["phases"]["embed"] < 1.5 * forward + 5  # plus loading the model and indexing images
-    assert result["phases"]["data"] == pytest.approx(images / speed.decode_ips(), rel=0.05, abs=0.02)
+    assert result["phases"]["data"] == pytest.approx(images / speed.decode_ips(), abs=0.06)  # shown to 0.1 s
     assert result["seconds"] == pytest.approx(sum(result["phases"].values()), abs=0.5)
     assert "Estimated time on this CPU" in result["message"] and "nothing reusable" in result["message"]
 
