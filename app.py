@@ -23,7 +23,9 @@ from fmsteal.engine.cache import remove_stale_temporaries
 from fmsteal.errors import FmstealError
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
 from fmsteal.experiment.estimate import estimate
-from fmsteal.service import classroom, consequences, live, plots, results, sharing, uploads
+from fmsteal.service import (classroom, consequence_results, consequences, defence_results, live, plots, results,
+                             sharing, uploads)
+from fmsteal.service.conditions import output_name
 from fmsteal.service.form import Form, api_function
 from fmsteal.service.job_files import browser_secret
 from fmsteal.service.jobs import TERMINAL, JobStore, new_owner_token, status_line
@@ -124,7 +126,7 @@ def run_outputs(card: dict | None, checkpoints: list[dict], budget: int) -> tupl
     curve = plots.curve_figure(card["curve"] if card else checkpoints, victim_accuracy, budget)
     summary = plots.summary_markdown(card, labels()) + live.defence_summary(card) if card else ""
     return (curve, plots.confusion_figure(card), plots.per_class_figure(card), summary, live.gallery_items(card),
-            consequences.transfer_figure(card), consequences.corruption_table(card))
+            consequences.transfer_figure(card), consequences.example_items(card), consequences.corruption_table(card))
 
 
 def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
@@ -136,12 +138,12 @@ def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
     job_id = live.current_job(store(), session, owner)
     snap = store().snapshot(job_id, owner)
     if snap is None:  # no job yet, or Start was refused: leave its message in place
-        return (job_id, *[gr.skip()] * 13, gr.Timer(active=False), drawn)
+        return (job_id, *[gr.skip()] * 14, gr.Timer(active=False), drawn)
     runs = live.session_runs(store(), session, owner)
     timer = gr.Timer(active=any(run["status"] not in TERMINAL for run in runs) or snap["status"] not in TERMINAL)
     showing = f"{live.session_signature(store(), session, owner)}#{job_id}#{sorted(shown or [])}"
     if showing == drawn:
-        return (job_id, status_line(snap), *[gr.skip()] * 12, timer, drawn)
+        return (job_id, status_line(snap), *[gr.skip()] * 13, timer, drawn)
     names = labels()
     choices = [(classroom.run_label(r["config"], names), r["id"]) for r in runs]
     visible = [r["id"] for r in runs if shown is None or r["id"] in shown or r["id"] not in drawn]
@@ -150,11 +152,12 @@ def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
     card = snap["card"]
     files = store().files(job_id, owner) if card else None
     budget = snap["config"]["budget"] if snap["config"] else START_BUDGET
-    curve, confusion, per_class, summary, gallery, transfer, corrupted = run_outputs(card, snap["checkpoints"], budget)
+    curve, confusion, per_class, summary, gallery, transfer, examples, corrupted = run_outputs(
+        card, snap["checkpoints"], budget)
     return (job_id, status_line(snap), curve, confusion, per_class, summary,
             gr.DownloadButton(value=str(files[0]) if files else None, visible=bool(files)),
             gr.DownloadButton(value=str(files[1]) if files else None, visible=bool(files)),
-            comparison, gr.CheckboxGroup(choices=choices, value=visible), gallery, transfer, corrupted,
+            comparison, gr.CheckboxGroup(choices=choices, value=visible), gallery, transfer, examples, corrupted,
             gr.Button(visible=bool(card)), timer, showing)
 
 
@@ -246,6 +249,8 @@ def steal_tab() -> list:
                                  elem_id="gallery")
             with gr.Accordion("What the thief can do now", open=True, elem_id="consequences"):
                 transfer_plot = gr.Plot(consequences.transfer_figure(None), show_label=False, elem_id="transfer")
+                transfer_examples = gr.Gallery(label="Crafted on the stolen copy, shown to the victim: clean, then "
+                                                     "adversarial", columns=8, height=220, elem_id="transfer-examples")
                 corruption_box = gr.Dataframe(headers=["corruption", "severity", "victim acc. %", "thief acc. %",
                                                        "agreement %"], label="Inherited robustness", elem_id="corruptions")
     job_box = gr.Textbox(visible=False, label="job id")
@@ -296,15 +301,16 @@ def steal_tab() -> list:
         token = token or new_owner_token()
         card = sharing.shared(request.query_params.get("run"), shared_folder()) if request is not None else None
         if card:
-            curve_, confusion_, per_class_, summary_, gallery_, transfer_, corrupted_ = run_outputs(
+            curve_, confusion_, per_class_, summary_, gallery_, transfer_, examples_, corrupted_ = run_outputs(
                 card, [], card["config"]["budget"])
             status_ = f"**Shared run** · {classroom.run_label(card['config'], labels())}"
             return (token, gr.skip(), "", status_, curve_, confusion_, per_class_, summary_, gr.skip(), gr.skip(),
-                    gr.skip(), gr.skip(), gallery_, transfer_, corrupted_, gr.skip(), gr.Timer(active=False), "shared")
+                    gr.skip(), gr.skip(), gallery_, transfer_, examples_, corrupted_, gr.skip(), gr.Timer(active=False),
+                    "shared")
         known = live.known(store(), session_ids, token)
         if session_ids and not known:  # every run of this browser was lost (a restart, or expired): say so
             lost = status_line(store().snapshot(session_ids[-1], token))
-            return (token, [], "", lost, *[gr.skip()] * 12, gr.Timer(active=False), "")
+            return (token, [], "", lost, *[gr.skip()] * 13, gr.Timer(active=False), "")
         return (token, known, *poll(known, "", None, token))
 
     estimate_event = {"fn": show_estimate, "inputs": form.inputs | {upload}, "outputs": estimate_box,
@@ -318,7 +324,7 @@ def steal_tab() -> list:
     upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private").then(
         show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private")
     live_outputs = [job_box, status, curve, confusion, per_class, summary, card_file, curve_file, comparison, shown,
-                    gallery, transfer_plot, corruption_box, share_button, timer, drawn]
+                    gallery, transfer_plot, transfer_examples, corruption_box, share_button, timer, drawn]
     refresh = (redraw, [session, shown, owner], live_outputs)
     after = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
     state = form.inputs | {session, owner, upload}
@@ -370,6 +376,39 @@ def results_tab() -> None:
         curve_note = gr.Markdown(f"**Finding.** {finding}")
         curve_choice.change(lambda i: _finding(results.budget_curve_figure(table, **_curve_args(curves[i]))),
                             curve_choice, [curve_plot, curve_note], api_visibility="private")
+    defences_section()
+    consequences_section()
+
+
+def defences_section() -> None:
+    """The precomputed defence grid: protection (thief agreement) against utility (honest users' accuracy)."""
+    cells = defence_results.load_defence_cells()
+    if cells.empty:
+        return
+    gr.Markdown("### Which defence protects, and at what cost?\nEach defence sits inside the victim's API; the "
+                "thief cannot tell it is there. Down is better protection, left is cheaper for honest users.")
+    outputs = [o for o in ("label", "probs") if (cells["output"] == o).any()]
+    output = gr.Radio([(output_name(o), o) for o in outputs], value=outputs[0], label="The API answers",
+                      elem_id="defence-output")
+    plot = gr.Plot(defence_results.protection_figure(cells, outputs[0]), show_label=False, elem_id="defence-plot")
+    note = gr.Markdown(f"**Finding.** {defence_results.protection_finding(cells, outputs[0])}",
+                       elem_id="defence-finding")
+    gr.Dataframe(defence_results.summary_rows(cells), headers=defence_results.SUMMARY_HEADERS, interactive=False,
+                 wrap=True, label="Every defence setting (mean ± 1 sd over seeds, n in brackets)")
+    output.change(lambda o: (defence_results.protection_figure(cells, o),
+                             f"**Finding.** {defence_results.protection_finding(cells, o)}"),
+                  output, [plot, note], api_visibility="private")
+
+
+def consequences_section() -> None:
+    """The precomputed consequences grid: agreement against adversarial transfer from the stolen copy."""
+    cells = consequence_results.load_consequence_cells()
+    if cells.empty:
+        return
+    gr.Markdown("### What does a closer copy let the thief do?\nAdversarial examples crafted offline on the "
+                "stolen copy, shown to the real victim, beside a model trained on true labels and random noise.")
+    gr.Plot(consequence_results.transfer_scatter(cells), show_label=False, elem_id="transfer-plot")
+    gr.Markdown(f"**Finding.** {consequence_results.transfer_finding(cells)}", elem_id="transfer-finding")
 
 
 def _finding(figure_and_sentence: tuple) -> tuple:

@@ -3,7 +3,7 @@
 For each configuration (real CIFAR-10 subsets, offline backbones) in a fresh cache: the estimate
 made before the run (`fmsteal.experiment.estimate`), the run's measured wall time, and their ratio;
 then the same configuration again on the now-warm cache. Target: every ratio within 0.7-1.3.
-Prints a table and writes bench/results/bench_estimate.json with the machine's details.
+Prints a table (with each phase's estimated/measured seconds where either is 1 s or more) and writes bench/results/bench_estimate.json with the machine's details.
 
     python bench/bench_estimate.py [--data ../shared/data/cifar10-jpeg.tar.gz]
 """
@@ -32,22 +32,27 @@ CASES = [  # name, config overrides (on top of a 100 train / 50 test images per 
 ]
 
 
-def measure(config) -> tuple[float, float]:
-    """(estimated seconds, measured seconds) of one run of `config`."""
+def measure(config) -> tuple[float, float, dict]:
+    """(estimated seconds, measured seconds, {phase: [estimated, measured]}) of one run of `config`."""
     from fmsteal.experiment import run
     from fmsteal.experiment.estimate import estimate
 
-    predicted = estimate(config, device="cpu")["seconds"]  # measures this machine's speeds on first use
+    predicted = estimate(config, device="cpu")  # measures this machine's speeds on first use
     started = time.perf_counter()
-    for _ in run(config):
-        pass
-    return predicted, time.perf_counter() - started
+    card = {}
+    for event in run(config):
+        card = event.get("card", card)
+    took = time.perf_counter() - started
+    phases = {name: [round(predicted["phases"].get(name, 0.0), 2), round(seconds, 2)]
+              for name, seconds in card.get("timings", {}).items() if name != "total"}
+    return predicted["seconds"], took, phases
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "bench_estimate.json"))
+    parser.add_argument("--only", default="", help="run only the configurations whose name contains this")
     args = parser.parse_args()
     os.environ["FMSTEAL_CACHE"] = tempfile.mkdtemp(prefix="fmsteal-bench-estimate-")
     import torch
@@ -56,13 +61,14 @@ def main() -> None:
 
     rows = []
     print(f"{'configuration':38} {'cache':5} {'estimate':>9} {'measured':>9} {'ratio':>6}")
-    for name, overrides in CASES:
+    for name, overrides in [case for case in CASES if args.only in case[0]]:
         config = ExperimentConfig(data_dir=args.data, train_per_class=100, test_per_class=50, **overrides)
         for cache in ("cold", "warm"):
-            predicted, took = measure(config)
+            predicted, took, phases = measure(config)
             rows.append({"configuration": name, "cache": cache, "estimate_s": round(predicted, 2),
-                         "measured_s": round(took, 2), "ratio": round(predicted / took, 3)})
-            print(f"{name:38} {cache:5} {predicted:8.1f}s {took:8.1f}s {predicted / took:6.2f}")
+                         "measured_s": round(took, 2), "ratio": round(predicted / took, 3), "phases": phases})
+            detail = "  ".join(f"{phase} {e:.0f}/{m:.0f}s" for phase, (e, m) in phases.items() if max(e, m) >= 1)
+            print(f"{name:38} {cache:5} {predicted:8.1f}s {took:8.1f}s {predicted / took:6.2f}   {detail}")
     ratios = [r["ratio"] for r in rows]
     print(f"ratios {min(ratios):.2f}-{max(ratios):.2f}; within +-30%: {sum(0.7 <= r <= 1.3 for r in ratios)}/{len(ratios)}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,9 @@ def test_a_share_link_reopens_the_run_in_a_fresh_browser(browser, app_url, cifar
     page.wait_for_selector("#transfer .barlayer .point", timeout=30_000)  # what the thief can do now
     assert "PGD on the stolen copy" in page.locator("#transfer").inner_text()
     assert "gaussian noise" in page.locator("#corruptions").inner_text()
+    page.wait_for_selector("#transfer-examples img", timeout=30_000)  # clean and adversarial images, captioned
+    captions = page.locator("#transfer-examples").inner_text()
+    assert "clean: victim says" in captions and "adversarial: victim says" in captions
     summary = page.locator("#summary").inner_text()
     page.locator("#share").click()
     page.wait_for_function("document.querySelector('#share-link').innerText.includes('?run=')", timeout=20_000)
@@ -51,6 +54,7 @@ def test_a_share_link_reopens_the_run_in_a_fresh_browser(browser, app_url, cifar
     stranger.wait_for_selector("#confusion .heatmaplayer", timeout=30_000)
     assert "Shared run" in status(stranger)
     assert stranger.locator("#summary").inner_text() == summary
+    stranger.wait_for_selector("#transfer-examples img", timeout=30_000)
     stranger.screenshot(path=ARTIFACTS / "shared_run.png", full_page=True)
     stranger.goto(link.replace("?run=", "?run=x") + "zz")  # a wrong token shows nothing of anyone's
     stranger.wait_for_selector("#curve .js-plotly-plot")

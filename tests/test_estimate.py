@@ -44,7 +44,10 @@ def test_speeds_are_measured_on_this_machine_once_and_scale_with_pixels(monkeypa
     spec = get_backbone("tf_efficientnet_lite0")
     small, large = speed.backbone_speed(spec, 32, "cpu"), speed.backbone_speed(spec, 160, "cpu")  # 25x the pixels
     assert small["ips"] > large["ips"] > 0 and small["load_s"] > 0
-    assert speed.backbone_speed(spec, 32, "cpu", training=True)["ips"] > 0
+    train, gradient = speed.backbone_speed(spec, 32, "cpu", "train"), speed.backbone_speed(spec, 32, "cpu", "gradient")
+    assert small["ips"] > train["ips"] > 0 and small["ips"] > gradient["ips"] > 0  # a backward pass costs more
+    with pytest.raises(ValueError, match="gradient"):
+        speed.backbone_speed(spec, 32, "cpu", "backward")
     monkeypatch.setattr(speed, "_measure_backbone", lambda *a: pytest.fail("measured twice"))
     assert speed.backbone_speed(spec, 32, "cpu") == small  # cached in the cache folder
     assert speed.linear_seconds(1280, "cpu") > 0 and speed.decode_ips() > 0
@@ -75,9 +78,9 @@ def test_costlier_choices_cost_more(cifar_like):
 def test_fft_of_vit_large_on_cpu_is_refused_with_what_would_work(cifar_like, monkeypatch):
     monkeypatch.setattr(est, "hub_reachable", lambda: True)
     measured = speed.backbone_speed  # timing ViT-L takes minutes here: its speed is DESIGN.md's measurement
-    monkeypatch.setattr(speed, "backbone_speed", lambda spec, size, device, training=False: (
-        {"ips": (1.0 if training else 4.4) * (112 / size) ** 2, "load_s": 5.0} if spec.name.startswith("vit_large")
-        else measured(spec, size, device, training)))
+    monkeypatch.setattr(speed, "backbone_speed", lambda spec, size, device, kind="forward": (
+        {"ips": (4.4 if kind == "forward" else 1.0) * (112 / size) ** 2, "load_s": 5.0}
+        if spec.name.startswith("vit_large") else measured(spec, size, device, kind)))
     big = image_folder(Path(cifar_like).parent / "big", 5000, 1000, classes=10)
     result = est.estimate(make(str(big), victim="vit_large_patch16_224", thief="vit_large_patch16_224",
                                victim_mode="fft", thief_mode="fft", budget=5000), device="cpu")

@@ -99,3 +99,22 @@ def test_offline_cells_are_victim_major_so_each_victim_is_trained_once() -> None
     victims = [(c.victim, c.seed) for c in cells]
     firsts = [key for i, key in enumerate(victims) if i == 0 or victims[i - 1] != key]
     assert len(firsts) == len(set(victims)) == 12
+
+
+def test_defence_preset_sets_each_defence_at_two_strengths_against_a_pretrained_and_a_scratch_victim() -> None:
+    cells = Grid.from_preset("defences-cifar10").cells()
+    assert {(c.victim, c.victim_mode) for c in cells} == {("tf_efficientnet_lite0", "lp"), ("scratch_cnn", "fft")}
+    assert {(c.thief, c.thief_mode, c.budget) for c in cells} == {("tf_efficientnet_lite0", "lp", 5000)}
+    assert {c.seed for c in cells} == {0, 1, 2} and {c.output for c in cells} == {"label", "probs"}
+    strengths: dict[str, set] = {}
+    for cell in cells:
+        strengths.setdefault(cell.defence, set()).add(cell.defence_params)
+    assert "none" in strengths
+    assert len([name for name, params in strengths.items() if name != "none" and len(params) >= 2]) >= 5
+    assert {c.evaluations for c in cells} == {"fidelity"}  # the trade-off; transfer is the consequences grid's
+
+
+def test_consequences_preset_measures_every_default_evaluation_for_pretrained_and_scratch_victims() -> None:
+    cells = Grid.from_preset("consequences-cifar10").cells()
+    assert {c.victim_mode for c in cells} == {"lp", "fft"} and {c.seed for c in cells} == {0, 1, 2}
+    assert {c.evaluations for c in cells} == {"default"} and "transfer" in cells[0].evaluation_names()

@@ -43,7 +43,24 @@ def test_grid_files_yaml_and_json_resolve_paths_against_their_folder(tmp_path: P
     assert json_grid.name == "named" and [(c.victim_mode, c.budget) for c in json_grid.cells()] == [("fft", 300)]
 
 
+def test_defences_are_crossed_only_with_the_outputs_they_fit() -> None:
+    grid = Grid.from_dict("g", {"victims": ["tf_efficientnet_lite0"], "thieves": ["tf_efficientnet_lite0"],
+                                "outputs": ["label", "probs"],
+                                "defences": ["none", "top1", "gaussian-noise:sigma=0.2",
+                                             "gaussian-noise:sigma=0.2,keep_argmax=true", "watermark:rate=0.1"]})
+    cells = {(c.defence, c.defence_params, c.output) for c in grid.cells()}
+    assert cells == {("none", "", "label"), ("none", "", "probs"), ("top1", "", "probs"),
+                     ("gaussian-noise", "sigma=0.2", "label"), ("gaussian-noise", "sigma=0.2", "probs"),
+                     ("gaussian-noise", "sigma=0.2,keep_argmax=true", "probs"),
+                     ("watermark", "rate=0.1", "label"), ("watermark", "rate=0.1", "probs")}
+    assert grid.defended and not Grid.from_dict("g", {"victims": ["scratch_cnn"], "thieves": ["scratch_cnn"]}).defended
+
+
 @pytest.mark.parametrize("spec, message", [
+    ({"victims": ["scratch_cnn"], "thieves": ["scratch_cnn"], "defences": ["no-such-defence"]}, "gaussian-noise"),
+    ({"victims": ["scratch_cnn"], "thieves": ["scratch_cnn"], "defences": ["mad:epsilon=7"]}, "epsilon"),
+    ({"victims": ["scratch_cnn"], "thieves": ["scratch_cnn"], "defences": ["mad:epsilon"]}, "KEY=VALUE"),
+    ({"victims": ["scratch_cnn"], "thieves": ["scratch_cnn"], "fixed": {"defence": "top1"}}, "axis"),
     ({"victims": ["scratch_cnn"], "thieves": ["scratch_cnn"], "budget": [1]}, "Unknown grid keys"),
     ({"victims": [], "thieves": ["scratch_cnn"]}, "victims"),
     ({"victims": ["scratch_cnn"], "thieves": ["scratch_cnn"], "fixed": {"seed": 3}}, "axis"),
@@ -72,7 +89,7 @@ def test_sweep_writes_cards_and_a_tidy_table(tiny_grid, tiny_sweep: Path) -> Non
     cards = [read_card(card_path(tiny_sweep, c)) for c in cells]
     assert [card["config"] for card in cards] == [c.to_dict() for c in cells]
     table = pd.read_csv(tiny_sweep / "tiny.csv")
-    assert list(table.columns) == TABLE_COLUMNS
+    assert list(table.columns[:len(TABLE_COLUMNS)]) == TABLE_COLUMNS
     assert len(table) == sum(len(card["curve"]) for card in cards)
     assert set(table["source"]) == {"fmsteal"} and set(table["seed"]) == {0, 1}
     assert table["agreement"].between(0, 1).all() and table["thief_acc"].between(0, 1).all()
@@ -82,6 +99,12 @@ def test_sweep_writes_cards_and_a_tidy_table(tiny_grid, tiny_sweep: Path) -> Non
         assert rows["agreement"].tolist() == pytest.approx([p["agreement"] for p in card["curve"]])
         assert rows["victim_acc"].tolist() == pytest.approx([card["victim_accuracy"]] * len(rows))
     assert set(table.loc[table["victim"] == "scratch_cnn", "victim_mode"]) == {"fft"}
+    for card in cards:  # every default evaluation's summary columns, from the card
+        rows = table[(table["victim"] == card["config"]["victim"]) & (table["seed"] == card["seed"])]
+        assert rows["transfer_thief_pgd"].tolist() == pytest.approx([card["transfer"]["thief_pgd"]] * len(rows))
+        corrupted = [row["agreement"] for row in card["corruptions"] if row["severity"] > 0]
+        assert rows["corrupted_agreement"].iloc[0] == pytest.approx(sum(corrupted) / len(corrupted))
+        assert rows["topk_agreement"].iloc[0] == pytest.approx(card["fidelity"]["topk_agreement"])
     provenance = (tiny_sweep / "PROVENANCE.md").read_text()
     assert "4 run cards" in provenance and "local x1" in provenance
 

@@ -25,7 +25,7 @@ from fmsteal.engine.safe_fs import Clock, Limits, checked_path, read_regular, sh
 from fmsteal.errors import DataError
 
 __all__ = ["CIFAR10_CLASSES", "HUB_DATASETS", "HUB_SIZES", "IMAGE_SUFFIXES", "IMAGENET32_ENV", "MAX_STORED_SIDE",
-           "NAMED_POOLS", "ImageSet", "Splits", "count_images", "is_decoded", "load_pool", "load_splits",
+           "NAMED_POOLS", "ImageSet", "Splits", "count_images", "is_decoded", "load_pool", "load_splits", "read_uncached",
            "source_key", "stratified_subset"]
 
 
@@ -81,6 +81,11 @@ def load_pool(source: str) -> ImageSet:
         return load_splits(source).train
     local = list_local(*_local(source))
     return _cached(local.key(pool=True), lambda: _read_local(local, unlabelled_ok=True), local.path.name).train
+
+
+def read_uncached(source: str) -> Splits:
+    """A local image folder or archive read and decoded as `load_splits` does, without the cache."""
+    return _read_local(list_local(*_local(source)))
 
 
 def count_images(source: str, pool: bool = False) -> tuple[int, int, int]:

@@ -23,7 +23,7 @@ from fmsteal.evaluation.metrics import accuracy, agreement
 from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
 from fmsteal.fields import Field
 
-__all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "corruptions", "parse_severities"]
+__all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "corruptions", "mean_columns", "parse_severities"]
 
 # name -> its parameter at severities 1..5 (CIFAR-10-C)
 SEVERITIES = {
@@ -101,13 +101,15 @@ def cost(p, params: dict) -> float:
     """Seconds: every corrupted copy through the victim's and the thief's backbones (nothing is cached)."""
     plan = p.plan
     images = len(CORRUPTIONS) * len(parse_severities(params["severities"])) * min(params["n"] or plan.n_test, plan.n_test)
-    shared = (plan.config.victim, plan.victim_size) == (plan.config.thief, plan.thief_size)
+    config = plan.config
+    shared = (config.victim, plan.victim_size, config.victim_mode) == (config.thief, plan.thief_size, "lp") \
+        and config.thief_mode == "lp"  # two linear probes on one backbone share its pass (`_predict`)
     return p.forward(plan.config.thief, plan.thief_size, images) + (
         0.0 if shared else p.forward(plan.config.victim, plan.victim_size, images))
 
 
 @EVALUATIONS.register("corruptions", help="Victim and thief accuracy and agreement under common image corruptions",
-                      params=PARAMS, default_on=True, label="Corruptions", cost=cost)
+                      params=PARAMS, default_on=True, label="Corruptions", cost=cost, columns=lambda rows: mean_columns(rows))
 def corruptions(ctx: EvaluationContext, params: dict) -> Generator[dict, None, list[dict]]:
     """A row per (corruption, severity), after a `clean` row (severity 0), on one seeded subset of the test set."""
     severities = parse_severities(params["severities"])
@@ -122,6 +124,13 @@ def corruptions(ctx: EvaluationContext, params: dict) -> Generator[dict, None, l
         yield {"kind": "progress", "phase": "evaluate", "done": done, "total": len(cells),
                "message": f"Corruptions: {name.replace('_', ' ')} at severity {severity} on {count:,} images"}
     return rows
+
+
+def mean_columns(rows: list[dict]) -> dict:
+    """Victim and thief accuracy and agreement averaged over every corrupted row (the clean row left out)."""
+    corrupted = [row for row in rows if row["severity"] > 0]
+    return {f"corrupted_{key}": sum(row[key] for row in corrupted) / len(corrupted) if corrupted else None
+            for key in ("victim_accuracy", "thief_accuracy", "agreement")}
 
 
 def _row(name: str, severity: int, victim: torch.Tensor, thief: torch.Tensor, labels: torch.Tensor) -> dict:

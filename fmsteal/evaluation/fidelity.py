@@ -27,7 +27,9 @@ PARAMS = (Field("k", "int", 3, "how many of the victim's best classes count for 
 
 
 @EVALUATIONS.register("fidelity", help="Agreement on the victim's mistakes, top-k agreement and KL(victim || thief)",
-                      params=PARAMS, default_on=True, label="Fidelity")
+                      params=PARAMS, default_on=True, label="Fidelity",
+                      columns=lambda result: {key: result[key] for key in ("mistake_agreement", "topk_agreement",
+                                                                           "kl_victim_thief")})
 def fidelity(ctx: EvaluationContext, params: dict) -> Generator[dict, None, dict]:
     """The fidelity figures defined in the module docstring."""
     k = min(params["k"], ctx.num_classes)

@@ -4,8 +4,9 @@ An evaluation is a generator function `fn(context, params)` that may yield progr
 returns a plain-data result; the run card stores it as `card[name]`. Register one with
 `@EVALUATIONS.register("name", help=..., params=(Field(...), ...), default_on=True, cost=...)`, and
 add its module to `modules` below; `cost(pricing, params)` is its seconds on this machine (see
-`fmsteal.experiment.pricing`). The experiment runs every evaluation its config enables, the
-estimate adds their costs, and the CLI and app list them from here.
+`fmsteal.experiment.pricing`); `columns(result)` is its summary as flat columns of a sweep's table. The
+experiment runs every evaluation its config enables, the estimate adds their costs, the CLI and app
+list them from here and a sweep tabulates their columns.
 """
 
 from __future__ import annotations

@@ -47,13 +47,14 @@ def cost(p, params: dict) -> float:
     backward through each backbone), the victim's answers to every crafted batch, the surrogate's training."""
     plan, n, steps = p.plan, params["n"], params["steps"]
     thief, victim = (plan.config.thief, plan.thief_size), (plan.config.victim, plan.victim_size)
-    crafting = 2 * p.train(*thief, n * (steps + 1)) + p.train(*victim, n * steps)
+    crafting = 2 * p.gradient(*thief, n * (steps + 1)) + p.gradient(*victim, n * steps)
     scoring = p.forward(*victim, 6 * n) + p.forward(*thief, 2 * n)
-    return crafting + scoring + p.linear(512, 30 * plan.config.budget)
+    return crafting + scoring + p.thief_training(min(plan.config.budget, plan.n_pool))
 
 
 @EVALUATIONS.register("transfer", help="Adversarial examples crafted on the thief, shown to the victim, against baselines",
-                      params=PARAMS, default_on=True, label="Adversarial transfer", cost=cost)
+                      params=PARAMS, default_on=True, label="Adversarial transfer", cost=cost,
+                      columns=lambda result: {f"transfer_{name}": result[name] for name in ATTACKS})
 def transfer(ctx: EvaluationContext, params: dict) -> Generator[dict, None, dict]:
     """Transfer rates (fractions of `n` correctly classified test images the victim then gets wrong)."""
     eps, step, steps = params["eps"], params["step"], params["steps"]

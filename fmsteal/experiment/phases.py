@@ -38,7 +38,6 @@ from fmsteal.fields import parse_params
 
 __all__ = ["Phase", "PHASES", "RunState", "comparison", "split_pool"]
 
-VALIDATION_SHARE = 0.1  # the thief keeps every 10th answer as its validation set
 CHECKPOINT = ("agreement", "thief_accuracy", "macro_f1", "victim_accuracy")  # the numbers of one curve point
 
 
@@ -214,21 +213,13 @@ def run_steal(state: RunState) -> Iterator[dict]:
 
 def cost_steal(p: Pricing) -> float:
     plan, config = p.plan, p.plan.config
-    thief = get_backbone(config.thief)
-    recipe = recipe_for(config.preset, "thief", config.thief_mode, thief.family == "scratch", thief.name)
-    size, rungs = plan.thief_size, plan.rungs
     answers = (p.hashing(config.budget) if config.victim_mode == "lp"
                else p.forward(config.victim, plan.victim_size, config.budget))
-    seconds = answers
-    if config.thief_mode == "lp":
-        seconds += sum(p.linear(thief.feature_dim, (1 - VALIDATION_SHARE) * r * recipe.epochs) + p.hashing(r + plan.n_test)
-                       for r in rungs)
-    else:
-        seconds += p.load_model(config.thief, size)
-        seconds += sum(p.train(config.thief, size, (1 - VALIDATION_SHARE) * r * recipe.epochs)
-                       + p.forward(config.thief, size, VALIDATION_SHARE * r * recipe.epochs + plan.n_test) for r in rungs)
+    seconds = answers + sum(p.thief_training(rung, plan.n_test) for rung in plan.rungs)
+    if config.thief_mode != "lp":
+        seconds += p.load_model(config.thief, plan.thief_size)
     if config.strategy != "random":  # a strategy looks at the pool before every rung but the first
-        seconds += (len(rungs) - 1) * STRATEGIES.get(config.strategy).meta["cost"](p)
+        seconds += (len(plan.rungs) - 1) * STRATEGIES.get(config.strategy).meta["cost"](p)
     return seconds
 
 
@@ -272,9 +263,9 @@ def defence_results(state: RunState) -> Iterator[dict]:
 
 
 def cost_evaluate(p: Pricing) -> float:
-    seconds = p.hashing(2 * p.plan.n_test)
+    seconds = p.test_pass("victim") + p.test_pass("thief")  # both sides' probabilities on the test images
     if p.plan.config.defence != "none":  # the honest client's answers; a watermark's innocent model
-        seconds += p.hashing(p.plan.n_test) + p.linear(get_backbone(p.plan.config.thief).feature_dim, 30 * p.plan.config.budget)
+        seconds += p.test_pass("victim") + p.thief_training(p.plan.config.budget)
     for name in p.plan.config.evaluation_names():
         entry = EVALUATIONS.get(name)
         seconds += entry.meta["cost"](p, entry.defaults()) if "cost" in entry.meta else 0.0

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from fmsteal.experiment import speed
 from fmsteal.experiment.plan import Plan
 
-__all__ = ["Pricing", "GPU_SPEEDUP"]
+__all__ = ["Pricing", "GPU_SPEEDUP", "VALIDATION_SHARE"]
 
+VALIDATION_SHARE = 0.1  # a thief keeps every 10th answer as its validation set
 GPU_SPEEDUP = 40.0  # unmeasurable here (no GPU): a mid-range GPU with AMP against 2 CPU cores
 STORED_PIXELS = {"tiny-imagenet": 64 * 64 * 3, "imagenet32": 32 * 32 * 3}  # bytes per stored image; CIFAR: 32 px
 
@@ -31,11 +32,11 @@ class Pricing:
     def _scale(self) -> float:
         return GPU_SPEEDUP if self.plan.device == "cuda" else 1.0
 
-    def _backbone(self, name: str, size: int, training: bool = False) -> dict:
+    def _backbone(self, name: str, size: int, kind: str = "forward") -> dict:
         from fmsteal.engine.zoo import get_backbone
 
         # measured on this machine's CPU; a GPU is priced by GPU_SPEEDUP (none here to time)
-        return speed.backbone_speed(get_backbone(name), size, "cpu", training)
+        return speed.backbone_speed(get_backbone(name), size, "cpu", kind)
 
     def forward(self, name: str, size: int, images: int) -> float:
         """Seconds to run `images` through a backbone (no gradients)."""
@@ -43,7 +44,11 @@ class Pricing:
 
     def train(self, name: str, size: int, images: int) -> float:
         """Seconds of training steps (forward, backward, augmentation) over `images` images."""
-        return images / (self._backbone(name, size, training=True)["ips"] * self._scale)
+        return images / (self._backbone(name, size, "train")["ips"] * self._scale)
+
+    def gradient(self, name: str, size: int, images: int) -> float:
+        """Seconds of forward and backward passes to the input pixels (weights frozen) over `images` images."""
+        return images / (self._backbone(name, size, "gradient")["ips"] * self._scale)
 
     def load_model(self, name: str, size: int) -> float:
         return self._backbone(name, size)["load_s"]
@@ -61,6 +66,28 @@ class Pricing:
 
     def load_bytes(self, nbytes: float) -> float:
         return nbytes / speed.load_bytes_per_s()
+
+    def test_pass(self, role: str) -> float:
+        """Seconds for the victim or the thief to answer every test image: a lookup of cached features (LP)
+        or its own network's forward passes (FFT)."""
+        config = self.plan.config
+        if getattr(config, f"{role}_mode") == "lp":
+            return self.hashing(self.plan.n_test)
+        return self.forward(getattr(config, role), getattr(self.plan, f"{role}_size"), self.plan.n_test)
+
+    def thief_training(self, answers: int, scored: int = 0) -> float:
+        """Seconds to train the config's thief (its mode and recipe) on `answers` labelled images, every 10th
+        kept for validation, then to score it on `scored` test images."""
+        from fmsteal.engine.recipes import recipe_for
+        from fmsteal.engine.zoo import get_backbone
+
+        config, size = self.plan.config, self.plan.thief_size
+        thief = get_backbone(config.thief)
+        epochs = recipe_for(config.preset, "thief", config.thief_mode, thief.family == "scratch", thief.name).epochs
+        if config.thief_mode == "lp":
+            return self.linear(thief.feature_dim, (1 - VALIDATION_SHARE) * answers * epochs) + self.hashing(answers + scored)
+        return (self.train(config.thief, size, (1 - VALIDATION_SHARE) * answers * epochs)
+                + self.forward(config.thief, size, VALIDATION_SHARE * answers * epochs + scored))
 
     @property
     def stored_pixels(self) -> int:

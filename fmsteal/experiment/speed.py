@@ -21,6 +21,7 @@ __all__ = ["backbone_speed", "observe_forward", "linear_seconds", "decode_ips", 
            "MEASURE_SECONDS"]
 
 MEASURE_SECONDS = 1.5  # wall time aimed at per measurement (one-off per machine and setting)
+DECODE_PROBE_IMAGES = 400  # images in the synthetic archive the data phase is timed on
 OBSERVED_MIN_IMAGES = 512  # a run's own throughput replaces the probe's from this many images on
 _lock = threading.Lock()
 
@@ -75,15 +76,19 @@ def _timed(step: Callable[[], None], per_call: int) -> float:
     return per_call / max(fastest, 1e-9)
 
 
-def backbone_speed(spec, size: int, device: str, training: bool = False) -> dict:
-    """{"ips", "load_s"} of `spec` at `size` px on `device`: forward passes, or training steps with `training`
-    (each measured only when a plan needs it: timing a large model's training step takes a while)."""
-    kind = "train" if training else "forward"
-    return _measured(f"backbone|{spec.name}|{size}|{device}|{kind}",
-                     lambda: _measure_backbone(spec, size, device, training))
+KINDS = ("forward", "train", "gradient")
 
 
-def _measure_backbone(spec, size: int, device: str, training: bool) -> dict:
+def backbone_speed(spec, size: int, device: str, kind: str = "forward") -> dict:
+    """{"ips", "load_s"} of `spec` at `size` px on `device` for one `kind` of pass: "forward" (no gradients),
+    "train" (a training step on augmented images) or "gradient" (forward and backward to the input pixels,
+    weights frozen: an adversarial attack's step). Each is measured only when a plan needs it."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    return _measured(f"backbone|{spec.name}|{size}|{device}|{kind}", lambda: _measure_backbone(spec, size, device, kind))
+
+
+def _measure_backbone(spec, size: int, device: str, kind: str) -> dict:
     import torch
 
     from fmsteal.engine.augment import image_transform
@@ -95,7 +100,7 @@ def _measure_backbone(spec, size: int, device: str, training: bool) -> dict:
     started = time.perf_counter()
     model = load_backbone(spec, size, pretrained=False).to(device)
     load_s = time.perf_counter() - started
-    transform = image_transform(spec, size, torch.device(device), augment=True)
+    transform = image_transform(spec, size, torch.device(device), augment=kind == "train")
     probe = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)
     model.eval()
     with torch.inference_mode(), autocast(torch.device(device)):
@@ -104,27 +109,35 @@ def _measure_backbone(spec, size: int, device: str, training: bool) -> dict:
         model(transform(probe, False))
         per_image = (time.perf_counter() - first) / len(probe)
     # a batch as large as the runs use (64) where it is quick, so per-call overhead is not taken for speed
-    batch = int(max(4, min(64, MEASURE_SECONDS / 4 / max(per_image, 1e-4) / (3 if training else 1))))
+    batch = int(max(4, min(64, MEASURE_SECONDS / 4 / max(per_image, 1e-4) / (1 if kind == "forward" else 3))))
     images = torch.randint(0, 255, (batch, 3, 32, 32), dtype=torch.uint8)
-    if not training:
+    network = torch.nn.Sequential(model, torch.nn.Linear(spec.feature_dim, 10).to(device))
+    labels = torch.zeros(batch, dtype=torch.long, device=device)
+    if kind == "forward":
         @torch.inference_mode()
-        def forward() -> None:
+        def step() -> None:
             with autocast(torch.device(device)):
                 model(transform(images, False))
+    elif kind == "gradient":
+        network.requires_grad_(False)
+        pixels = images.float().div(255).requires_grad_(True)
 
-        return {"ips": _timed(forward, batch), "load_s": load_s}
-    network = torch.nn.Sequential(model, torch.nn.Linear(spec.feature_dim, 10).to(device)).train()
-    optimizer = torch.optim.SGD(network.parameters(), lr=1e-4)
-    labels = torch.zeros(batch, dtype=torch.long, device=device)
+        def step() -> None:
+            with autocast(torch.device(device)):
+                loss = torch.nn.functional.cross_entropy(network(transform(pixels, False)).float(), labels)
+            torch.autograd.grad(loss, pixels)
+    else:
+        network.train()
+        optimizer = torch.optim.SGD(network.parameters(), lr=1e-4)
 
-    def train() -> None:
-        with autocast(torch.device(device)):
-            loss = torch.nn.functional.cross_entropy(network(transform(images, True)).float(), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        def step() -> None:
+            with autocast(torch.device(device)):
+                loss = torch.nn.functional.cross_entropy(network(transform(images, True)).float(), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
 
-    return {"ips": _timed(train, batch), "load_s": load_s}
+    return {"ips": _timed(step, batch), "load_s": load_s}
 
 
 def linear_seconds(feature_dim: int, device: str) -> float:
@@ -158,18 +171,29 @@ def decode_ips() -> float:
 
 
 def _measure_decode() -> dict:
+    """The real reading path (an archive listed, checked, decompressed, decoded) over a small synthetic
+    .tar.gz of smooth 32-px JPEGs (CIFAR-like in size), per image."""
+    import tarfile
+    import tempfile
+
     import numpy as np
     from PIL import Image
 
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, "JPEG")
-    data = buffer.getvalue()
+    from fmsteal.engine.data import read_uncached
 
-    def decode() -> None:
-        for _ in range(200):
-            np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-    return {"ips": _timed(decode, 200)}
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "probe.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            for i in range(DECODE_PROBE_IMAGES):
+                buffer = io.BytesIO()
+                smooth = Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).resize((32, 32), Image.BILINEAR)
+                smooth.save(buffer, "JPEG")
+                info = tarfile.TarInfo(f"{'test' if i % 5 == 0 else 'train'}/c{i % 2}/{i}.jpg")
+                info.size = buffer.tell()
+                buffer.seek(0)
+                tar.addfile(info, buffer)
+        return {"ips": _timed(lambda: read_uncached(str(path)), DECODE_PROBE_IMAGES)}
 
 
 def hash_ips(pixels: int) -> float:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import plotly.graph_objects as go
 
-__all__ = ["transfer_figure", "corruption_table"]
+__all__ = ["transfer_figure", "example_items", "corruption_table"]
 
 BARS = (("thief_pgd", "PGD on the stolen copy"), ("thief_fgsm", "FGSM on the stolen copy"),
         ("independent_pgd", "PGD on an independent model (true labels, no queries)"),
@@ -29,6 +32,21 @@ def transfer_figure(card: dict | None) -> go.Figure:
     figure.update_layout(template="plotly_white", height=320, margin={"l": 20, "r": 20, "t": 50, "b": 40},
                          xaxis={"title": "victim wrong (%)", "range": [0, 100]}, yaxis={"autorange": "reversed"})
     return figure
+
+
+def example_items(card: dict | None) -> list[tuple]:
+    """(image, caption) pairs of the card's transfer examples: each clean image, then its adversarial twin."""
+    from PIL import Image
+
+    def image(uri: str):
+        return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+
+    items = []
+    for example in ((card or {}).get("transfer") or {}).get("examples") or []:
+        verdict = "FOOLED" if example["fooled"] else "not fooled"
+        items += [(image(example["clean_png"]), f"clean: victim says {example['victim_before']}"),
+                  (image(example["adversarial_png"]), f"adversarial: victim says {example['victim_after']} ({verdict})")]
+    return items
 
 
 def corruption_table(card: dict | None) -> list[list]:

@@ -58,4 +58,31 @@ PRESETS: dict[str, dict] = {
         "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz", "image_size": 32,
                   "preset": "fast", "thief_mode": "lp", "strategy": "random"},
     },
+    # The defender's side: each defence at two strengths inside the API of a pretrained (Lite0 LP) and a
+    # scratch victim, stolen by one Lite0 LP thief with 5,000 queries, on label and probability answers
+    # where the defence fits (`Grid.cells`). "none" is the undefended reference of every pair.
+    "defences-cifar10": {
+        "victims": ["tf_efficientnet_lite0", "scratch_cnn"],
+        "thieves": ["tf_efficientnet_lite0"],
+        "budgets": [5000], "seeds": [0, 1, 2], "outputs": ["label", "probs"], "victim_modes": ["auto"],
+        "defences": ["none", "top1", "rounding:decimals=1",
+                     "gaussian-noise:sigma=0.1", "gaussian-noise:sigma=0.3", "gaussian-noise:sigma=0.3,keep_argmax=true",
+                     "reverse-sigmoid:beta=0.3", "reverse-sigmoid:beta=1.0",
+                     "mad:epsilon=0.5", "mad:epsilon=1.0", "mad:epsilon=1.0,keep_argmax=true",
+                     "adaptive-misinformation:tau=0.5", "adaptive-misinformation:tau=0.8",
+                     "watermark:rate=0.02", "watermark:rate=0.1",
+                     "prada:delta=0.9,block=true", "prada:delta=0.95,block=true"],
+        "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz",
+                  "preset": "fast", "thief_mode": "lp", "strategy": "random", "evaluations": "fidelity"},
+    },
+    # What a stolen copy lets the thief do, per victim: every default evaluation (adversarial transfer against
+    # its baselines, corruptions, fidelity) after a 5,000-label theft by one Lite0 LP thief, for the
+    # offline grid's pretrained victims and its scratch victim.
+    "consequences-cifar10": {
+        "victims": LITES + ["scratch_cnn"],
+        "thieves": ["tf_efficientnet_lite0"],
+        "budgets": [5000], "seeds": [0, 1, 2], "outputs": ["label"], "victim_modes": ["auto"],
+        "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz",
+                  "preset": "fast", "thief_mode": "lp", "strategy": "random"},
+    },
 }

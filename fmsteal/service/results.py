@@ -63,6 +63,8 @@ def _load(stamp: tuple[tuple[str, int], ...]) -> pd.DataFrame:
 def _read(path: Path) -> pd.DataFrame:
     """One CSV as tidy rows: a sweep table with its cards' conditions, a paper table converted from percent."""
     raw = pd.read_csv(path)
+    if "defence" in raw.columns:  # a defence grid: its defended cells share keys; it has a view of its own
+        return pd.DataFrame(columns=COLUMNS)
     if "source" in raw.columns:
         raw = raw.assign(strategy=raw.get("strategy", "random"), grid=path.stem)
         cards = _card_conditions(path.parent / "cards")

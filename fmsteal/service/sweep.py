@@ -21,16 +21,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fmsteal.adversary.defences import DEFENCES, plan_defence
 from fmsteal.experiment.cards import read_card, write_card
 from fmsteal.experiment.config import ExperimentConfig
 from fmsteal.errors import Cancelled, ConfigError, FmstealError
+from fmsteal.fields import parse_params
 from fmsteal.service.presets import PRESETS
 from fmsteal.engine.zoo import get_backbone
 
 REPO = Path(__file__).resolve().parents[2]
-AXES = ("victims", "thieves", "budgets", "seeds", "outputs", "victim_modes")
+AXES = ("victims", "thieves", "budgets", "seeds", "outputs", "victim_modes", "defences")
 TABLE_COLUMNS = ["source", "dataset", "victim_mode", "victim", "victim_label", "thief", "thief_label", "budget",
                  "output", "seed", "agreement", "victim_acc", "thief_acc", "macro_f1", "strategy"]
+# Added to the table when the grid has defences: the whole run's trade-off, repeated on each checkpoint row.
+DEFENCE_COLUMNS = ["defence", "defence_params", "api_accuracy", "answers_changed", "mean_l1", "agreement_with_api",
+                   "detected_at", "false_alarm_rate", "out_of_distribution_fraction", "marked_fraction",
+                   "watermark_thief_log10_p", "watermark_innocent_log10_p"]
 Progress = Callable[[dict], None]
 
 
@@ -45,6 +51,7 @@ class Grid:
     seeds: tuple[int, ...] = (0,)
     outputs: tuple[str, ...] = ("label",)
     victim_modes: tuple[str, ...] = ("auto",)  # "auto": the backbone's default (LP; FFT for scratch)
+    defences: tuple[str, ...] = ("none",)  # "name" or "name:KEY=VALUE,KEY=VALUE"; crossed with the outputs they fit
     fixed: dict = field(default_factory=dict)
     base_dir: Path = REPO
 
@@ -60,6 +67,9 @@ class Grid:
         for bad in ("victim", "thief") + tuple(a[:-1] for a in AXES[2:]):
             if bad in spec.get("fixed", {}):
                 raise ConfigError(f"{bad!r} is an axis of the grid: list it under {bad}s, not under fixed.")
+        for entry in axes.get("defences", ()):
+            defence, params = split_defence(entry)
+            DEFENCES.get(defence).validate(parse_params(params, f"defence {entry!r}"))  # names the valid choices
         return cls(name=spec.get("name", name), fixed=dict(spec.get("fixed", {})), base_dir=Path(base_dir), **axes)
 
     @classmethod
@@ -85,14 +95,25 @@ class Grid:
             raise ConfigError(f"Grid file {str(path)!r} must hold a mapping of axes and fixed fields.")
         return cls.from_dict(path.stem, spec, path.resolve().parent)
 
+    @property
+    def defended(self) -> bool:
+        return self.defences != ("none",)
+
     def cells(self) -> list[ExperimentConfig]:
-        """Every distinct cell, ordered victim-major so each victim is trained once and then reused."""
+        """Every distinct cell, ordered victim-major so each victim is trained once and then reused.
+
+        A defence is crossed only with the outputs it fits (`plan_defence`): noise on a probability
+        answer and on a label answer, but a top-1-preserving defence on probabilities alone."""
         cells = {}
-        for victim, mode, seed, thief, output, budget in itertools.product(
-                self.victims, self.victim_modes, self.seeds, self.thieves, self.outputs, self.budgets):
+        for victim, mode, seed, thief, entry, output, budget in itertools.product(
+                self.victims, self.victim_modes, self.seeds, self.thieves, self.defences, self.outputs, self.budgets):
+            defence, params = split_defence(entry)
+            if not defence_fits(defence, params, output):
+                continue
             mode = get_backbone(victim).default_mode if mode == "auto" else mode
             config = ExperimentConfig(**{**self.fixed, "victim": victim, "thief": thief, "budget": budget,
-                                         "seed": seed, "output": output, "victim_mode": mode})
+                                         "seed": seed, "output": output, "victim_mode": mode,
+                                         "defence": defence, "defence_params": params})
             cells.setdefault(config.job_id(), config)
         return list(cells.values())
 
@@ -105,6 +126,21 @@ class Grid:
         if ("/" in pool or pool.endswith((".tar.gz", ".tgz"))) and not Path(pool).expanduser().is_absolute():
             paths["query_pool"] = str((self.base_dir / pool).resolve())
         return replace(config, **paths)
+
+
+def split_defence(entry: str) -> tuple[str, str]:
+    """"gaussian-noise:sigma=0.1,keep_argmax=true" -> ("gaussian-noise", "sigma=0.1,keep_argmax=true")."""
+    name, _, params = entry.partition(":")
+    return name.strip(), params.strip()
+
+
+def defence_fits(defence: str, params: str, output: str) -> bool:
+    """Whether the (valid) defence can act on answers in `output` mode."""
+    try:
+        plan_defence(defence, parse_params(params), output)
+    except ConfigError:
+        return False
+    return True
 
 
 def _as_list(value: object) -> list:
@@ -166,8 +202,9 @@ def run_sweep(grid: Grid, out_dir: str | Path, executor: str = "local", jobs: in
 
 
 def _cell_event(status: str, config: ExperimentConfig, done: int, total: int, **extra) -> dict:
+    defended = "" if config.defence == "none" else f", {config.defence} {config.defence_params}".rstrip()
     label = (f"{config.victim} ({config.victim_mode}) <- {config.thief}, {config.budget:,}q {config.output}, "
-             f"seed {config.seed}")
+             f"seed {config.seed}{defended}")
     return {"kind": "cell", "status": status, "job_id": config.job_id(), "label": label, "done": done,
             "total": total, **extra}
 
@@ -270,11 +307,33 @@ def table_rows(grid: Grid, out_dir: str | Path) -> list[dict]:
                   "victim": config.victim, "victim_label": get_backbone(config.victim).label,
                   "thief": config.thief, "thief_label": get_backbone(config.thief).label,
                   "output": config.output, "seed": config.seed, "victim_acc": card["victim_accuracy"],
-                  "strategy": config.strategy}
+                  "strategy": config.strategy, **(defence_columns(config, card.get("defence")) if grid.defended else {}),
+                  **evaluation_columns(config, card)}
         for point in card["curve"]:
             rows.append({**common, "budget": point["queries"], "agreement": point["agreement"],
                          "thief_acc": point["thief_accuracy"], "macro_f1": point["macro_f1"]})
     return rows
+
+
+def evaluation_columns(config: ExperimentConfig, card: dict) -> dict:
+    """The columns each of the cell's evaluations gives its result (`columns` in its registry entry)."""
+    from fmsteal.evaluation.registry import EVALUATIONS
+
+    out = {}
+    for name in config.evaluation_names():
+        columns = EVALUATIONS.get(name).meta.get("columns")
+        if columns is not None and card.get(name) is not None:
+            out.update(columns(card[name]))
+    return out
+
+
+def defence_columns(config: ExperimentConfig, result: dict | None) -> dict:
+    """The DEFENCE_COLUMNS of one cell from its card's `defence` object (an undefended cell has none)."""
+    result = result or {}
+    watermark = {f"watermark_{side}_log10_p": result.get(f"watermark_{side}", {}).get("log10_p_value")
+                 for side in ("thief", "innocent")}
+    return {"defence": config.defence, "defence_params": config.defence_params,
+            **{key: result.get(key) for key in DEFENCE_COLUMNS[2:-2]}, **watermark}
 
 
 def write_table(grid: Grid, out_dir: str | Path) -> Path:
@@ -284,7 +343,10 @@ def write_table(grid: Grid, out_dir: str | Path) -> Path:
     path = Path(out_dir) / f"{grid.name}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
-    pd.DataFrame(table_rows(grid, out_dir), columns=TABLE_COLUMNS).to_csv(tmp, index=False)
+    rows = table_rows(grid, out_dir)
+    columns = TABLE_COLUMNS + (DEFENCE_COLUMNS if grid.defended else [])
+    columns += list(dict.fromkeys(key for row in rows for key in row if key not in columns))  # evaluations'
+    pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False)
     os.replace(tmp, path)
     return path
 

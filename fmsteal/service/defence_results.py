@@ -1,0 +1,180 @@
+"""The precomputed defence grid as protection vs utility: which defence keeps a thief's agreement down, and
+what it costs the API's honest users, for a pretrained and a scratch victim side by side.
+
+Reads the table `python -m fmsteal sweep --preset defences-cifar10` writes (a row per cell and curve
+checkpoint; the defence's results repeated on every row of its cell) and keeps each cell's last
+checkpoint. Utility lost is the victim's undefended test accuracy minus what honest clients get from
+the defended API (a refused query counts as wrong). Every number is a mean ± sd over the seeds with n
+beside it; the finding is computed from the table. No torch here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.colors
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fmsteal.service.conditions import output_name, pct
+
+__all__ = ["DEFENCE_GRID", "load_defence_cells", "defence_summary", "protection_figure", "protection_finding",
+           "summary_rows", "SUMMARY_HEADERS"]
+
+DEFENCE_GRID = "defences-cifar10"
+SETTING = ["victim_kind", "victim_label", "output", "defence", "defence_params"]
+KINDS = {"lp": "Pretrained victim (linear probe)", "fft": "Victim trained from scratch"}
+SHORT = {"lp": "pretrained, LP", "fft": "from scratch"}
+CHEAP = 1.0  # points of API accuracy: a defence costing honest users less than this is "cheap"
+SUMMARY_HEADERS = ["victim", "answers", "defence", "thief agreement", "API accuracy lost (points)",
+                   "answers changed", "detected at (queries)", "false alarms", "watermark log10 p: thief / innocent"]
+
+
+def load_defence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
+    """One row per finished cell (its last checkpoint), with `utility_lost` (fraction) and `victim_kind`."""
+    root = Path(precomputed_dir)
+    if not root.is_absolute() and not root.exists():
+        root = Path(__file__).resolve().parents[2] / root
+    path = root / DEFENCE_GRID / f"{DEFENCE_GRID}.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    rows = pd.read_csv(path)
+    rows["defence_params"] = rows["defence_params"].fillna("")
+    cell = ["victim", "victim_mode", "thief", "output", "seed", "defence", "defence_params"]
+    last = rows.loc[rows.groupby(cell, dropna=False)["budget"].idxmax()].reset_index(drop=True)
+    undefended = last["defence"] == "none"
+    last.loc[undefended, "api_accuracy"] = last.loc[undefended, "victim_acc"]
+    last.loc[undefended, "answers_changed"] = 0.0
+    return last.assign(utility_lost=last["victim_acc"] - last["api_accuracy"],
+                       victim_kind=last["victim_mode"].map(lambda m: "lp" if m == "lp" else "fft"))
+
+
+def defence_summary(cells: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sd and n over seeds of each setting (victim kind, output, defence, parameters)."""
+    grouped = cells.groupby(SETTING, sort=False, dropna=False)
+    out = grouped.agg(agreement=("agreement", "mean"), agreement_sd=("agreement", "std"),
+                      utility_lost=("utility_lost", "mean"), utility_lost_sd=("utility_lost", "std"),
+                      answers_changed=("answers_changed", "mean"), n=("seed", "nunique"),
+                      detected_at=("detected_at", lambda s: _median_or_none(s)),
+                      detected=("detected_at", lambda s: int(s.notna().sum())),
+                      false_alarm_rate=("false_alarm_rate", "mean"),
+                      thief_log10_p=("watermark_thief_log10_p", "max"),
+                      innocent_log10_p=("watermark_innocent_log10_p", "min"))
+    return out.reset_index()
+
+
+def _median_or_none(values: pd.Series) -> float | None:
+    values = values.dropna()
+    return float(values.median()) if len(values) else None
+
+
+def setting_name(row) -> str:
+    """"gaussian-noise (sigma=0.3)", "undefended"."""
+    if row.defence == "none":
+        return "undefended"
+    return f"{row.defence} ({row.defence_params})" if row.defence_params else row.defence
+
+
+def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
+    """Thief agreement vs API accuracy lost, one point per defence setting (mean ± 1 sd over seeds as error
+    bars), the pretrained and the scratch victim side by side; the undefended agreement as a dashed line."""
+    summary = defence_summary(cells[cells["output"] == output])
+    kinds = [kind for kind in KINDS if (summary["victim_kind"] == kind).any()]
+    if summary.empty or not kinds:
+        figure = go.Figure()
+        figure.add_annotation(text=f"No precomputed defence results for {output_name(output)}.", showarrow=False,
+                              x=0.5, y=0.5, xref="paper", yref="paper")
+        return figure
+    titles = [f"{KINDS[k]}: {summary.loc[summary['victim_kind'] == k, 'victim_label'].iloc[0]}" for k in kinds]
+    figure = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, subplot_titles=titles, horizontal_spacing=0.06)
+    palette = plotly.colors.qualitative.Dark24
+    colours = {name: palette[i % len(palette)] for i, name in enumerate(summary["defence"].unique())}
+    for col, kind in enumerate(kinds, start=1):
+        rows = summary[summary["victim_kind"] == kind]
+        for defence, points in rows.groupby("defence", sort=False):
+            if defence == "none":
+                base = points.iloc[0]
+                figure.add_hline(y=100 * base.agreement, line_dash="dash", line_color="grey", row=1, col=col,
+                                 annotation_text=f"undefended {pct(base.agreement, base.agreement_sd, base.n)}",
+                                 annotation_position="top right")
+            figure.add_trace(go.Scatter(
+                x=100 * points["utility_lost"], y=100 * points["agreement"], mode="markers+text",
+                text=list(points["defence_params"]), textposition="top center",
+                marker={"size": 11, "color": colours[defence], "symbol": "x" if defence == "none" else "circle"},
+                error_x={"array": 100 * points["utility_lost_sd"].fillna(0), "thickness": 1},
+                error_y={"array": 100 * points["agreement_sd"].fillna(0), "thickness": 1},
+                name="undefended" if defence == "none" else defence, legendgroup=defence, showlegend=col == 1,
+                customdata=np.stack([points["n"], 100 * points["answers_changed"]], axis=1),
+                hovertemplate=(f"{defence} %{{text}}<br>thief agreement %{{y:.1f}}%<br>accuracy lost %{{x:.2f}} "
+                               "points<br>answers changed %{customdata[1]:.1f}%<br>n=%{customdata[0]} seeds"
+                               "<extra></extra>")), row=1, col=col)
+        figure.update_xaxes(title_text="honest users' accuracy lost (points)", row=1, col=col)
+    n = int(summary["n"].min())
+    figure.update_yaxes(title_text="thief agreement %", row=1, col=1)
+    figure.update_layout(title=f"Protection vs utility: {output_name(output)} answers<br><sup>measured here (grid "
+                               f"{DEFENCE_GRID}) · thief {summary_thief(cells)} · mean ± 1 sd over n={n} seeds · "
+                               f"{int(cells['budget'].max()):,} queries</sup>",
+                         margin={"t": 120}, legend={"title": "defence"})
+    return figure
+
+
+def summary_thief(cells: pd.DataFrame) -> str:
+    return " / ".join(sorted(cells["thief_label"].unique()))
+
+
+def protection_finding(cells: pd.DataFrame, output: str) -> str:
+    """Per victim kind: the undefended agreement, the defence that lowered it most and what that cost, and the
+    most any cheap defence (< CHEAP points of accuracy lost) achieved; detection and watermark verdicts."""
+    summary = defence_summary(cells[cells["output"] == output])
+    sentences = []
+    for kind, rows in summary.groupby("victim_kind", sort=False):
+        base = rows[rows["defence"] == "none"]
+        defended = rows[rows["defence"] != "none"]
+        if base.empty or defended.empty:
+            continue
+        base = base.iloc[0]
+        best = defended.loc[defended["agreement"].idxmin()]
+        cheap = defended[defended["utility_lost"] < CHEAP / 100]
+        text = (f"{KINDS[kind]} ({base.victim_label}), {output_name(output)}: undefended, the thief reaches "
+                f"{pct(base.agreement, base.agreement_sd, base.n)}. The largest drop is {setting_name(best)}, to "
+                f"{pct(best.agreement, best.agreement_sd, best.n)}, at a cost of {100 * best.utility_lost:.1f} "
+                f"points of honest users' accuracy ({100 * best.answers_changed:.0f}% of answers changed).")
+        if not cheap.empty:
+            top = cheap.loc[cheap["agreement"].idxmin()]
+            text += (f" Of the defences costing under {CHEAP:g} point, {setting_name(top)} lowers agreement most: by "
+                     f"{100 * (base.agreement - top.agreement):.1f} points.")
+        sentences.append(text + _detection_text(defended) + _watermark_text(defended))
+    return " ".join(sentences) or f"No precomputed defence results for {output_name(output)}."
+
+
+def _detection_text(defended: pd.DataFrame) -> str:
+    prada = defended[defended["defence"] == "prada"]
+    parts = [f"{setting_name(row)} flagged the thief in {row.detected}/{row.n} seeds"
+             + (f" (median {row.detected_at:,.0f} queries)" if row.detected else "")
+             + f" and {100 * row.false_alarm_rate:.0f}% of honest clients" for row in prada.itertuples()]
+    return f" {'; '.join(parts)}." if parts else ""
+
+
+def _watermark_text(defended: pd.DataFrame) -> str:
+    marks = defended[defended["defence"] == "watermark"]
+    parts = [f"{setting_name(row)}: the stolen copy's p-value is at most 10^{row.thief_log10_p:.1f}, an innocent "
+             f"model's at least 10^{row.innocent_log10_p:.1f}" for row in marks.itertuples()]
+    return f" Watermark {'; '.join(parts)} (over n={int(marks['n'].min())} seeds)." if parts else ""
+
+
+def summary_rows(cells: pd.DataFrame) -> list[list]:
+    """The whole grid as table rows (SUMMARY_HEADERS), every figure with its spread and n."""
+    out = []
+    for row in defence_summary(cells).itertuples():
+        detection = "" if row.defence != "prada" else (
+            f"{row.detected_at:,.0f} (median, {row.detected}/{row.n} seeds)" if row.detected else f"never (0/{row.n})")
+        alarms = "" if row.false_alarm_rate != row.false_alarm_rate else f"{100 * row.false_alarm_rate:.0f}%"
+        watermark = "" if row.thief_log10_p != row.thief_log10_p else (
+            f"≤ {row.thief_log10_p:.1f} / ≥ {row.innocent_log10_p:.1f}")
+        out.append([f"{row.victim_label} ({SHORT[row.victim_kind]})", output_name(row.output),
+                    setting_name(row), pct(row.agreement, row.agreement_sd, row.n),
+                    f"{100 * row.utility_lost:.2f} ± {100 * (row.utility_lost_sd if row.n > 1 else 0):.2f}",
+                    f"{100 * row.answers_changed:.1f}%", detection, alarms, watermark])
+    return out

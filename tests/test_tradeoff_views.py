@@ -1,0 +1,97 @@
+"""The defence grid (protection vs utility) and the consequences grid (stealability vs transferability):
+tiny sweeps on real CIFAR-10, their tables, and the Results views and findings computed from them."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fmsteal.experiment.cards import read_card
+from fmsteal.service import consequence_results, defence_results, results
+from fmsteal.service.sweep import DEFENCE_COLUMNS, card_path, run_sweep, write_table
+
+DEFENDED = ["none", "gaussian-noise:sigma=0.5", "watermark:rate=0.2", "prada:delta=0.9,block=true"]
+
+
+@pytest.fixture(scope="module")
+def defence_sweep(tiny_grid, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """A finished tiny defence grid under `<tmp>/precomputed/defences-cifar10`, and the grid."""
+    grid = tiny_grid(defence_results.DEFENCE_GRID, victims=["tf_efficientnet_lite0"], outputs=["label", "probs"],
+                     defences=DEFENDED, budgets=[300])
+    grid = replace(grid, fixed={**grid.fixed, "evaluations": "none"})
+    root = tmp_path_factory.mktemp("precomputed")
+    summary = run_sweep(grid, root / grid.name)
+    assert summary["failed"] == []
+    return root, grid
+
+
+def test_the_defence_table_holds_each_cells_trade_off_from_its_card(defence_sweep) -> None:
+    root, grid = defence_sweep
+    table = pd.read_csv(root / grid.name / f"{grid.name}.csv")
+    table["defence_params"] = table["defence_params"].fillna("")
+    assert set(DEFENCE_COLUMNS) <= set(table.columns)
+    assert len(grid.cells()) == 8  # every defence here acts on labels and on probabilities
+    for config in grid.cells():
+        card = read_card(card_path(root / grid.name, config))
+        rows = table[(table["defence"] == config.defence) & (table["defence_params"] == config.defence_params)
+                     & (table["output"] == config.output)]
+        assert rows["budget"].tolist() == [point["queries"] for point in card["curve"]]
+        if config.defence == "none":
+            assert "defence" not in card and rows["api_accuracy"].isna().all()
+            continue
+        assert rows["api_accuracy"].iloc[0] == pytest.approx(card["defence"]["api_accuracy"])
+        assert rows["answers_changed"].iloc[0] == pytest.approx(card["defence"]["answers_changed"])
+        if config.defence == "watermark":
+            assert rows["watermark_thief_log10_p"].iloc[0] == pytest.approx(
+                card["defence"]["watermark_thief"]["log10_p_value"])
+        if config.defence == "prada":
+            assert rows["false_alarm_rate"].iloc[0] == pytest.approx(card["defence"]["false_alarm_rate"])
+
+
+def test_protection_view_and_finding_follow_the_measured_cells(defence_sweep) -> None:
+    root, _ = defence_sweep
+    cells = defence_results.load_defence_cells(root)
+    assert set(cells["budget"]) == {300} and cells["utility_lost"].notna().all()
+    noise = cells[(cells["defence"] == "gaussian-noise") & (cells["output"] == "label")].iloc[0]
+    assert noise["utility_lost"] == pytest.approx(noise["victim_acc"] - noise["api_accuracy"])
+    assert noise["utility_lost"] > 0  # sigma 0.5 noise on the probabilities flips honest users' answers too
+    figure = defence_results.protection_figure(cells, "label")
+    points = {trace.name: trace for trace in figure.data}
+    assert set(points) == {"undefended", "gaussian-noise", "watermark", "prada"}
+    assert points["gaussian-noise"].y[0] == pytest.approx(100 * noise["agreement"])
+    assert "n=1 seeds" in figure.layout.title.text
+    finding = defence_results.protection_finding(cells, "label")
+    base = cells[(cells["defence"] == "none") & (cells["output"] == "label")].iloc[0]
+    assert f"the thief reaches {100 * base['agreement']:.1f}% (n=1)" in finding
+    lowest = cells[(cells["defence"] != "none") & (cells["output"] == "label")].sort_values("agreement").iloc[0]
+    assert f"The largest drop is {lowest['defence']}" in finding
+    assert "Watermark watermark (rate=0.2)" in finding and "honest clients" in finding
+    rows = defence_results.summary_rows(cells)
+    assert len(rows) == 8 and all(len(row) == len(defence_results.SUMMARY_HEADERS) for row in rows)
+
+
+def test_a_defence_grid_stays_out_of_the_undefended_results(defence_sweep) -> None:
+    root, grid = defence_sweep
+    assert results.load_tables(root).empty  # its defended cells share keys with the undefended ones
+
+
+def test_stealability_vs_transferability_from_a_swept_consequences_grid(tiny_grid, tiny_sweep: Path,
+                                                                         tmp_path: Path) -> None:
+    grid = replace(tiny_grid(seeds=[0, 1]), name=consequence_results.CONSEQUENCE_GRID)
+    shutil.copytree(tiny_sweep / "cards", tmp_path / grid.name / "cards")
+    write_table(grid, tmp_path / grid.name)
+    cells = consequence_results.load_consequence_cells(tmp_path)
+    assert len(cells) == 4 and cells["transfer_thief_pgd"].between(0, 1).all()
+    summary = consequence_results.consequence_summary(cells)
+    assert set(summary["n"]) == {2}
+    figure = consequence_results.transfer_scatter(cells)
+    thief = next(trace for trace in figure.data if trace.name == "PGD on the stolen copy")
+    assert sorted(thief.y) == pytest.approx(sorted(100 * summary["transfer_thief_pgd"]))
+    finding = consequence_results.transfer_finding(cells)
+    for row in summary.itertuples():
+        assert f"{100 * row.transfer_thief_pgd:.1f}% ± {100 * row.transfer_thief_pgd_sd:.1f} (n=2)" in finding
+    assert "Stealing adds" in finding
