@@ -41,6 +41,7 @@ def make(data_dir: str, **overrides) -> ExperimentConfig:
 
 
 def test_speeds_are_measured_on_this_machine_once_and_scale_with_pixels(monkeypatch):
+    monkeypatch.setattr(speed, "_contention", lambda: 0.0)  # retaking contended probes is tested below
     spec = get_backbone("tf_efficientnet_lite0")
     small, large = speed.backbone_speed(spec, 32, "cpu"), speed.backbone_speed(spec, 160, "cpu")  # 25x the pixels
     assert small["ips"] > large["ips"] > 0 and small["load_s"] > 0
@@ -140,3 +141,19 @@ def test_work_an_earlier_run_left_in_the_cache_is_left_out(tiny_config):
     again = est.estimate(config)
     assert again["phases"]["embed"] > 3 * warm["phases"]["embed"]
     assert "the EfficientNet-Lite0 features" not in again["reused"]
+
+
+def test_a_speed_measured_on_a_contended_machine_is_retaken_once_it_is_quieter(monkeypatch):
+    calls = []
+
+    def measure() -> dict:
+        calls.append(1)
+        return {"ips": float(len(calls))}
+
+    monkeypatch.setattr(speed, "_contention", lambda: 3.0)  # three runnable processes per core
+    assert speed._measured("probe|contended", measure)["ips"] == 1.0
+    monkeypatch.setattr(speed, "_contention", lambda: 2.0)  # still busy: keep the figure
+    assert speed._measured("probe|contended", measure) == {"ips": 1.0, "contention": 3.0}
+    monkeypatch.setattr(speed, "_contention", lambda: 0.5)  # quiet now: measured again, and kept
+    assert speed._measured("probe|contended", measure) == {"ips": 2.0, "contention": 0.5}
+    assert speed._measured("probe|contended", measure)["ips"] == 2.0 and len(calls) == 2

@@ -21,7 +21,7 @@ DEFENDED = ["none", "gaussian-noise:sigma=0.5", "watermark:rate=0.2", "prada:del
 def defence_sweep(tiny_grid, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """A finished tiny defence grid under `<tmp>/precomputed/defences-cifar10`, and the grid."""
     grid = tiny_grid(defence_results.DEFENCE_GRID, victims=["tf_efficientnet_lite0"], outputs=["label", "probs"],
-                     defences=DEFENDED, budgets=[300])
+                     defences=DEFENDED, budgets=[140])
     grid = replace(grid, fixed={**grid.fixed, "evaluations": "none"})
     root = tmp_path_factory.mktemp("precomputed")
     summary = run_sweep(grid, root / grid.name)
@@ -55,7 +55,7 @@ def test_the_defence_table_holds_each_cells_trade_off_from_its_card(defence_swee
 def test_protection_view_and_finding_follow_the_measured_cells(defence_sweep) -> None:
     root, _ = defence_sweep
     cells = defence_results.load_defence_cells(root)
-    assert set(cells["budget"]) == {300} and cells["utility_lost"].notna().all()
+    assert cells["budget"].max() <= 140 and cells["utility_lost"].notna().all()
     noise = cells[(cells["defence"] == "gaussian-noise") & (cells["output"] == "label")].iloc[0]
     assert noise["utility_lost"] == pytest.approx(noise["victim_acc"] - noise["api_accuracy"])
     assert noise["utility_lost"] > 0  # sigma 0.5 noise on the probabilities flips honest users' answers too
@@ -69,7 +69,8 @@ def test_protection_view_and_finding_follow_the_measured_cells(defence_sweep) ->
     assert f"the thief reaches {100 * base['agreement']:.1f}% (n=1)" in finding
     lowest = cells[(cells["defence"] != "none") & (cells["output"] == "label")].sort_values("agreement").iloc[0]
     assert f"The largest drop is {lowest['defence']}" in finding
-    assert "Watermark watermark (rate=0.2)" in finding and "honest clients" in finding
+    assert "Ownership test: with watermark (rate=0.2), the stolen copy's p-value" in finding
+    assert "honest clients" in finding
     rows = defence_results.summary_rows(cells)
     assert len(rows) == 8 and all(len(row) == len(defence_results.SUMMARY_HEADERS) for row in rows)
 

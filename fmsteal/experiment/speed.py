@@ -38,8 +38,22 @@ def _machine() -> str:
     return f"{platform.machine()}-{os.cpu_count()}cpu-{torch.get_num_threads()}t-torch{torch.__version__}"
 
 
+def _contention() -> float:
+    """Runnable processes per core (1-minute load average / cores): above 1, others were sharing the CPU."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return 0.0
+
+
+def _stale(entry: dict) -> bool:
+    """A measurement taken while the machine was contended is retaken once it is at most half as busy."""
+    return entry.get("contention", 0.0) > 1.0 and _contention() <= entry["contention"] / 2
+
+
 def _measured(key: str, measure: Callable[[], dict], replace: dict | None = None) -> dict:
-    """The cached measurement under `key` (per machine), measuring it once; `replace` overwrites it."""
+    """The cached measurement under `key` (per machine), measuring it once (again when it was taken on a
+    contended machine that is now quieter); `replace` overwrites it. Each records the contention it saw."""
     key = f"{_machine()}|{key}"
     with _lock:
         file = _file()
@@ -47,8 +61,8 @@ def _measured(key: str, measure: Callable[[], dict], replace: dict | None = None
             table = json.loads(file.read_text())
         except (OSError, ValueError):
             table = {}
-        if key not in table or replace is not None:
-            table[key] = replace if replace is not None else measure()
+        if key not in table or replace is not None or _stale(table[key]):
+            table[key] = {**(replace if replace is not None else measure()), "contention": round(_contention(), 2)}
             from fmsteal.experiment.cards import write_card
 
             write_card(table, file)

@@ -16,6 +16,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from fmsteal.service.conditions import output_name, pct
+from fmsteal.service.results import grid_table
 
 __all__ = ["CONSEQUENCE_GRID", "load_consequence_cells", "consequence_summary", "transfer_scatter",
            "transfer_finding"]
@@ -29,13 +30,7 @@ VICTIM = ["victim", "victim_mode", "victim_label", "thief_label", "output"]
 
 def load_consequence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
     """One row per finished cell (its last checkpoint) with its transfer and corruption columns."""
-    root = Path(precomputed_dir)
-    if not root.is_absolute() and not root.exists():
-        root = Path(__file__).resolve().parents[2] / root
-    path = root / CONSEQUENCE_GRID / f"{CONSEQUENCE_GRID}.csv"
-    if not path.exists():
-        return pd.DataFrame()
-    rows = pd.read_csv(path)
+    rows = grid_table(CONSEQUENCE_GRID, precomputed_dir)
     if "transfer_thief_pgd" not in rows.columns:
         return pd.DataFrame()
     rows = rows.dropna(subset=["transfer_thief_pgd"])
@@ -104,7 +99,8 @@ def transfer_finding(cells: pd.DataFrame) -> str:
         trend = "rises" if rho > 0.5 else "falls" if rho < -0.5 else "shows no clear trend"
         text += (f" Across the {len(summary)} victims, transfer from the copy {trend} with agreement (Spearman "
                  f"rank correlation of the victims' means {rho:+.2f}; a handful of victims, so a direction, not a law).")
-    gain = summary["transfer_thief_pgd"] - summary["transfer_independent_pgd"]
-    text += (f" Stealing adds {100 * gain.min():+.1f} to {100 * gain.max():+.1f} points of transfer over a model "
-             "trained on as many true labels.")
+    gain = 100 * (summary["transfer_thief_pgd"] - summary["transfer_independent_pgd"])
+    span = f"{gain.min():+.1f}" if f"{gain.min():+.1f}" == f"{gain.max():+.1f}" else f"{gain.min():+.1f} to {gain.max():+.1f}"
+    text += (f" Stealing adds {span} points of transfer over a model of the thief's architecture trained on as many "
+             "true labels (victims' means).")
     return text

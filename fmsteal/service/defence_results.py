@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from fmsteal.service.conditions import output_name, pct
+from fmsteal.service.results import grid_table
 
 __all__ = ["DEFENCE_GRID", "load_defence_cells", "defence_summary", "protection_figure", "protection_finding",
            "summary_rows", "SUMMARY_HEADERS"]
@@ -26,21 +27,18 @@ __all__ = ["DEFENCE_GRID", "load_defence_cells", "defence_summary", "protection_
 DEFENCE_GRID = "defences-cifar10"
 SETTING = ["victim_kind", "victim_label", "output", "defence", "defence_params"]
 KINDS = {"lp": "Pretrained victim (linear probe)", "fft": "Victim trained from scratch"}
+FINDING_KINDS = {"lp": "pretrained, linear probe", "fft": "trained from scratch"}
 SHORT = {"lp": "pretrained, LP", "fft": "from scratch"}
 CHEAP = 1.0  # points of API accuracy: a defence costing honest users less than this is "cheap"
 SUMMARY_HEADERS = ["victim", "answers", "defence", "thief agreement", "API accuracy lost (points)",
-                   "answers changed", "detected at (queries)", "false alarms", "watermark log10 p: thief / innocent"]
+                   "answers changed", "detected at (queries)", "false alarms", "watermark p-value: thief / innocent"]
 
 
 def load_defence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
     """One row per finished cell (its last checkpoint), with `utility_lost` (fraction) and `victim_kind`."""
-    root = Path(precomputed_dir)
-    if not root.is_absolute() and not root.exists():
-        root = Path(__file__).resolve().parents[2] / root
-    path = root / DEFENCE_GRID / f"{DEFENCE_GRID}.csv"
-    if not path.exists():
-        return pd.DataFrame()
-    rows = pd.read_csv(path)
+    rows = grid_table(DEFENCE_GRID, precomputed_dir)
+    if rows.empty:
+        return rows
     rows["defence_params"] = rows["defence_params"].fillna("")
     cell = ["victim", "victim_mode", "thief", "output", "seed", "defence", "defence_params"]
     last = rows.loc[rows.groupby(cell, dropna=False)["budget"].idxmax()].reset_index(drop=True)
@@ -80,9 +78,9 @@ def setting_name(row) -> str:
 def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
     """Thief agreement vs API accuracy lost, one point per defence setting (mean ± 1 sd over seeds as error
     bars), the pretrained and the scratch victim side by side; the undefended agreement as a dashed line."""
-    summary = defence_summary(cells[cells["output"] == output])
-    kinds = [kind for kind in KINDS if (summary["victim_kind"] == kind).any()]
-    if summary.empty or not kinds:
+    summary = defence_summary(cells[cells["output"] == output]) if not cells.empty else pd.DataFrame()
+    kinds = [kind for kind in KINDS if not summary.empty and (summary["victim_kind"] == kind).any()]
+    if not kinds:
         figure = go.Figure()
         figure.add_annotation(text=f"No precomputed defence results for {output_name(output)}.", showarrow=False,
                               x=0.5, y=0.5, xref="paper", yref="paper")
@@ -127,6 +125,8 @@ def summary_thief(cells: pd.DataFrame) -> str:
 def protection_finding(cells: pd.DataFrame, output: str) -> str:
     """Per victim kind: the undefended agreement, the defence that lowered it most and what that cost, and the
     most any cheap defence (< CHEAP points of accuracy lost) achieved; detection and watermark verdicts."""
+    if cells.empty:
+        return f"No precomputed defence results for {output_name(output)}."
     summary = defence_summary(cells[cells["output"] == output])
     sentences = []
     for kind, rows in summary.groupby("victim_kind", sort=False):
@@ -137,7 +137,7 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
         base = base.iloc[0]
         best = defended.loc[defended["agreement"].idxmin()]
         cheap = defended[defended["utility_lost"] < CHEAP / 100]
-        text = (f"{KINDS[kind]} ({base.victim_label}), {output_name(output)}: undefended, the thief reaches "
+        text = (f"{base.victim_label} victim ({FINDING_KINDS[kind]}), {output_name(output)}: undefended, the thief reaches "
                 f"{pct(base.agreement, base.agreement_sd, base.n)}. The largest drop is {setting_name(best)}, to "
                 f"{pct(best.agreement, best.agreement_sd, best.n)}, at a cost of {100 * best.utility_lost:.1f} "
                 f"points of honest users' accuracy ({100 * best.answers_changed:.0f}% of answers changed).")
@@ -159,22 +159,30 @@ def _detection_text(defended: pd.DataFrame) -> str:
 
 def _watermark_text(defended: pd.DataFrame) -> str:
     marks = defended[defended["defence"] == "watermark"]
-    parts = [f"{setting_name(row)}: the stolen copy's p-value is at most 10^{row.thief_log10_p:.1f}, an innocent "
-             f"model's at least 10^{row.innocent_log10_p:.1f}" for row in marks.itertuples()]
-    return f" Watermark {'; '.join(parts)} (over n={int(marks['n'].min())} seeds)." if parts else ""
+    parts = [f"{setting_name(row)}, the stolen copy's p-value is at most {p_text(row.thief_log10_p)} and an innocent "
+             f"model's at least {p_text(row.innocent_log10_p)}" for row in marks.itertuples()]
+    return f" Ownership test: with {'; with '.join(parts)} (over n={int(marks['n'].min())} seeds)." if parts else ""
+
+
+def p_text(log10_p: float) -> str:
+    """A p-value from its log10: "0.79", or "1e-14.2" where a float would underflow or read as 0.00."""
+    return f"{10 ** log10_p:.2f}" if log10_p > -2 else f"1e{log10_p:.1f}"
 
 
 def summary_rows(cells: pd.DataFrame) -> list[list]:
     """The whole grid as table rows (SUMMARY_HEADERS), every figure with its spread and n."""
+    summary = defence_summary(cells)
+    summary = summary.assign(kind_order=summary["victim_kind"].map(list(KINDS).index),
+                             defended=summary["defence"] != "none")
     out = []
-    for row in defence_summary(cells).itertuples():
+    for row in summary.sort_values(["kind_order", "output", "defended", "defence", "defence_params"]).itertuples():
         detection = "" if row.defence != "prada" else (
             f"{row.detected_at:,.0f} (median, {row.detected}/{row.n} seeds)" if row.detected else f"never (0/{row.n})")
         alarms = "" if row.false_alarm_rate != row.false_alarm_rate else f"{100 * row.false_alarm_rate:.0f}%"
         watermark = "" if row.thief_log10_p != row.thief_log10_p else (
-            f"≤ {row.thief_log10_p:.1f} / ≥ {row.innocent_log10_p:.1f}")
+            f"≤ {p_text(row.thief_log10_p)} / ≥ {p_text(row.innocent_log10_p)}")
         out.append([f"{row.victim_label} ({SHORT[row.victim_kind]})", output_name(row.output),
                     setting_name(row), pct(row.agreement, row.agreement_sd, row.n),
-                    f"{100 * row.utility_lost:.2f} ± {100 * (row.utility_lost_sd if row.n > 1 else 0):.2f}",
+                    f"{100 * row.utility_lost:.2f}" + (f" ± {100 * row.utility_lost_sd:.2f}" if row.n > 1 else ""),
                     f"{100 * row.answers_changed:.1f}%", detection, alarms, watermark])
     return out

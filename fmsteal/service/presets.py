@@ -77,9 +77,9 @@ PRESETS: dict[str, dict] = {
     },
     # What a stolen copy lets the thief do, per victim: every default evaluation (adversarial transfer against
     # its baselines, corruptions, fidelity) after a 5,000-label theft by one Lite0 LP thief, for the
-    # offline grid's pretrained victims and its scratch victim.
+    # offline grid's Lite0 LP victim (the thief's own public backbone) and its scratch victim.
     "consequences-cifar10": {
-        "victims": LITES + ["scratch_cnn"],
+        "victims": ["tf_efficientnet_lite0", "scratch_cnn"],
         "thieves": ["tf_efficientnet_lite0"],
         "budgets": [5000], "seeds": [0, 1, 2], "outputs": ["label"], "victim_modes": ["auto"],
         "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz",

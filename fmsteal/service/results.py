@@ -22,7 +22,7 @@ from fmsteal.service.conditions import dataset_name, describe, mode_name, output
 from fmsteal.service.findings import curve_finding, family, heatmap_finding, paper_effect, paper_effect_sentence
 from fmsteal.service.plots import round_log_ticks
 
-__all__ = ["COLUMNS", "KEYS", "ALL_MODES", "load_tables", "views", "view_label", "heatmap_figure",
+__all__ = ["COLUMNS", "KEYS", "ALL_MODES", "precomputed_root", "grid_table", "load_tables", "views", "view_label", "heatmap_figure",
            "budget_curve_figure", "family", "paper_effect", "paper_effect_sentence"]
 
 COLUMNS = ["source", "grid", "dataset", "victim_mode", "victim", "victim_label", "thief", "thief_label", "budget",
@@ -37,18 +37,28 @@ PAPER_POOLS = {"cifar10": "imagenet32"}  # the paper's pool per victim dataset (
 PAPER_SIZE = 224  # the authors resize every image to 224 px for victim and thief
 
 
+def precomputed_root(precomputed_dir: str | Path = "precomputed") -> Path:
+    """The precomputed folder; a relative one that is not under the working directory is the repo's."""
+    root = Path(precomputed_dir)
+    return REPO / root if not root.is_absolute() and not root.exists() else root
+
+
+def grid_table(grid: str, precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
+    """The table a sweep of `grid` wrote under the precomputed folder (empty when there is none)."""
+    path = precomputed_root(precomputed_dir) / grid / f"{grid}.csv"
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
 def load_tables(precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
     """Every table under `precomputed_dir` as one tidy frame (read once, then served from memory)."""
-    root = Path(precomputed_dir)
-    if not root.is_absolute() and not root.exists():
-        root = REPO / root
+    root = precomputed_root(precomputed_dir)
     files = sorted(root.glob("paper/*.csv")) + sorted(p for p in root.glob("*/*.csv") if p.parent.name != "paper")
     return _load(tuple((str(p), p.stat().st_mtime_ns) for p in files)).copy()
 
 
 @lru_cache(maxsize=8)
 def _load(stamp: tuple[tuple[str, int], ...]) -> pd.DataFrame:
-    frames = [_read(Path(path)) for path, _ in stamp]
+    frames = [frame for frame in (_read(Path(path)) for path, _ in stamp) if not frame.empty]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     df = pd.concat(frames, ignore_index=True)[COLUMNS]
