@@ -108,8 +108,15 @@ def cost(p, params: dict) -> float:
         0.0 if shared else p.forward(plan.config.victim, plan.victim_size, images))
 
 
+def mean_columns(rows: list[dict]) -> dict:
+    """Victim and thief accuracy and agreement averaged over every corrupted row (the clean row left out)."""
+    corrupted = [row for row in rows if row["severity"] > 0]
+    return {f"corrupted_{key}": sum(row[key] for row in corrupted) / len(corrupted) if corrupted else None
+            for key in ("victim_accuracy", "thief_accuracy", "agreement")}
+
+
 @EVALUATIONS.register("corruptions", help="Victim and thief accuracy and agreement under common image corruptions",
-                      params=PARAMS, default_on=True, label="Corruptions", cost=cost, columns=lambda rows: mean_columns(rows))
+                      params=PARAMS, default_on=True, label="Corruptions", cost=cost, columns=mean_columns)
 def corruptions(ctx: EvaluationContext, params: dict) -> Generator[dict, None, list[dict]]:
     """A row per (corruption, severity), after a `clean` row (severity 0), on one seeded subset of the test set."""
     severities = parse_severities(params["severities"])
@@ -124,13 +131,6 @@ def corruptions(ctx: EvaluationContext, params: dict) -> Generator[dict, None, l
         yield {"kind": "progress", "phase": "evaluate", "done": done, "total": len(cells),
                "message": f"Corruptions: {name.replace('_', ' ')} at severity {severity} on {count:,} images"}
     return rows
-
-
-def mean_columns(rows: list[dict]) -> dict:
-    """Victim and thief accuracy and agreement averaged over every corrupted row (the clean row left out)."""
-    corrupted = [row for row in rows if row["severity"] > 0]
-    return {f"corrupted_{key}": sum(row[key] for row in corrupted) / len(corrupted) if corrupted else None
-            for key in ("victim_accuracy", "thief_accuracy", "agreement")}
 
 
 def _row(name: str, severity: int, victim: torch.Tensor, thief: torch.Tensor, labels: torch.Tensor) -> dict:

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from fmsteal.experiment import speed
 from fmsteal.experiment.plan import Plan
 
-__all__ = ["Pricing", "GPU_SPEEDUP", "VALIDATION_SHARE"]
+__all__ = ["Pricing", "GPU_SPEEDUP"]
 
-VALIDATION_SHARE = 0.1  # a thief keeps every 10th answer as its validation set
 GPU_SPEEDUP = 40.0  # unmeasurable here (no GPU): a mid-range GPU with AMP against 2 CPU cores
 STORED_PIXELS = {"tiny-imagenet": 64 * 64 * 3, "imagenet32": 32 * 32 * 3}  # bytes per stored image; CIFAR: 32 px
 
@@ -78,16 +77,17 @@ class Pricing:
     def thief_training(self, answers: int, scored: int = 0) -> float:
         """Seconds to train the config's thief (its mode and recipe) on `answers` labelled images, every 10th
         kept for validation, then to score it on `scored` test images."""
+        from fmsteal.adversary.thief import VALIDATION_EVERY
         from fmsteal.engine.recipes import recipe_for
         from fmsteal.engine.zoo import get_backbone
 
-        config, size = self.plan.config, self.plan.thief_size
+        config, size, held = self.plan.config, self.plan.thief_size, 1 / VALIDATION_EVERY
         thief = get_backbone(config.thief)
         epochs = recipe_for(config.preset, "thief", config.thief_mode, thief.family == "scratch", thief.name).epochs
         if config.thief_mode == "lp":
-            return self.linear(thief.feature_dim, (1 - VALIDATION_SHARE) * answers * epochs) + self.hashing(answers + scored)
-        return (self.train(config.thief, size, (1 - VALIDATION_SHARE) * answers * epochs)
-                + self.forward(config.thief, size, VALIDATION_SHARE * answers * epochs + scored))
+            return self.linear(thief.feature_dim, (1 - held) * answers * epochs) + self.hashing(answers + scored)
+        return (self.train(config.thief, size, (1 - held) * answers * epochs)
+                + self.forward(config.thief, size, held * answers * epochs + scored))
 
     @property
     def stored_pixels(self) -> int:
