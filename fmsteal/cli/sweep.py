@@ -15,7 +15,7 @@ def add_sweep_parser(subparsers) -> None:
     """Register `sweep` on the CLI's sub-command parsers."""
     sweep = subparsers.add_parser("sweep", help="run a grid of experiments (resumable) and write its table")
     grid = sweep.add_mutually_exclusive_group(required=True)
-    grid.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (fmsteal/presets.py)")
+    grid.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (fmsteal/service/presets.py)")
     grid.add_argument("--grid", help="a YAML or JSON file: victims, thieves, budgets, seeds, outputs, "
                                      "victim_modes, fixed")
     sweep.add_argument("--out", required=True, help="output folder: cards/, <grid>.csv, PROVENANCE.md")
