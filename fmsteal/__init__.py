@@ -2,7 +2,8 @@
 
 `fmsteal.attack(victim, pool=..., test=..., thief=..., budget=...)` steals your own model (a function,
 an ONNX or TorchScript file, an HTTP API, a Gradio Space); `fmsteal.run(ExperimentConfig(...))` runs
-a whole experiment with a victim trained here. Both yield plain-dict events ending with a run card.
+a whole experiment with a victim trained here (its steal phase is `attack`). Both yield plain-dict
+events ending with a run card.
 """
 
 __version__ = "0.2.0"

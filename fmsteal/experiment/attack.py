@@ -1,14 +1,15 @@
 """`fmsteal.attack`: steal any victim (your function, an ONNX/TorchScript file, an HTTP API, a Space).
 
-It runs the same attack as `fmsteal.experiment.run` (the thief's cached features, `attack.thief.steal`
-through a `BlackBoxVictim`, the same comparisons in the card) against a victim given from outside:
-anything `fmsteal.victims.resolve_victim` takes. Its events are plain dicts; the last one is
-`{"kind": "result", "card": {...}}`. Attack queries are exactly `budget`; the victim's answers on the
-test images are evaluation queries, counted separately (`evaluation_queries`).
+This is the one attack code path: `fmsteal.experiment.run` trains a victim here, then runs its steal
+phase through this function with the victim behind a `BlackBoxVictim` (carrying the run's defence).
+Events are plain dicts; the last one is `{"kind": "result", "card": {...}, "thief": ..., "test_predictions": ...}`.
+Attack queries are exactly `budget`; the victim's answers on the test images are evaluation queries,
+counted separately (`evaluation_queries`; none when the caller passes them as `reference`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -34,11 +35,41 @@ def _images(source, role: str):
     return load_splits(source).test if role == "test" else load_pool(source)
 
 
+def _check_black_box(victim, reference, budget: int) -> None:
+    """A ready `BlackBoxVictim` answers only as set: the test labels must come with it, the budget fit it."""
+    if reference is None:
+        raise ConfigError("A BlackBoxVictim answers only as its API is set to: pass reference= (the victim's own "
+                          "labels on the test images), or pass the victim's probability function instead.")
+    if budget > victim.remaining:
+        raise ConfigError(f"The budget ({budget:,} queries) exceeds what the BlackBoxVictim has left "
+                          f"({victim.remaining:,}).")
+
+
+def _opened(victim, victim_params: dict | None, classes) -> contextlib.AbstractContextManager:
+    """The victim's handle to answer through, or None for a ready `BlackBoxVictim`."""
+    from fmsteal.adversary.blackbox import BlackBoxVictim
+    from fmsteal.victims.sources import resolve_victim
+
+    if not isinstance(victim, BlackBoxVictim):
+        return resolve_victim(victim, victim_params, num_classes=len(classes), class_names=classes)
+    if victim.num_classes != len(classes):
+        raise ConfigError(f"The BlackBoxVictim answers {victim.num_classes} classes; the test images have {len(classes)}.")
+    return contextlib.nullcontext()
+
+
 def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: int = 1000, output: str = "label",
            strategy: str = "random", seed: int = 0, thief_mode: str | None = None, image_size: int | None = None,
            device: str = "auto", preset: str = "fast", top_k: int = 3, decimals: int = 2,
-           victim_params: dict | None = None) -> Iterator[dict]:
-    """Steal `victim` with `budget` queries on `pool` images, scored on `test`; yields events, then the card."""
+           victim_params: dict | None = None, reference=None, embedder=None) -> Iterator[dict]:
+    """Steal `victim` with `budget` queries on `pool` images, scored on `test`; yields events, then the result.
+
+    `victim`: a callable from images (n x 3 x H x W floats in [0, 1]) to probabilities, logits or labels, a
+    spec string (`file:model.onnx`, `url:...`, ...) or a `VictimHandle`; or a ready `BlackBoxVictim`,
+    whose output mode, defence and budget then stand as set (it needs `reference`). `reference`: the
+    victim's own labels on the test images, when the caller has them (no evaluation queries). `embedder`:
+    an `Embedder` of the thief that already holds the pool's and test images' features. The result event
+    carries the card, the stolen copy (`thief`, a `Thief`) and its labels on the test images.
+    """
     from fmsteal.adversary.blackbox import BlackBoxVictim
     from fmsteal.adversary.thief import Thief, steal
     from fmsteal.engine.embed import Embedder
@@ -47,8 +78,10 @@ def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: 
     from fmsteal.experiment.phases import CHECKPOINT, comparison
     from fmsteal.experiment.pipeline import resolve_device
     from fmsteal.experiment.plan import resolve_image_size
-    from fmsteal.victims.sources import resolve_victim
 
+    if isinstance(victim, BlackBoxVictim):
+        _check_black_box(victim, reference, budget)
+        output, top_k, decimals = victim.output, victim.top_k, victim.decimals
     options = dict(thief=thief, budget=budget, output=output, strategy=strategy, seed=seed, device=device,
                    preset=preset, top_k=top_k, decimals=decimals)
     for name in CHECKED:
@@ -64,20 +97,25 @@ def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: 
     pool_set, test_set = _images(pool, "pool"), _images(test, "test")
     if budget > len(pool_set):
         raise ConfigError(f"The budget ({budget:,} queries) is larger than the query pool ({len(pool_set):,} images).")
+    if reference is not None and len(reference) != len(test_set):
+        raise ConfigError(f"reference holds {len(reference):,} labels for {len(test_set):,} test images.")
     classes = test_set.class_names
-    yield {"kind": "phase", "phase": "embed", "message": f"{spec.label} features of the pool and test images (cached)"}
-    embedder = Embedder(spec, size, torch_device)
-    for images, what in ((pool_set, "query pool"), (test_set, "test images")):
-        yield from embedder.register(images, f"{spec.label}: {what}")
+    if embedder is None and mode == "lp":  # an FFT thief trains on pixels: it needs no frozen features
+        yield {"kind": "phase", "phase": "embed", "message": f"{spec.label} features of the pool and test images (cached)"}
+        embedder = Embedder(spec, size, torch_device)
+        for images, what in ((pool_set, "query pool"), (test_set, "test images")):
+            yield from embedder.register(images, f"{spec.label}: {what}")
 
-    yield {"kind": "phase", "phase": "victim", "message": "Asking the victim about the test images (evaluation)"}
-    with resolve_victim(victim, victim_params, num_classes=len(classes), class_names=classes) as handle:
-        victim_test = handle.probabilities(test_set.images.float() / 255).argmax(1)
-        check()
-        black_box = BlackBoxVictim(handle.probabilities, handle.num_classes or len(classes), output, budget,
-                                   top_k, decimals)
+    with _opened(victim, victim_params, classes) as handle:
+        black_box = victim if handle is None else BlackBoxVictim(
+            handle.probabilities, handle.num_classes or len(classes), output, budget, top_k, decimals)
+        victim_test = reference
+        if victim_test is None:
+            yield {"kind": "phase", "phase": "victim", "message": "Asking the victim about the test images (evaluation)"}
+            victim_test = handle.probabilities(test_set.images.float() / 255).argmax(1)
+            check()
         recipe = recipe_for(preset, "thief", mode, spec.family == "scratch", spec.name)
-        thief_model = Thief(spec, mode, size, torch_device, embedder, recipe, len(classes), seed)
+        copy = Thief(spec, mode, size, torch_device, embedder, recipe, len(classes), seed)
         last: dict = {}
 
         def evaluate(current: Thief) -> dict:
@@ -85,19 +123,20 @@ def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: 
             return {k: v for k, v in comparison(last["predictions"], victim_test, test_set).items() if k in CHECKPOINT}
 
         yield {"kind": "phase", "phase": "steal", "message": f"Stealing with {budget:,} queries ({output})"}
-        curve = []
-        for event in steal(black_box, pool_set.images, thief_model, budget, strategy, seed, evaluate):
+        curve, spent_before = [], black_box.queries_used
+        for event in steal(black_box, pool_set.images, copy, budget, strategy, seed, evaluate):
             if event["kind"] == "checkpoint":
                 curve.append({k: event[k] for k in ("queries", "agreement", "thief_accuracy", "macro_f1")})
             yield event
-        accounting = handle.accounting()
-        described = handle.description
-    yield {"kind": "result", "card": {
+        accounting = handle.accounting() if handle is not None else None
+        described = handle.description if handle is not None else "a BlackBoxVictim"
+    yield {"kind": "result", "thief": copy, "test_predictions": last["predictions"], "card": {
         "fmsteal_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": {"victim": described, **options, "thief_mode": mode, "image_size": size,
                    "pool": pool if isinstance(pool, str) else "ImageSet", "test": test if isinstance(test, str) else "ImageSet"},
         "seed": seed, "class_names": classes, "image_size": {"thief": size}, "curve": curve,
         **comparison(last["predictions"], victim_test, test_set),
-        "queries_spent": black_box.queries_used, "evaluation_queries": len(test_set), "victim_accounting": accounting,
+        "queries_spent": black_box.queries_used - spent_before,
+        "evaluation_queries": 0 if reference is not None else len(test_set), "victim_accounting": accounting,
         "test_size": len(test_set), "pool_size": len(pool_set),
         "timings": {"total": round(time.perf_counter() - started, 3)}}}

@@ -23,7 +23,7 @@ from fmsteal.adversary.defences import DefenceContext, build_defence
 from fmsteal.adversary.defences.mad import random_head_surrogate
 from fmsteal.adversary.defences.watermark import verify_watermark
 from fmsteal.adversary.strategies import STRATEGIES
-from fmsteal.adversary.thief import Thief, steal
+from fmsteal.adversary.thief import Thief
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import recipe_for
@@ -190,25 +190,22 @@ def defence_for(state: RunState):
 
 
 def run_steal(state: RunState) -> Iterator[dict]:
-    config, plan, test = state.config, state.plan, state.test
-    spec = get_backbone(config.thief)
-    num_classes = len(test.class_names)
-    answer = config.defence_plan()
-    state.black_box = BlackBoxVictim(state.victim.probabilities, num_classes, answer.output, config.budget,
-                                     answer.top_k, answer.decimals, defence=defence_for(state))
-    recipe = recipe_for(config.preset, "thief", config.thief_mode, spec.family == "scratch", spec.name)
-    state.thief = Thief(spec, config.thief_mode, plan.thief_size, state.device, state.embedders["thief"], recipe,
-                        num_classes, config.seed)
+    """`fmsteal.attack` against the victim trained here, behind a black box carrying the config's defence;
+    scored against the victim's own test labels (the experimenter's privilege, no evaluation queries)."""
+    from fmsteal.experiment.attack import attack
 
-    def evaluate(current: Thief) -> dict:
-        state.thief_test = current.logits(test.images).argmax(1)
-        return {k: v for k, v in comparison(state.thief_test, state.victim_test, test).items() if k in CHECKPOINT}
-
-    for event in steal(state.black_box, state.pool.images, state.thief, config.budget, config.strategy, config.seed,
-                       evaluate):
-        if event["kind"] == "checkpoint":
-            state.curve.append({k: event[k] for k in ("queries", "agreement", "thief_accuracy", "macro_f1")})
-        yield event
+    config, answer = state.config, state.config.defence_plan()
+    state.black_box = BlackBoxVictim(state.victim.probabilities, len(state.test.class_names), answer.output,
+                                     config.budget, answer.top_k, answer.decimals, defence=defence_for(state))
+    events = attack(state.black_box, pool=state.pool, test=state.test, thief=config.thief, budget=config.budget,
+                    strategy=config.strategy, seed=config.seed, thief_mode=config.thief_mode,
+                    image_size=state.plan.thief_size, device=state.device.type, preset=config.preset,
+                    reference=state.victim_test, embedder=state.embedders["thief"])
+    for event in events:
+        if event["kind"] == "result":
+            state.thief, state.thief_test, state.curve = event["thief"], event["test_predictions"], event["card"]["curve"]
+        elif event["kind"] != "phase":  # the attack's own steps are all within this phase
+            yield event
 
 
 def cost_steal(p: Pricing) -> float:

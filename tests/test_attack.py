@@ -1,0 +1,85 @@
+"""`fmsteal.attack` on victims defined here, and `fmsteal.run` built on it (one attack code path)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fmsteal
+from engine_fixtures import run_to_card
+from fmsteal.adversary.blackbox import BlackBoxVictim
+from fmsteal.engine.data import load_splits, stratified_subset
+from fmsteal.errors import ConfigError
+from fmsteal.experiment import attack as attack_module
+
+OPTIONS = dict(thief="tf_efficientnet_lite0", image_size=64, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def images(cifar_archive):
+    """(pool, test): 300 real CIFAR-10 train images to query, 100 test images to score on."""
+    splits = load_splits(str(cifar_archive))
+    return stratified_subset(splits.train, 30), stratified_subset(splits.test, 10)
+
+
+class ColourModel:
+    """A victim that is no part of fmsteal: logits from mean colour; counts every image it is shown."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.weights = torch.linspace(-1, 1, 30).reshape(3, 10)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        assert images.dtype == torch.float32 and 0 <= float(images.min()) and float(images.max()) <= 1
+        self.seen += len(images)
+        return images.mean(dim=(2, 3)) @ self.weights
+
+
+def test_a_callable_victim_is_stolen_with_exact_query_accounting(images):
+    pool, test = images
+    victim = ColourModel()
+    events = list(fmsteal.attack(victim, pool=pool, test=test, budget=150, **OPTIONS))
+    result = events[-1]
+    card = result["card"]
+    assert victim.seen == 150 + 100  # the budget, then the test images once
+    assert card["queries_spent"] == 150 and card["evaluation_queries"] == 100 == card["test_size"]
+    checkpoints = [e for e in events if e["kind"] == "checkpoint"]
+    assert [c["queries"] for c in checkpoints] == [p["queries"] for p in card["curve"]] and checkpoints[-1]["queries"] == 150
+    victim_labels = ((test.images.float() / 255).mean(dim=(2, 3)) @ victim.weights).argmax(1)
+    assert card["agreement"] == pytest.approx(float((result["test_predictions"] == victim_labels).float().mean()))
+    assert torch.equal(result["thief"].logits(test.images).argmax(1), result["test_predictions"])
+
+
+def test_a_black_box_is_used_as_set_and_needs_the_reference_labels(images):
+    pool, test = images
+    victim = ColourModel()
+    black_box = BlackBoxVictim(victim, 10, "probs", budget=120)
+    with pytest.raises(ConfigError, match="reference="):
+        next(iter(fmsteal.attack(black_box, pool=pool, test=test, budget=100, **OPTIONS)))
+    with pytest.raises(ConfigError, match="has left"):
+        next(iter(fmsteal.attack(black_box, pool=pool, test=test, budget=150, reference=torch.zeros(100), **OPTIONS)))
+    reference = victim(test.images.float() / 255).argmax(1)
+    victim.seen = 0
+    card = list(fmsteal.attack(black_box, pool=pool, test=test, budget=100, reference=reference, **OPTIONS))[-1]["card"]
+    assert victim.seen == 100 == black_box.queries_used == card["queries_spent"] and card["evaluation_queries"] == 0
+    assert card["config"]["output"] == "probs"  # the black box's answers, not the default label
+    with pytest.raises(ConfigError, match="100 test images"):
+        list(fmsteal.attack(victim, pool=pool, test=test, budget=10, reference=reference[:5], **OPTIONS))
+
+
+def test_a_run_steals_through_fmsteal_attack(tiny_config, monkeypatch):
+    calls, original = [], attack_module.attack
+
+    def spied(*args, **kwargs):
+        calls.append(None)
+        for event in original(*args, **kwargs):
+            if event["kind"] == "result":
+                calls[-1] = event["card"]
+            yield event
+
+    monkeypatch.setattr(attack_module, "attack", spied)
+    card, events = run_to_card(tiny_config(budget=200, output="topk"))
+    assert len(calls) == 1 and isinstance(calls[0], dict)  # one attack, and it ran to its result
+    assert calls[0]["curve"] == card["curve"] and calls[0]["agreement"] == card["agreement"]
+    assert calls[0]["queries_spent"] == card["queries_spent"] == 200 and calls[0]["config"]["output"] == "topk"
+    assert [e["phase"] for e in events if e["kind"] == "phase"] == ["data", "embed", "victim", "steal", "evaluate", "card"]
