@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fmsteal.service.presets import PRESETS
+from fmsteal.service.presets import AUTHORS_WEIGHTS, PRESETS
 from fmsteal.engine.recipes import recipe_for
 from fmsteal.service.sweep import REPO, Grid
 from fmsteal.adversary.thief import curve_checkpoints
@@ -21,13 +21,17 @@ def test_paper_preset_is_exactly_the_papers_cifar10_cells(mode: str) -> None:
     table = pd.read_csv(PAPER_TABLE)
     published = table[(table["dataset"] == "cifar10") & (table["victim_mode"] == mode)]
     cells = Grid.from_preset(f"paper-cifar10-{mode}").cells()
-    assert sorted((c.victim, c.thief) for c in cells) == sorted(zip(published["victim"], published["thief"]))
+    paper_name = {zoo: paper for paper, zoo in AUTHORS_WEIGHTS.items()}  # the authors' weights of each backbone
+    assert sorted((paper_name.get(c.victim, c.victim), paper_name.get(c.thief, c.thief)) for c in cells) == \
+        sorted(zip(published["victim"], published["thief"]))
     assert len({c.job_id() for c in cells}) == len(published)
     for cell in cells:
         assert (cell.dataset, cell.data_dir, cell.query_pool) == ("cifar10", None, "imagenet32")
         assert (cell.budget, cell.output, cell.strategy, cell.seed) == (5000, "label", "random", 1)  # RNG_SEED 1
         # the authors' FFT table fine-tunes the thief too (cfgs/cifar10/resnet18.yaml: LP False on both sides)
         assert (cell.victim_mode, cell.thief_mode, cell.image_size, cell.preset) == (mode, mode, 224, "paper")
+        # their victims see CIFAR-normalised images, their thieves raw [0, 1] pixels
+        assert (cell.backbone("victim"), cell.backbone("thief")) == (f"{cell.victim}@cifar10", f"{cell.thief}@raw")
     assert set(published["budget"]) == {5000} and set(published["victim_output"]) == {"top1_label"}
     assert set(published["query_pool"]) == {"imagenet32"}
 
@@ -50,10 +54,12 @@ def test_paper_preset_cells_train_with_the_authors_hyperparameters(mode: str) ->
 def test_paper_preset_thieves_keep_the_authors_per_backbone_exceptions() -> None:
     """cfgs/cifar10/resnet101.yaml: thief lr 0.01; cfgs/cifar10/vitl16.yaml: thief batch 64; the rest as resnet34."""
     thieves = {cell.thief for name in ("paper-cifar10-lp", "paper-cifar10-fft") for cell in Grid.from_preset(name).cells()}
-    recipes = {name: recipe_for("paper", "thief", "lp", False, name) for name in thieves}
-    assert (recipes["resnet101"].lr, recipes["resnet101"].batch_size) == (0.01, 128)
+    recipes = {name: recipe_for("paper", "thief", "lp", False, get_backbone(name).timm_arch) for name in thieves}
+    assert "resnet101" not in thieves  # the authors load torchvision's V2 weights
+    assert (recipes["resnet101_tv2"].lr, recipes["resnet101_tv2"].batch_size) == (0.01, 128)
     assert (recipes["vit_large_patch16_224"].lr, recipes["vit_large_patch16_224"].batch_size) == (1e-3, 64)
-    for name in thieves - {"resnet101", "vit_large_patch16_224"}:
+    assert all(recipe.fp32 for recipe in recipes.values())  # their code runs fp32 (autocast wraps only the loss)
+    for name in thieves - {"resnet101_tv2", "vit_large_patch16_224"}:
         assert (recipes[name].lr, recipes[name].batch_size) == (1e-3, 128), name
     # the exceptions are the thief's: victims on the same backbones keep the victim recipe
     assert recipe_for("paper", "victim", "lp", False, "resnet101") == recipe_for("paper", "victim", "lp", False)

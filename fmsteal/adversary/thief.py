@@ -44,8 +44,9 @@ class Thief:
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """The thief's logits for uint8 images."""
         if self.mode == "lp":
-            return predict(self.network, self.embedder.features_of(images), feature_transform(self.device), self.device)
-        return predict(self.network, images, self._image_transform(False), self.device)
+            return predict(self.network, self.embedder.features_of(images), feature_transform(self.device), self.device,
+                           fp32=self.recipe.fp32)
+        return predict(self.network, images, self._image_transform(False), self.device, fp32=self.recipe.fp32)
 
     def train(self, images: torch.Tensor, targets: torch.Tensor, validation: tuple[torch.Tensor, torch.Tensor] | None,
               label: str) -> Generator[dict, None, None]:

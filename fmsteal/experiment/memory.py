@@ -28,7 +28,7 @@ def peak_bytes(plan: Plan, stored_pixels: int = 32 * 32 * 3) -> int:
     features = sum(plan.n_embedded * get_backbone(name).feature_dim * 4 for name, _ in plan.embeddings)
     largest = 0
     for role, size in (("victim", plan.victim_size), ("thief", plan.thief_size)):
-        spec, training = get_backbone(getattr(config, role)), getattr(config, f"{role}_mode") == "fft"
+        spec, training = get_backbone(config.backbone(role)), getattr(config, f"{role}_mode") == "fft"
         weights = spec.params_m * 1e6 * 4 * (4 if training else 1)  # weights, gradients, momentum, a best copy
         batch = BATCH * 3 * size * size * 4 * ACTIVATIONS_PER_PIXEL * (TRAINING_FACTOR if training else 1)
         largest = max(largest, weights + batch)

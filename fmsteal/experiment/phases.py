@@ -26,7 +26,7 @@ from fmsteal.adversary.strategies import STRATEGIES
 from fmsteal.adversary.thief import Thief
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
-from fmsteal.engine.recipes import recipe_for
+from fmsteal.engine.recipes import full_precision, recipe_for
 from fmsteal.engine.victim import TrainedVictim, train_victim
 from fmsteal.engine.zoo import get_backbone
 from fmsteal.evaluation.metrics import accuracy, agreement, confusion, macro_f1, per_class_agreement
@@ -119,10 +119,11 @@ def cost_data(p: Pricing) -> float:
 
 def run_embed(state: RunState) -> Iterator[dict]:
     plan, shared = state.plan, {}
-    for role, name, size in (("victim", state.config.victim, plan.victim_size),
-                             ("thief", state.config.thief, plan.thief_size)):
+    for role, name, size in (("victim", state.config.backbone("victim"), plan.victim_size),
+                             ("thief", state.config.backbone("thief"), plan.thief_size)):
         if (name, size) not in shared:
-            shared[(name, size)] = Embedder(get_backbone(name), size, state.device)
+            shared[(name, size)] = Embedder(get_backbone(name), size, state.device,
+                                            fp32=full_precision(state.config.preset))
         state.embedders[role] = shared[(name, size)]
     for name, size in plan.embeddings:
         embedder = shared[(name, size)]
@@ -152,7 +153,7 @@ def cost_embed(p: Pricing) -> float:
 # -- victim -------------------------------------------------------------------------------------
 
 def run_victim(state: RunState) -> Iterator[dict]:
-    config, spec = state.config, get_backbone(state.config.victim)
+    config, spec = state.config, get_backbone(state.config.backbone("victim"))
     recipe = recipe_for(config.preset, "victim", config.victim_mode, spec.family == "scratch")
     state.victim = yield from train_victim(spec, config.victim_mode, state.victim_train, state.embedders["victim"],
                                            recipe, state.plan.victim_size, state.device, config.seed)
@@ -164,7 +165,7 @@ def run_victim(state: RunState) -> Iterator[dict]:
 
 def cost_victim(p: Pricing) -> float:
     plan, config = p.plan, p.plan.config
-    spec = get_backbone(config.victim)
+    spec = get_backbone(config.backbone("victim"))
     recipe = recipe_for(config.preset, "victim", config.victim_mode, spec.family == "scratch")
     if config.victim_mode == "lp":
         training = 0.0 if p.victim_trained else p.linear(spec.feature_dim, plan.n_victim_train * recipe.epochs)
@@ -197,7 +198,7 @@ def run_steal(state: RunState) -> Iterator[dict]:
     config, answer = state.config, state.config.defence_plan()
     state.black_box = BlackBoxVictim(state.victim.probabilities, len(state.test.class_names), answer.output,
                                      config.budget, answer.top_k, answer.decimals, defence=defence_for(state))
-    events = attack(state.black_box, pool=state.pool, test=state.test, thief=config.thief, budget=config.budget,
+    events = attack(state.black_box, pool=state.pool, test=state.test, thief=config.backbone("thief"), budget=config.budget,
                     strategy=config.strategy, seed=config.seed, thief_mode=config.thief_mode,
                     image_size=state.plan.thief_size, device=state.device.type, preset=config.preset,
                     reference=state.victim_test, embedder=state.embedders["thief"])

@@ -81,7 +81,7 @@ def make_plan(config, device: str, sizes: tuple[int, int, int] | None = None, po
     if config.budget > n_pool:
         raise ConfigError(f"The budget ({config.budget:,} queries) is larger than the query pool ({n_pool:,} images). "
                           "Lower the budget or use a larger pool or dataset.")
-    victim, thief = get_backbone(config.victim), get_backbone(config.thief)
+    victim, thief = get_backbone(config.backbone("victim")), get_backbone(config.backbone("thief"))
     victim_size = resolve_image_size(victim, config.image_size, device)
     thief_size = resolve_image_size(thief, config.image_size, device)
     embeddings = [(victim.name, victim_size)] if config.victim_mode == "lp" else []

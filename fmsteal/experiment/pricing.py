@@ -82,8 +82,8 @@ class Pricing:
         from fmsteal.engine.zoo import get_backbone
 
         config, size, held = self.plan.config, self.plan.thief_size, 1 / VALIDATION_EVERY
-        thief = get_backbone(config.thief)
-        epochs = recipe_for(config.preset, "thief", config.thief_mode, thief.family == "scratch", thief.name).epochs
+        thief = get_backbone(config.backbone("thief"))
+        epochs = recipe_for(config.preset, "thief", config.thief_mode, thief.family == "scratch", thief.timm_arch).epochs
         if config.thief_mode == "lp":
             return self.linear(thief.feature_dim, (1 - held) * answers * epochs) + self.hashing(answers + scored)
         return (self.train(config.thief, size, (1 - held) * answers * epochs)

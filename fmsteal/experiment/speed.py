@@ -74,7 +74,7 @@ def observe_forward(spec, size: int, device: str, images: int, seconds: float) -
     loaded the machine would otherwise mislead every later estimate). Small samples are ignored."""
     if images >= OBSERVED_MIN_IMAGES and seconds > 0:
         probe = backbone_speed(spec, size, device)
-        _measured(f"backbone|{spec.name}|{size}|{device}|forward", dict, {**probe, "ips": images / seconds})
+        _measured(f"backbone|{spec.base_name}|{size}|{device}|forward", dict, {**probe, "ips": images / seconds})
 
 
 def _timed(step: Callable[[], None], per_call: int) -> float:
@@ -99,7 +99,7 @@ def backbone_speed(spec, size: int, device: str, kind: str = "forward") -> dict:
     weights frozen: an adversarial attack's step). Each is measured only when a plan needs it."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    return _measured(f"backbone|{spec.name}|{size}|{device}|{kind}", lambda: _measure_backbone(spec, size, device, kind))
+    return _measured(f"backbone|{spec.base_name}|{size}|{device}|{kind}", lambda: _measure_backbone(spec, size, device, kind))
 
 
 def _measure_backbone(spec, size: int, device: str, kind: str) -> dict:

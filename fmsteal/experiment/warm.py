@@ -48,7 +48,7 @@ def is_cached(base: dict | None, part: str, **fields) -> bool:
 
 def victim_fields(config, image_size: int) -> dict:
     """What besides the data decides which trained victim a run uses."""
-    return {"backbone": config.victim, "mode": config.victim_mode, "size": image_size, "seed": config.seed,
+    return {"backbone": config.backbone("victim"), "mode": config.victim_mode, "size": image_size, "seed": config.seed,
             "preset": config.preset}
 
 

@@ -12,27 +12,38 @@ LITES = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite
 
 # The paper's CIFAR-10 grid as the authors' code runs it (../shared/reference/README.md and
 # rajankita/foundation_model_stealing at 2b0bc9a; docs/paper_vs_code.md lists every difference that
-# remains): 224 px, the authors' hyperparameters (`paper` recipes, with their per-backbone thief
-# exceptions), ImageNet32 as the query pool, 5,000 top-1-label queries, random selection, seed 1
+# remains): 224 px, the authors' weights, input scaling and hyperparameters (`paper` recipes, fp32, with
+# their per-backbone thief exceptions), ImageNet32 as the query pool, 5,000 top-1-label queries, random selection, seed 1
 # (their configs' RNG_SEED). LP table: linear-probe thieves (their default); FFT table: the thief is
 # fine-tuned too (their cfgs/cifar10/resnet18.yaml sets LP False for both sides).
+# Inputs as the authors' code scales them: CIFAR-10 statistics for every victim, raw [0, 1] pixels for
+# the thief (no Normalize in its transforms). The `paper` recipes also run fp32 on CUDA, as their code does.
 PAPER_CIFAR10 = {
     "dataset": "cifar10", "query_pool": "imagenet32", "image_size": 224, "preset": "paper",
-    "thief_mode": "lp", "strategy": "random",
+    "thief_mode": "lp", "strategy": "random", "victim_inputs": "cifar10", "thief_inputs": "raw",
 }
 PAPER_SEEDS = [1]
+# The paper's backbone -> the zoo entry with the weights the authors' code loads: torchvision's current
+# (V2) ResNet-50/101 and the ImageNet-1k fine-tuned CLIP; the paper's tables name the backbone only.
+AUTHORS_WEIGHTS = {"resnet50": "resnet50_tv2", "resnet101": "resnet101_tv2",
+                   "vit_base_patch16_clip_224": "vit_base_patch16_clip_224_ft"}
+
+
+def _authors(names: list[str]) -> list[str]:
+    return [AUTHORS_WEIGHTS.get(name, name) for name in names]
+
 
 PRESETS: dict[str, dict] = {
     "paper-cifar10-lp": {
-        "victims": RESNETS + ["vit_small_patch16_224", "vit_base_patch16_224", "vit_large_patch16_224"],
-        "thieves": ["resnet34", "vit_base_patch16_224", "vit_large_patch16_224", "vit_base_patch16_clip_224"],
+        "victims": _authors(RESNETS + ["vit_small_patch16_224", "vit_base_patch16_224", "vit_large_patch16_224"]),
+        "thieves": _authors(["resnet34", "vit_base_patch16_224", "vit_large_patch16_224", "vit_base_patch16_clip_224"]),
         "budgets": [5000], "seeds": PAPER_SEEDS, "outputs": ["label"], "victim_modes": ["lp"],
         "fixed": PAPER_CIFAR10,
     },
     "paper-cifar10-fft": {
-        "victims": RESNETS + ["vit_small_patch16_224", "vit_base_patch16_224"],
-        "thieves": ["resnet34", "resnet101", "vit_base_patch16_224", "vit_large_patch16_224",
-                    "vit_base_patch16_clip_224"],
+        "victims": _authors(RESNETS + ["vit_small_patch16_224", "vit_base_patch16_224"]),
+        "thieves": _authors(["resnet34", "resnet101", "vit_base_patch16_224", "vit_large_patch16_224",
+                             "vit_base_patch16_clip_224"]),
         "budgets": [5000], "seeds": PAPER_SEEDS, "outputs": ["label"], "victim_modes": ["fft"],
         "fixed": {**PAPER_CIFAR10, "thief_mode": "fft"},
     },
