@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fmsteal.engine.augment import feature_transform, image_transform
+from fmsteal.engine.augment import feature_transform, image_transform, view_features
 from fmsteal.adversary.blackbox import Answers, VictimAPI
 from fmsteal.adversary.budget import curve_checkpoints
 from fmsteal.adversary.strategies import Selection, select
@@ -54,7 +54,7 @@ class Thief:
         torch.manual_seed(self.seed)
         if self.mode == "lp":
             network = nn.Linear(self.spec.feature_dim, self.num_classes)
-            inputs, transform = self.embedder.features_of(images), feature_transform(self.device)
+            inputs, transform = view_features(self.embedder, images, self.recipe, self.seed), feature_transform(self.device)
             if validation is not None:
                 validation = (self.embedder.features_of(validation[0]), validation[1])
         else:
@@ -65,7 +65,8 @@ class Thief:
                                       self.num_classes, validation, phase="steal", label=label)
 
     def _image_transform(self, train: bool):
-        return image_transform(self.spec, self.image_size, self.device, self.recipe.augment and train)
+        return image_transform(self.spec, self.image_size, self.device, self.recipe.augment and train,
+                               self.recipe.rotate if train else 0.0)
 
 
 def targets_from(answers: Answers, num_classes: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import torch
@@ -69,6 +69,7 @@ class Embedder:
         self._model: torch.nn.Module | None = None
         self._fingerprint: str | None = None
         self._index: dict[bytes, tuple[torch.Tensor, int]] = {}
+        self._derived: dict[tuple, torch.Tensor] = {}  # (image hash, tag) -> features of a derived image
 
     @property
     def model(self) -> torch.nn.Module:
@@ -139,6 +140,21 @@ class Embedder:
                 rows = missing[start:start + self.batch_size]
                 out[rows] = self._forward_batch(pixels[rows])
         return out
+
+    def derived_features(self, images: torch.Tensor, tag: tuple,
+                         derive: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Features of `derive(images)` (e.g. an augmented view of each), remembered per source image and
+        `tag`: only images not seen before under this tag are derived and forwarded."""
+        pixels = to_uint8(images)
+        keys = [(key, tag) for key in image_hashes(pixels)]
+        missing = [i for i, key in enumerate(keys) if key not in self._derived]
+        if missing:
+            features = self.features_of(derive(pixels[torch.tensor(missing)]))
+            for row, i in enumerate(missing):
+                self._derived[keys[i]] = features[row]
+        if not keys:
+            return torch.empty(0, self.spec.feature_dim)
+        return torch.stack([self._derived[key] for key in keys])
 
     @torch.inference_mode()
     def _forward_batch(self, images: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,10 @@ CPU-friendly preset (`fast`).
 victim's command line in their README, the thief's `cfgs/cifar10/*.yaml` (SGD, lr 0.001, batch 128,
 100 epochs, MultiStepLR milestones [50, 120, ...] x0.1, which within 100 epochs is one drop at epoch
 50), and the configs' per-backbone exceptions for the thief (ResNet-101: lr 0.01; ViT-L/16: batch 64).
-Per-side input scaling and the authors' weights are config fields and zoo entries (the `paper` sweep
-presets set them); what neither can express (rotation augmentation, augmented views of cached features,
-BatchNorm statistics that keep updating under a linear probe) is listed in docs/paper_vs_code.md.
+`paper` recipes run fp32 and augment as the authors do (linear probes: a few cached augmented views per
+image). Per-side input scaling and the authors' weights are config fields and zoo entries (the `paper`
+sweep presets set them); what none can express (BatchNorm statistics that keep updating under a linear
+probe) is listed in docs/paper_vs_code.md.
 """
 
 from __future__ import annotations
@@ -37,19 +38,29 @@ class Recipe:
     step_gamma: float = 0.1
     augment: bool = True  # random crop + flip of the images (networks only; cached features have none)
     fp32: bool = False  # no bf16 autocast on CUDA (CPUs run fp32 either way)
+    rotate: float = 0.0  # instead of the crop: rotation within +-rotate degrees (+ flip)
+    views: int = 0  # linear probes: cached features of this many augmented views per image, besides the image
 
     def to_dict(self) -> dict:
-        """The recipe as data (a cache key); `fp32` only when set, so earlier keys stay valid."""
+        """The recipe as data (a cache key); fields added later only when set, so earlier keys stay valid."""
         values = asdict(self)
-        if not self.fp32:
-            del values["fp32"]
+        for name in ADDED_LATER:
+            if values[name] == getattr(Recipe, name):
+                del values[name]
         return values
 
 
+ADDED_LATER = ("fp32", "rotate", "views")  # fields left out of a recipe's key at their defaults
+VIEWS = 4  # augmented views per image when the `paper` preset trains a linear probe on cached features
+
+
 # Victim: the authors' README command (SGD lr 0.002, momentum 0.9, batch 64, 100 epochs, StepLR 30 x0.1).
-PAPER_VICTIM = Recipe("sgd", 0.002, 0.9, 5e-4, 64, 100, "step", 30, 0.1, fp32=True)
+# Both augment every epoch in the authors' code (victim: crop + flip; thief: rotation 5 degrees + flip, its
+# 224-px crop being a no-op); a linear probe here draws one of VIEWS cached augmented views per image per step.
+PAPER_VICTIM = Recipe("sgd", 0.002, 0.9, 5e-4, 64, 100, "step", 30, 0.1, fp32=True, views=VIEWS)
 # Thief: the authors' thief configs; the lr drops x0.1 at epoch 50 (their milestones [50, 120, ...]).
-PAPER_THIEF = Recipe("sgd", 1e-3, 0.9, 5e-4, 128, 100, "step", 50, 0.1, fp32=True)
+PAPER_THIEF = Recipe("sgd", 1e-3, 0.9, 5e-4, 128, 100, "step", 50, 0.1, augment=False, fp32=True, rotate=5.0,
+                     views=VIEWS)
 # Per-backbone thief settings in the authors' configs (cfgs/cifar10/resnet101.yaml, vitl16.yaml).
 PAPER_THIEF_EXCEPTIONS: dict[str, dict] = {
     "resnet101": {"lr": 0.01},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,7 @@ def make_optimizer(params, recipe: Recipe, steps_per_epoch: int):
 
 def fit(
     model: nn.Module,
-    inputs: torch.Tensor,
+    inputs: torch.Tensor | Sequence,
     targets: torch.Tensor,
     recipe: Recipe,
     transform: Transform,
@@ -61,7 +61,8 @@ def fit(
     label: str = "training",
     report_seconds: float = 0.5,
 ) -> Generator[dict, None, nn.Module]:
-    """Train `model`; with `validation` (inputs, labels) keep the epoch with the best macro-F1.
+    """Train `model` on `inputs` (a tensor, or `FeatureViews`: one augmented view per item per step); with
+    `validation` (inputs, labels) keep the epoch with the best macro-F1.
 
     Progress is yielded at the end of every epoch and at least every `report_seconds` within one,
     so a consumer that stops on cancel stops within about a training step.

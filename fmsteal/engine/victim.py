@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmsteal.engine.augment import feature_transform, image_transform
+from fmsteal.engine.augment import feature_transform, image_transform, view_features
 from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
 from fmsteal.engine.data import ImageSet
 from fmsteal.engine.embed import Embedder, to_uint8
@@ -66,9 +66,9 @@ def train_victim(spec: BackboneSpec, mode: str, train: ImageSet, embedder: Embed
         yield {"kind": "log", "level": "info", "message": "Victim loaded from the cache."}
         return TrainedVictim(spec, mode, image_size, device, network.to(device), embedder, file, recipe.fp32)
     if mode == "lp":
-        inputs, transform = embedder.features_of(train.images), feature_transform(device)
+        inputs, transform = view_features(embedder, train.images, recipe, seed), feature_transform(device)
     else:
-        inputs, transform = train.images, image_transform(spec, image_size, device, recipe.augment)
+        inputs, transform = train.images, image_transform(spec, image_size, device, recipe.augment, recipe.rotate)
     network = yield from fit(network, inputs, train.labels, recipe, transform, device, seed, num_classes,
                              phase="victim", label=f"Training the {spec.label} victim ({mode.upper()})")
     atomic_save({"key": key, "state": network.state_dict()}, file)

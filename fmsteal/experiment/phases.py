@@ -23,7 +23,7 @@ from fmsteal.adversary.defences import DefenceContext, build_defence
 from fmsteal.adversary.defences.mad import random_head_surrogate
 from fmsteal.adversary.defences.watermark import verify_watermark
 from fmsteal.adversary.strategies import STRATEGIES
-from fmsteal.adversary.thief import Thief
+from fmsteal.adversary.thief import VALIDATION_EVERY, Thief
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import full_precision, recipe_for
@@ -165,10 +165,10 @@ def run_victim(state: RunState) -> Iterator[dict]:
 
 def cost_victim(p: Pricing) -> float:
     plan, config = p.plan, p.plan.config
-    spec = get_backbone(config.backbone("victim"))
-    recipe = recipe_for(config.preset, "victim", config.victim_mode, spec.family == "scratch")
+    spec, recipe = get_backbone(config.backbone("victim")), p.recipe("victim")
     if config.victim_mode == "lp":
-        training = 0.0 if p.victim_trained else p.linear(spec.feature_dim, plan.n_victim_train * recipe.epochs)
+        training = 0.0 if p.victim_trained else (p.linear(spec.feature_dim, plan.n_victim_train * recipe.epochs)
+                                                 + p.views("victim", plan.n_victim_train))
         return training + p.hashing(plan.n_victim_train + plan.n_test)
     size = plan.victim_size
     training = 0.0 if p.victim_trained else p.train(config.victim, size, plan.n_victim_train * recipe.epochs)
@@ -214,6 +214,7 @@ def cost_steal(p: Pricing) -> float:
     answers = (p.hashing(config.budget) if config.victim_mode == "lp"
                else p.forward(config.victim, plan.victim_size, config.budget))
     seconds = answers + sum(p.thief_training(rung, plan.n_test) for rung in plan.rungs)
+    seconds += p.views("thief", (1 - 1 / VALIDATION_EVERY) * config.budget)  # each image's views embedded once
     if config.thief_mode != "lp":
         seconds += p.load_model(config.thief, plan.thief_size)
     if config.strategy != "random":  # a strategy looks at the pool before every rung but the first

@@ -74,16 +74,31 @@ class Pricing:
             return self.hashing(self.plan.n_test)
         return self.forward(getattr(config, role), getattr(self.plan, f"{role}_size"), self.plan.n_test)
 
+    def recipe(self, role: str):
+        """The training recipe of the config's victim or thief (its preset, mode and backbone)."""
+        from fmsteal.engine.recipes import recipe_for
+        from fmsteal.engine.zoo import get_backbone
+
+        config = self.plan.config
+        spec = get_backbone(config.backbone(role))
+        return recipe_for(config.preset, role, getattr(config, f"{role}_mode"), spec.family == "scratch", spec.timm_arch)
+
+    def views(self, role: str, images: float) -> float:
+        """Seconds to embed the augmented views a linear probe of `role` trains on, for `images` new images
+        (nothing for FFT or a recipe without views)."""
+        config, recipe = self.plan.config, self.recipe(role)
+        if getattr(config, f"{role}_mode") != "lp" or not recipe.views:
+            return 0.0
+        return self.forward(config.backbone(role), getattr(self.plan, f"{role}_size"), images * recipe.views)
+
     def thief_training(self, answers: int, scored: int = 0) -> float:
         """Seconds to train the config's thief (its mode and recipe) on `answers` labelled images, every 10th
         kept for validation, then to score it on `scored` test images."""
         from fmsteal.adversary.thief import VALIDATION_EVERY
-        from fmsteal.engine.recipes import recipe_for
         from fmsteal.engine.zoo import get_backbone
 
         config, size, held = self.plan.config, self.plan.thief_size, 1 / VALIDATION_EVERY
-        thief = get_backbone(config.backbone("thief"))
-        epochs = recipe_for(config.preset, "thief", config.thief_mode, thief.family == "scratch", thief.timm_arch).epochs
+        thief, epochs = get_backbone(config.backbone("thief")), self.recipe("thief").epochs
         if config.thief_mode == "lp":
             return self.linear(thief.feature_dim, (1 - held) * answers * epochs) + self.hashing(answers + scored)
         return (self.train(config.thief, size, (1 - held) * answers * epochs)
