@@ -1,26 +1,49 @@
-"""The README's findings on the precomputed defence and consequences grids are exactly what the code computes
-from the committed tables: a new sweep that changes a number fails here until the README says it."""
+"""The README's findings on the precomputed grids are exactly what the code computes from the committed tables:
+a new sweep that changes a number fails here until `python scripts/print_findings.py --write` is run."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+NAMES = ["defences, label answers", "defences, probs answers", "consequences", "confound table", "confound",
+         "status defences-cifar10", "status consequences-cifar10", "status confound-cifar10"]
 
 
-def _findings() -> dict[str, str]:
+def _script():
     spec = importlib.util.spec_from_file_location("print_findings", REPO / "scripts" / "print_findings.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.readme_findings()
+    return module
 
 
-@pytest.mark.parametrize("what", ["defences, label answers", "defences, probs answers", "consequences"])
-def test_the_readme_quotes_each_finding_as_computed(what: str) -> None:
-    finding = _findings()[what]
-    assert not finding.startswith("No precomputed"), f"precomputed/ lacks the table behind the {what} finding"
-    readme = " ".join((REPO / "README.md").read_text().split())
-    assert finding in readme, f"README out of date for {what}: run `python scripts/print_findings.py` and paste it"
+@pytest.fixture(scope="module")
+def findings() -> dict[str, str]:
+    return _script().readme_findings()
+
+
+def test_every_finding_has_its_region_in_the_readme(findings):
+    assert sorted(findings) == sorted(NAMES)
+    regions = re.findall(r"<!-- finding: (.+?) -->\n", (REPO / "README.md").read_text())
+    assert sorted(regions) == sorted(NAMES)  # each once
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_readme_quotes_each_finding_as_computed(findings, name: str) -> None:
+    finding = findings[name]
+    assert not finding.startswith("No precomputed"), f"precomputed/ lacks the table behind the {name} finding"
+    region = re.search(rf"<!-- finding: {re.escape(name)} -->\n(.*?)\n<!-- /finding -->",
+                       (REPO / "README.md").read_text(), re.S)
+    assert region.group(1) == finding, f"README out of date for {name}: run `python scripts/print_findings.py --write`"
+
+
+def test_writing_replaces_only_the_regions(findings, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- finding: confound -->\nold text\n<!-- /finding -->\noutro\n")
+    absent = _script().write_readme({"confound": "new text", "nowhere": "x"}, readme)
+    assert readme.read_text() == "intro\n<!-- finding: confound -->\nnew text\n<!-- /finding -->\noutro\n"
+    assert absent == ["nowhere"]

@@ -152,6 +152,22 @@ def card_path(out_dir: str | Path, config: ExperimentConfig) -> Path:
     return Path(out_dir) / "cards" / f"{config.job_id()}.json"
 
 
+def measured_status(grid: Grid, out_dir: str | Path) -> str:
+    """One sentence: are all of `grid`'s cells measured in `out_dir`, and if not, which victims and seeds lack
+    cells and the command that resumes them."""
+    cells = grid.cells()
+    missing = [config for config in cells if not card_path(out_dir, config).exists()]
+    if not missing:
+        return f"All {len(cells)} cells of `{grid.name}` are measured."
+    seeds: dict[str, set] = {}
+    for config in missing:
+        seeds.setdefault(f"{get_backbone(config.victim).label} ({config.victim_mode.upper()})", set()).add(config.seed)
+    which = "; ".join(f"{victim} seed{'s' * (len(found) > 1)} {', '.join(map(str, sorted(found)))}"
+                      for victim, found in seeds.items())
+    return (f"**Not measured yet:** {len(missing)} of the {len(cells)} cells of `{grid.name}` ({which}); "
+            f"`python -m fmsteal sweep --preset {grid.name} --out precomputed/{grid.name}` resumes them.")
+
+
 def run_sweep(grid: Grid, out_dir: str | Path, executor: str = "local", jobs: int = 1,
               progress: Progress | None = None, cancel: threading.Event | None = None,
               command: str | None = None) -> dict:
