@@ -436,48 +436,30 @@ def test_readme_and_about_quote_the_measured_grid_from_its_table() -> None:
     assert "about 4 min per backbone" not in readme
 
 
-CONFOUND_ROWS = {("tf_efficientnet_lite0", "lp"): "| EfficientNet-Lite0, linear probe |",
-                 ("tf_efficientnet_lite0", "fft"): "| EfficientNet-Lite0, fully fine-tuned |",
-                 ("scratch_cnn", "fft"): "| Scratch CNN, trained from scratch |"}
+def _confound_rows(cells: list[tuple[str, str, int, float, float]]) -> pd.DataFrame:
+    """A confound-style table: (victim, mode, seed, agreement at 5k, victim accuracy) per cell."""
+    return pd.DataFrame([{"victim": v, "victim_mode": m, "seed": s, "budget": 5000, "output": "label",
+                          "agreement": a, "victim_acc": acc} for v, m, s, a, acc in cells])
 
 
-def test_readme_quotes_the_confound_cells_that_were_measured_and_names_the_missing_ones() -> None:
-    readme = (REPO / "README.md").read_text()
-    path = PRECOMPUTED / "confound-cifar10" / "confound-cifar10.csv"
-    grid = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["victim", "victim_mode", "budget", "seed"])
-    for (victim, mode), start in CONFOUND_ROWS.items():
-        row = next(line for line in readme.splitlines() if line.startswith(start))
-        rows = grid[(grid["victim"] == victim) & (grid["victim_mode"] == mode)]
-        if rows.empty:
-            assert "not measured yet" in row, row
-            continue
-        for budget in (5000, 20000):
-            at = rows[rows["budget"] == budget]
-            n = len(at)
-            expected = (f"{100 * at['agreement'].mean():.1f}% ± {100 * at['agreement'].std():.1f} (n={n})" if n > 1
-                        else f"{100 * at['agreement'].mean():.1f}% (n=1)")
-            assert expected in row, (expected, row)
-        accuracy = rows.groupby("seed")["victim_acc"].first()
-        assert f"{100 * accuracy.mean():.1f}%" in row
+def test_the_confound_table_and_finding_state_only_what_was_measured(tmp_path) -> None:
+    from fmsteal.service.confound_results import confound_finding, confound_table
 
-
-def test_readme_confound_comparison_with_the_grid_is_computed_from_both_tables() -> None:
-    path = PRECOMPUTED / "confound-cifar10" / "confound-cifar10.csv"
-    if not path.exists():
-        pytest.skip("the confound grid has no table yet")
-    readme = " ".join((REPO / "README.md").read_text().split())
-    confound, grid = pd.read_csv(path), _measured("offline-cifar10")
-    mine = confound[(confound["victim"] == "tf_efficientnet_lite0") & (confound["victim_mode"] == "lp")
-                    & (confound["budget"] == 5000)]["agreement"].mean()
-    label = grid[(grid["output"] == "label") & (grid["thief"] == "tf_efficientnet_lite0") & (grid["budget"] == 5000)]
-    own = label[label["victim"] == "tf_efficientnet_lite0"]["agreement"].mean()
-    scratch = label[label["victim"] == "scratch_cnn"]["agreement"].mean()
-    assert f"by {100 * (own - mine):.1f} points" in readme
-    assert f"{100 * (own - scratch):.1f}-point gap" in readme
-    own_runs = label[label["victim"] == "tf_efficientnet_lite0"]
-    big = grid[(grid["output"] == "label") & (grid["thief"] == "tf_efficientnet_lite0") & (grid["budget"] == 20000)
-               & (grid["victim"] == "tf_efficientnet_lite0")]
-    assert f"at 96 px ({_cell(own_runs).replace(' ±', '% ±')} and {_cell(big).replace(' ±', '% ±')} in the grid" in readme
+    folder = tmp_path / "confound-cifar10"
+    folder.mkdir()
+    _confound_rows([("tf_efficientnet_lite0", "lp", s, 0.70 + s / 100, 0.5) for s in range(3)]).to_csv(
+        folder / "confound-cifar10.csv", index=False)
+    table, finding = confound_table(tmp_path), confound_finding(tmp_path)
+    assert "| EfficientNet-Lite0, linear probe | 71.0% ± 1.0 (n=3) | not measured yet | 50.0% ± 0.0 (n=3) |" in table
+    assert table.count("not measured yet") == 1 + 2 * 3  # no 20k rows; two victims without cells
+    assert finding.count("not measured yet") == 3  # no 96-px grid in tmp_path either
+    _confound_rows([("tf_efficientnet_lite0", "lp", 0, 0.70, 0.5), ("tf_efficientnet_lite0", "fft", 0, 0.60, 0.8),
+                    ("scratch_cnn", "fft", 0, 0.65, 0.75), ("scratch_cnn", "fft", 1, 0.67, 0.77)]).to_csv(
+        folder / "confound-cifar10.csv", index=False)
+    finding = confound_finding(tmp_path)
+    assert "fine-tuned Lite0 with 60.0% (n=1) agreement and the scratch CNN with 66.0% ± 1.4 (n=2), -6.0 points" in finding
+    assert "linear probe is copied with 70.0% (n=1), the fine-tuned network with 60.0% (n=1), +10.0 points" in finding
+    assert finding.count("not measured yet") == 1  # only the resolution comparison lacks its grid
 
 
 def test_the_defence_grids_undefended_cells_reproduce_the_offline_grids_checkpoints_exactly() -> None:

@@ -52,7 +52,7 @@ def confound_table(precomputed_dir: str | Path = "precomputed") -> str:
              "|---" * (len(BUDGETS) + 2) + "|"]
     for key, name in VICTIMS.items():
         cells = [_pct(by_budget[b].get(key, {}).get("agreement")) for b in BUDGETS]
-        accuracy = _pct(by_budget[BUDGETS[-1]].get(key, {}).get("victim_acc"))
+        accuracy = _pct(next((by_budget[b][key]["victim_acc"] for b in BUDGETS if key in by_budget[b]), None))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {accuracy} |")
     return "\n".join(lines)
 
