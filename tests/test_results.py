@@ -146,8 +146,9 @@ def _conditions_in(text: str, rows: pd.DataFrame, budget: str) -> None:
     if first["source"] == "paper":
         expected.append("one published run per cell")
     else:
-        n = rows.groupby(["victim", "victim_mode", "thief", "budget"])["seed"].nunique().max()
-        expected.append(f"n={n} seeds" if n > 1 else "one run per cell")
+        counts = rows.groupby(["victim", "victim_mode", "thief", "budget"])["seed"].nunique()
+        low, high = int(counts.min()), int(counts.max())
+        expected.append("one run per cell" if high == 1 else f"n={low} seeds" if low == high else f"n={low}-{high} seeds")
     for field in expected:
         assert field in text, f"{field!r} missing from {text!r}"
 
@@ -210,6 +211,19 @@ def test_view_labels_are_distinct_and_name_the_query_strategy(table: pd.DataFram
         {part for label in selection for part in label.split(" · ")}
     curve = results.view_label(found["default_curve"], table)
     assert curve.startswith("EfficientNet-Lite0 thief · measured here (offline-cifar10)")
+
+
+def test_measured_heatmaps_are_offered_at_round_budgets_only(table: pd.DataFrame) -> None:
+    """A measured run has a checkpoint per rung (13 of them to 20,000): the chooser offers its heatmap at the
+    report budgets and at the grid's largest, the curves show every checkpoint; the paper's tables all."""
+    found = results.views(table)
+    measured = {(v["grid"], v["budget"]) for v in found["heatmaps"] if v["source"] != "paper"}
+    for grid, rows in table[table["source"] != "paper"].groupby("grid"):
+        present = set(rows["budget"].astype(int))
+        expected = (present & set(results.REPORT_BUDGETS)) | {max(present)}
+        assert {budget for g, budget in measured if g == grid} == expected, grid
+    paper = table[table["source"] == "paper"]
+    assert {v["budget"] for v in found["heatmaps"] if v["source"] == "paper"} == set(paper["budget"].astype(int))
 
 
 # ---- findings follow the data -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ COLUMNS = ["source", "grid", "dataset", "victim_mode", "victim", "victim_label",
 KEYS = ["source", "grid", "dataset", "victim_mode", "victim", "thief", "budget", "output", "seed", "strategy"]
 CELL = ["victim", "victim_mode", "thief", "output", "seed", "strategy"]  # a sweep cell within one grid
 ALL_MODES = "all"  # a victim_mode choice that keeps LP and FFT victims side by side
+REPORT_BUDGETS = (1_000, 5_000, 10_000, 20_000)  # measured heatmaps: these checkpoints and each grid's largest
 REPO = Path(__file__).resolve().parents[2]
 PAPER_OUTPUTS = {"top1_label": "label"}
 PAPER_POOLS = {"cifar10": "imagenet32"}  # the paper's pool per victim dataset (ImageNet otherwise)
@@ -110,9 +111,11 @@ def _card_conditions(folder: Path) -> pd.DataFrame:
 
 def views(df: pd.DataFrame) -> dict:
     """The choices that have data: keyword arguments of `heatmap_figure` / `budget_curve_figure`, and defaults."""
-    heatmaps = []
+    heatmaps, largest = [], df.groupby("grid")["budget"].max()
     for (source, grid, dataset, budget, output, strategy), rows in df.groupby(
             ["source", "grid", "dataset", "budget", "output", "strategy"]):
+        if source != "paper" and budget not in REPORT_BUDGETS and budget != largest[grid]:
+            continue  # a measured run has a checkpoint per rung: its curve shows them, a heatmap the round ones
         modes = sorted(rows["victim_mode"].unique())
         for mode in modes + ([ALL_MODES] if len(modes) > 1 else []):
             heatmaps.append({"source": source, "grid": grid, "dataset": dataset, "victim_mode": mode,
