@@ -73,6 +73,11 @@ def test_protection_view_and_finding_follow_the_measured_cells(defence_sweep) ->
     assert "honest clients" in finding
     rows = defence_results.summary_rows(cells)
     assert len(rows) == 8 and all(len(row) == len(defence_results.SUMMARY_HEADERS) for row in rows)
+    assert "measured for this victim so far" not in finding  # every setting was measured
+    fewer = cells[~((cells["defence"] == "watermark") & (cells["output"] == "label"))]
+    other = cells.assign(victim="scratch_cnn", victim_label="Scratch CNN", victim_mode="fft", victim_kind="fft")
+    partial = defence_results.protection_finding(pd.concat([other, fewer]), "label")
+    assert partial.count("Only 2 of the 3 defence settings are measured for this victim so far") == 1
 
 
 def test_a_defence_grid_stays_out_of_the_undefended_results(defence_sweep) -> None:

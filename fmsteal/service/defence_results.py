@@ -128,6 +128,7 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
     if cells.empty:
         return f"No precomputed defence results for {output_name(output)}."
     summary = defence_summary(cells[cells["output"] == output])
+    settings = len(summary.loc[summary["defence"] != "none", ["defence", "defence_params"]].drop_duplicates())
     sentences = []
     for kind, rows in summary.groupby("victim_kind", sort=False):
         base = rows[rows["defence"] == "none"]
@@ -137,8 +138,10 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
         base = base.iloc[0]
         best = defended.loc[defended["agreement"].idxmin()]
         cheap = defended[defended["utility_lost"] < CHEAP / 100]
+        partial = (f" Only {len(defended)} of the {settings} defence settings are measured for this victim so far; "
+                   "what follows is among those." if len(defended) < settings else "")
         text = (f"{base.victim_label} victim ({FINDING_KINDS[kind]}), {output_name(output)}: undefended, the thief reaches "
-                f"{pct(base.agreement, base.agreement_sd, base.n)}. The largest drop is {setting_name(best)}, to "
+                f"{pct(base.agreement, base.agreement_sd, base.n)}.{partial} The largest drop is {setting_name(best)}, to "
                 f"{pct(best.agreement, best.agreement_sd, best.n)}, at a cost of {100 * best.utility_lost:.1f} "
                 f"points of honest users' accuracy ({100 * best.answers_changed:.0f}% of answers changed).")
         if not cheap.empty:
