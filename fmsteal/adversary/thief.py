@@ -54,7 +54,8 @@ class Thief:
         torch.manual_seed(self.seed)
         if self.mode == "lp":
             network = nn.Linear(self.spec.feature_dim, self.num_classes)
-            inputs, transform = view_features(self.embedder, images, self.recipe, self.seed), feature_transform(self.device)
+            inputs = view_features(self.embedder, images, self.recipe, self.seed)
+            transform = feature_transform(self.device)
             if validation is not None:
                 validation = (self.embedder.features_of(validation[0]), validation[1])
         else:

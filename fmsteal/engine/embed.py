@@ -147,13 +147,13 @@ class Embedder:
         `tag`: only images not seen before under this tag are derived and forwarded."""
         pixels = to_uint8(images)
         keys = [(key, tag) for key in image_hashes(pixels)]
+        if not keys:
+            return torch.empty(0, self.spec.feature_dim)
         missing = [i for i, key in enumerate(keys) if key not in self._derived]
         if missing:
             features = self.features_of(derive(pixels[torch.tensor(missing)]))
             for row, i in enumerate(missing):
                 self._derived[keys[i]] = features[row]
-        if not keys:
-            return torch.empty(0, self.spec.feature_dim)
         return torch.stack([self._derived[key] for key in keys])
 
     @torch.inference_mode()

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-__all__ = ["Recipe", "recipe_for", "full_precision", "PAPER_VICTIM", "PAPER_THIEF", "PAPER_THIEF_EXCEPTIONS", "PAPER_SCRATCH",
-           "FAST_LINEAR", "FAST_FINETUNE", "FAST_SCRATCH"]
+__all__ = ["Recipe", "recipe_for", "full_precision", "PAPER_VICTIM", "PAPER_THIEF", "PAPER_THIEF_EXCEPTIONS",
+           "PAPER_SCRATCH", "FAST_LINEAR", "FAST_FINETUNE", "FAST_SCRATCH", "VIEWS"]
 
 Preset = Literal["fast", "paper"]
 Role = Literal["victim", "thief"]
@@ -66,7 +66,8 @@ PAPER_THIEF_EXCEPTIONS: dict[str, dict] = {
     "resnet101": {"lr": 0.01},
     "vit_large_patch16_224": {"batch_size": 64},
 }
-PAPER_SCRATCH = Recipe("sgd", 0.05, 0.9, 5e-4, 128, 100, "cosine", fp32=True)  # not in the paper: the project's scratch CNN
+# Not in the paper: the project's scratch CNN.
+PAPER_SCRATCH = Recipe("sgd", 0.05, 0.9, 5e-4, 128, 100, "cosine", fp32=True)
 
 FAST_LINEAR = Recipe("adamw", 1e-3, 0.9, 1e-4, 256, 30, "cosine")
 FAST_FINETUNE = Recipe("sgd", 0.01, 0.9, 5e-4, 64, 5, "cosine")
