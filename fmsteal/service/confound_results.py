@@ -68,9 +68,8 @@ def _offline_lite0(budget: int, precomputed_dir: str | Path) -> tuple | None:
     table = grid_table(OFFLINE_GRID, precomputed_dir)
     if table.empty:
         return None
-    rows = table[(table["budget"] == budget) & (table["output"] == "label") & (table["victim"] == "tf_efficientnet_lite0")
-                 & (table["thief"] == "tf_efficientnet_lite0")]
-    return None if rows.empty else (rows["agreement"].mean(), rows["agreement"].std(), rows["seed"].nunique())
+    own = confound_summary(table[table["thief"] == "tf_efficientnet_lite0"], budget)
+    return own.get(("tf_efficientnet_lite0", "lp"), {}).get("agreement")
 
 
 def confound_finding(precomputed_dir: str | Path = "precomputed", budget: int = 5000) -> str:
