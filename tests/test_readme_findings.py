@@ -47,3 +47,22 @@ def test_writing_replaces_only_the_regions(findings, tmp_path):
     absent = _script().write_readme({"confound": "new text", "nowhere": "x"}, readme)
     assert readme.read_text() == "intro\n<!-- finding: confound -->\nnew text\n<!-- /finding -->\noutro\n"
     assert absent == ["nowhere"]
+
+
+def test_the_readme_benchmark_rows_quote_the_committed_results() -> None:
+    """The Benchmarks table's figures are the ones the benchmarks wrote to bench/results/."""
+    import json
+
+    rows = {line.split("|")[1].strip(" `"): line for line in (REPO / "README.md").read_text().splitlines()
+            if line.startswith("| `bench_")}
+    load = lambda name: json.loads((REPO / "bench" / "results" / f"{name}.json").read_text())  # noqa: E731
+    ratios = [row["ratio"] for row in load("bench_estimate")["rows"]]
+    within = sum(0.7 <= ratio <= 1.3 for ratio in ratios)
+    assert f"{min(ratios):.2f}-{max(ratios):.2f}; {within} of {len(ratios)} within ±30%" in rows["bench_estimate.py"]
+    classroom = load("bench_classroom")
+    assert f"cold {classroom['cold_s']:.1f} s, warm {classroom['warm_s']:.1f} s" in rows["bench_classroom.py"]
+    cache = load("bench_cache")
+    seconds, ratio = cache["seconds"], cache["ratios_to_paper_style"]
+    assert (f"cold cache {seconds['cold_cache']:.1f} s, warm {seconds['warm_cache']:.1f} s, paper's way "
+            f"{seconds['paper_style']:.1f} s for one budget: {ratio['cold_cache']:.1f}x and {ratio['warm_cache']:.1f}x"
+            in rows["bench_cache.py"])
