@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -134,6 +135,7 @@ def test_an_interrupted_cell_is_redone_and_finished_ones_are_not(tiny_grid, tmp_
     with pytest.raises(Cancelled):
         run_sweep(grid, tmp_path, progress=interrupt_second, cancel=cancel)
     assert card_path(tmp_path, first).exists() and not card_path(tmp_path, second).exists()
+    assert "(interrupted: 3 cells left)" in (tmp_path / "PROVENANCE.md").read_text()
     first_written = card_path(tmp_path, first).stat().st_mtime_ns
     assert set(pd.read_csv(tmp_path / "tiny.csv")["output"]) == {"label"}
 
@@ -143,6 +145,38 @@ def test_an_interrupted_cell_is_redone_and_finished_ones_are_not(tiny_grid, tmp_
     assert [e["job_id"] for e in events if e.get("status") == "started"][0] == second.job_id()
     assert card_path(tmp_path, first).stat().st_mtime_ns == first_written
     assert len(pd.read_csv(tmp_path / "tiny.csv").groupby(["victim", "output"])) == 4
+
+
+def test_a_time_limit_starts_no_new_cell_and_a_rerun_resumes(tiny_grid, tmp_path: Path) -> None:
+    grid = tiny_grid(victims=["tf_efficientnet_lite0"], outputs=["label", "probs"])
+    first, second = grid.cells()
+    limit_s = 2.0
+
+    def outlast_the_limit(event: dict) -> None:  # the first cell ends after the limit, however fast it ran
+        if event.get("status") == "done":
+            time.sleep(limit_s)
+
+    summary = run_sweep(grid, tmp_path, progress=outlast_the_limit, stop_after_s=limit_s)
+    assert (summary["ran"], summary["left"], summary["failed"]) == (1, 1, [])
+    assert card_path(tmp_path, first).exists() and not card_path(tmp_path, second).exists()
+    assert "time limit of 0.0333333 min reached: 1 cell left" in (tmp_path / "PROVENANCE.md").read_text()
+    summary = run_sweep(grid, tmp_path)
+    assert (summary["skipped"], summary["ran"], summary["left"]) == (1, 1, 0)
+    assert "note" not in json.loads((tmp_path / "sweep_log.jsonl").read_text().splitlines()[-1])
+
+
+def test_sweep_time_limit_from_the_cli(tiny_grid, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps({"victims": ["tf_efficientnet_lite0"], "thieves": ["tf_efficientnet_lite0"],
+                                     "budgets": [100], "fixed": tiny_grid().fixed}))
+    out = tmp_path / "out"
+    assert main(["sweep", "--grid", str(grid_file), "--out", str(out), "--stop-after", "0"]) == 0
+    assert "1 cell left; rerun the same command to resume." in capsys.readouterr().out
+    assert not (out / "cards").exists() or not any((out / "cards").iterdir())
+    for bad in (["--stop-after", "-1"], ["--stop-after", "5", "--executor", "ray"]):
+        assert main(["sweep", "--grid", str(grid_file), "--out", str(tmp_path / "bad"), *bad]) != 0
+        assert "A time limit needs the local executor" in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
 
 
 def test_a_failing_cell_is_reported_and_the_rest_still_run(tiny_grid, tmp_path: Path, cifar_archive: Path) -> None:

@@ -22,11 +22,13 @@ def add_sweep_parser(subparsers) -> None:
     sweep.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1); Ray schedules by its own CPUs")
     sweep.add_argument("--executor", choices=["local", "ray"], default="local",
                        help="local (default) or ray (needs `pip install ray`; uses the cluster ray.init() finds)")
+    sweep.add_argument("--stop-after", type=float, metavar="MINUTES",
+                       help="start no cell after MINUTES (running cells finish; rerun the command to resume)")
     sweep.add_argument("--list", action="store_true", help="print the cells and whether each is done, run nothing")
 
 
 def sweep_main(args: argparse.Namespace) -> int:
-    """Run the sweep `args` describe; 0 when every cell has its run card, 1 otherwise."""
+    """Run the sweep `args` describe; 1 if a cell failed, else 0 (cells a time limit left are not failures)."""
     from fmsteal.service.sweep import Grid, card_path, run_sweep
 
     grid = Grid.from_preset(args.preset) if args.preset else Grid.from_file(args.grid)
@@ -52,8 +54,12 @@ def sweep_main(args: argparse.Namespace) -> int:
                 tqdm.write(f"FAILED {event['label']}: {event['error']}")
 
     command = "python -m fmsteal " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    summary = run_sweep(grid, args.out, executor=args.executor, jobs=args.jobs, progress=progress, command=command)
+    stop_after_s = None if args.stop_after is None else args.stop_after * 60
+    summary = run_sweep(grid, args.out, executor=args.executor, jobs=args.jobs, progress=progress, command=command,
+                        stop_after_s=stop_after_s)
     bar.close()
     print(f"{summary['ran']} cells run, {summary['skipped']} skipped, {len(summary['failed'])} failed "
           f"in {summary['wall_s'] / 60:.1f} min; table: {summary['table']}")
+    if summary["left"]:
+        print(f"The {summary['note']}; rerun the same command to resume.")
     return 1 if summary["failed"] else 0

@@ -170,36 +170,45 @@ def measured_status(grid: Grid, out_dir: str | Path) -> str:
 
 def run_sweep(grid: Grid, out_dir: str | Path, executor: str = "local", jobs: int = 1,
               progress: Progress | None = None, cancel: threading.Event | None = None,
-              command: str | None = None) -> dict:
+              command: str | None = None, stop_after_s: float | None = None) -> dict:
     """Run every cell of `grid` that has no run card yet; write the cards, the table and the provenance.
 
     executor "local" runs cells in this process (jobs=1) or in `jobs` worker processes; "ray" submits
     them as Ray tasks (to the cluster `ray.init()` finds, or a running `ray.init(...)`). `progress`
     receives plain dicts: one {"kind": "sweep", ...}, then {"kind": "cell", "status": ...} per cell.
-    Returns a summary: counts, failures (cells without a card: rerun to retry), table path, wall time.
+    `stop_after_s` (local executor): no cell starts once that many seconds have passed; running cells finish.
+    Returns a summary: counts, failures (cells without a card: rerun to retry), cells `left` by a time limit (or
+    an interruption, noted in the provenance too), table path, wall time.
     """
     if executor not in ("local", "ray"):
         raise ConfigError(f"executor must be 'local' or 'ray'; got {executor!r}.")
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1; got {jobs}.")
+    if stop_after_s is not None and (executor == "ray" or stop_after_s < 0):
+        raise ConfigError("A time limit needs the local executor and a limit of 0 or more minutes; "
+                          f"got {stop_after_s / 60:g} min with the {executor} executor.")
     out_dir, started = Path(out_dir), time.perf_counter()
+    in_time = (lambda: True) if stop_after_s is None else (lambda: time.perf_counter() - started < stop_after_s)
     emit = progress or (lambda event: None)
     cells = grid.cells()
     todo = [config for config in cells if not card_path(out_dir, config).exists()]
     waiting = {config.job_id() for config in todo}
-    summary = {"grid": grid.name, "cells": len(cells), "skipped": len(cells) - len(todo), "ran": 0, "failed": []}
+    summary = {"grid": grid.name, "cells": len(cells), "skipped": len(cells) - len(todo), "ran": 0, "failed": [],
+               "left": 0}
     emit({"kind": "sweep", "grid": grid.name, "total": len(cells), "skipped": summary["skipped"], "todo": len(todo)})
     done = summary["skipped"]
     for config in cells:
         if config.job_id() not in waiting:
             emit(_cell_event("skipped", config, done, len(cells)))
+    stopped = "interrupted"
     try:
         if executor == "ray":
             results = _ray_results(grid, todo)
         elif jobs > 1:
-            results = _pool_results(grid, todo, jobs, cancel)
+            results = _pool_results(grid, todo, jobs, cancel, in_time)
         else:
-            results = _serial_results(grid, todo, cancel, lambda c: emit(_cell_event("started", c, done, len(cells))))
+            results = _serial_results(grid, todo, cancel, lambda c: emit(_cell_event("started", c, done, len(cells))),
+                                      in_time)
         for config, outcome in results:
             done += 1
             if "card" in outcome:
@@ -210,7 +219,12 @@ def run_sweep(grid: Grid, out_dir: str | Path, executor: str = "local", jobs: in
             else:
                 summary["failed"].append({"job_id": config.job_id(), "error": outcome["error"]})
                 emit(_cell_event("failed", config, done, len(cells), error=outcome["error"]))
+        if stop_after_s is not None:  # the only way to end early without raising
+            stopped = f"time limit of {stop_after_s / 60:g} min reached"
     finally:
+        summary["left"] = left = len(todo) - summary["ran"] - len(summary["failed"])
+        if left:
+            summary["note"] = f"{stopped}: {left} cell{'s' * (left != 1)} left"
         summary["table"] = str(write_table(grid, out_dir))
         summary["wall_s"] = round(time.perf_counter() - started, 1)
         _record(grid, out_dir, summary, executor, jobs, command)
@@ -244,9 +258,12 @@ def run_cell(config: dict, cancel: threading.Event | None = None) -> dict:
 
 
 def _serial_results(grid: Grid, todo: list[ExperimentConfig], cancel: threading.Event | None,
-                    started: Callable[[ExperimentConfig], None]) -> Iterator[tuple[ExperimentConfig, dict]]:
-    """Cells in this process; `cancel` stops the running cell within seconds (raises Cancelled)."""
+                    started: Callable[[ExperimentConfig], None],
+                    in_time: Callable[[], bool]) -> Iterator[tuple[ExperimentConfig, dict]]:
+    """Cells in this process while `in_time()`; `cancel` stops the running cell within seconds (raises Cancelled)."""
     for config in todo:
+        if not in_time():
+            return
         started(config)
         yield config, run_cell(grid.resolved(config).to_dict(), cancel)
 
@@ -263,9 +280,10 @@ def warm_first(todo: list[ExperimentConfig]) -> tuple[list[ExperimentConfig], li
     return warm, rest
 
 
-def _pool_results(grid: Grid, todo: list[ExperimentConfig], jobs: int,
-                  cancel: threading.Event | None) -> Iterator[tuple[ExperimentConfig, dict]]:
-    """Cells in `jobs` spawned worker processes, each with its share of the CPU threads."""
+def _pool_results(grid: Grid, todo: list[ExperimentConfig], jobs: int, cancel: threading.Event | None,
+                  in_time: Callable[[], bool]) -> Iterator[tuple[ExperimentConfig, dict]]:
+    """Cells in `jobs` spawned worker processes, each with its share of the CPU threads; none starts
+    once `in_time()` is false (running ones finish)."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -279,6 +297,8 @@ def _pool_results(grid: Grid, todo: list[ExperimentConfig], jobs: int,
                 if cancel is not None and cancel.is_set():
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise Cancelled("The sweep was cancelled; finished cells keep their run cards.")
+                if not in_time():
+                    queue.clear()
                 while queue and len(running) < width:
                     config = queue.pop(0)
                     running[pool.submit(run_cell, grid.resolved(config).to_dict())] = config
@@ -378,10 +398,15 @@ def _record(grid: Grid, out_dir: Path, summary: dict, executor: str, jobs: int, 
              "versions": f"python {platform.python_version()}, torch {torch.__version__}",
              "executor": executor, "jobs": jobs,
              **{key: summary[key] for key in ("cells", "skipped", "ran", "wall_s")},
-             "failed": len(summary["failed"])}
-    log = out_dir / "sweep_log.jsonl"
-    with log.open("a") as file:
+             "failed": len(summary["failed"]), **({"note": summary["note"]} if "note" in summary else {})}
+    with (out_dir / "sweep_log.jsonl").open("a") as file:
         file.write(json.dumps(entry) + "\n")
+    render_provenance(grid, out_dir)
+
+
+def render_provenance(grid: Grid, out_dir: Path) -> None:
+    """Rewrite out_dir/PROVENANCE.md from the whole sweep_log.jsonl and the run cards."""
+    log = out_dir / "sweep_log.jsonl"
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     cards = [read_card(card_path(out_dir, c)) for c in grid.cells() if card_path(out_dir, c).exists()]
     compute = sum(card["timings"]["total"] for card in cards)
@@ -391,7 +416,11 @@ def _record(grid: Grid, out_dir: Path, summary: dict, executor: str, jobs: int, 
              "| finished (UTC) | command | machine | versions | executor | cells | skipped | ran | failed | wall time"
              " |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {e['finished']} | `{e['command']}` | {e['machine']} | {e['versions']} | {e['executor']} x{e['jobs']} "
-              f"| {e['cells']} | {e['skipped']} | {e['ran']} | {e['failed']} | {e['wall_s'] / 60:.1f} min |"
-              for e in entries]
+    lines += [f"| {e['finished']} | `{e['command']}`{_note(e)} | {e['machine']} | {e['versions']} "
+              f"| {e['executor']} x{e['jobs']} | {e['cells']} | {e['skipped']} | {e['ran']} | {e['failed']} "
+              f"| {e['wall_s'] / 60:.1f} min |" for e in entries]
     (out_dir / "PROVENANCE.md").write_text("\n".join(lines) + "\n")
+
+
+def _note(entry: dict) -> str:
+    return f" ({entry['note']})" if "note" in entry else ""
