@@ -63,7 +63,7 @@ def test_protection_view_and_finding_follow_the_measured_cells(defence_sweep) ->
     points = {trace.name: trace for trace in figure.data}
     assert set(points) == {"undefended", "gaussian-noise", "watermark", "prada"}
     assert points["gaussian-noise"].y[0] == pytest.approx(100 * noise["agreement"])
-    assert "n=1 seeds" in figure.layout.title.text
+    assert "n=1 seed ·" in figure.layout.title.text
     finding = defence_results.protection_finding(cells, "label")
     base = cells[(cells["defence"] == "none") & (cells["output"] == "label")].iloc[0]
     assert f"the thief reaches {100 * base['agreement']:.1f}% (n=1)" in finding

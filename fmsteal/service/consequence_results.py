@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 
-from fmsteal.service.conditions import output_name, pct
+from fmsteal.service.conditions import output_name, pct, seeds
 from fmsteal.service.results import grid_table
 
 __all__ = ["CONSEQUENCE_GRID", "load_consequence_cells", "consequence_summary", "transfer_scatter",
@@ -76,7 +76,7 @@ def transfer_scatter(cells: pd.DataFrame) -> go.Figure:
     figure.update_layout(
         title=(f"Stealability vs transferability<br><sup>measured here (grid {CONSEQUENCE_GRID}) · thief "
                f"{first.thief_label} · {output_name(first.output)} · {int(cells['budget'].max()):,} queries · "
-               f"L∞ 8/255, 10-step PGD on images the victim classifies correctly · mean ± 1 sd over n={n} seeds</sup>"),
+               f"L∞ 8/255, 10-step PGD on images the victim classifies correctly · mean ± 1 sd over n={seeds(n)}</sup>"),
         xaxis_title="thief agreement with the victim %", yaxis_title="victim fooled %", margin={"t": 110},
         legend={"orientation": "h", "y": -0.2})
     return figure

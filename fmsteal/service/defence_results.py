@@ -18,7 +18,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from fmsteal.service.conditions import output_name, pct
+from fmsteal.service.conditions import output_name, pct, seeds
 from fmsteal.service.results import grid_table
 
 __all__ = ["DEFENCE_GRID", "load_defence_cells", "defence_summary", "protection_figure", "protection_finding",
@@ -112,7 +112,7 @@ def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
     n = int(summary["n"].min())
     figure.update_yaxes(title_text="thief agreement %", row=1, col=1)
     figure.update_layout(title=f"Protection vs utility: {output_name(output)} answers<br><sup>measured here (grid "
-                               f"{DEFENCE_GRID}) · thief {summary_thief(cells)} · mean ± 1 sd over n={n} seeds · "
+                               f"{DEFENCE_GRID}) · thief {summary_thief(cells)} · mean ± 1 sd over n={seeds(n)} · "
                                f"{int(cells['budget'].max()):,} queries</sup>",
                          margin={"t": 120}, legend={"title": "defence"})
     return figure
@@ -146,15 +146,17 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
                 f"points of honest users' accuracy ({100 * best.answers_changed:.0f}% of answers changed).")
         if not cheap.empty:
             top = cheap.loc[cheap["agreement"].idxmin()]
+            drop = 100 * (base.agreement - top.agreement)
             text += (f" Of the defences costing under {CHEAP:g} point, {setting_name(top)} lowers agreement most: by "
-                     f"{100 * (base.agreement - top.agreement):.1f} points.")
+                     f"{drop:.1f} points." if drop >= 0.05 else
+                     f" No defence costing under {CHEAP:g} point lowers agreement by 0.1 points or more.")
         sentences.append(text + _detection_text(defended) + _watermark_text(defended))
     return " ".join(sentences) or f"No precomputed defence results for {output_name(output)}."
 
 
 def _detection_text(defended: pd.DataFrame) -> str:
     prada = defended[defended["defence"] == "prada"]
-    parts = [f"{setting_name(row)} flagged the thief in {row.detected}/{row.n} seeds"
+    parts = [f"{setting_name(row)} flagged the thief in {row.detected} of {seeds(row.n)}"
              + (f" (median {row.detected_at:,.0f} queries)" if row.detected else "")
              + f" and {100 * row.false_alarm_rate:.0f}% of honest clients" for row in prada.itertuples()]
     return f" {'; '.join(parts)}." if parts else ""
@@ -164,7 +166,7 @@ def _watermark_text(defended: pd.DataFrame) -> str:
     marks = defended[defended["defence"] == "watermark"]
     parts = [f"{setting_name(row)}, the stolen copy's p-value is at most {p_text(row.thief_log10_p)} and an innocent "
              f"model's at least {p_text(row.innocent_log10_p)}" for row in marks.itertuples()]
-    return f" Ownership test: with {'; with '.join(parts)} (over n={int(marks['n'].min())} seeds)." if parts else ""
+    return f" Ownership test: with {'; with '.join(parts)} (over n={seeds(int(marks['n'].min()))})." if parts else ""
 
 
 def p_text(log10_p: float) -> str:
@@ -179,8 +181,9 @@ def summary_rows(cells: pd.DataFrame) -> list[list]:
                              defended=summary["defence"] != "none")
     out = []
     for row in summary.sort_values(["kind_order", "output", "defended", "defence", "defence_params"]).itertuples():
+        flagged = f"{row.detected} of {seeds(row.n)}"
         detection = "" if row.defence != "prada" else (
-            f"{row.detected_at:,.0f} (median, {row.detected}/{row.n} seeds)" if row.detected else f"never (0/{row.n})")
+            f"{row.detected_at:,.0f} (median, {flagged})" if row.detected else f"never ({flagged})")
         alarms = "" if row.false_alarm_rate != row.false_alarm_rate else f"{100 * row.false_alarm_rate:.0f}%"
         watermark = "" if row.thief_log10_p != row.thief_log10_p else (
             f"≤ {p_text(row.thief_log10_p)} / ≥ {p_text(row.innocent_log10_p)}")
