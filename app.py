@@ -120,30 +120,33 @@ def cancel_run(job_id: str, owner: str) -> str:
     return status_line(store().snapshot(job_id, owner))
 
 
-def run_outputs(card: dict | None, checkpoints: list[dict], budget: int) -> tuple:
-    """Curve, confusion, per-class, summary and gallery of one run (a live job's or a shared card's)."""
+def run_outputs(card: dict | None, checkpoints: list[dict], budget: int) -> dict:
+    """Curve, confusion, per-class, summary, gallery and consequences of one run (a live job's or a shared
+    card's), by live-output name."""
     victim_accuracy = card["victim_accuracy"] if card else None
-    curve = plots.curve_figure(card["curve"] if card else checkpoints, victim_accuracy, budget)
-    summary = plots.summary_markdown(card, labels()) + live.defence_summary(card) if card else ""
-    return (curve, plots.confusion_figure(card), plots.per_class_figure(card), summary, live.gallery_items(card),
-            consequences.transfer_figure(card), consequences.example_items(card), consequences.corruption_table(card))
+    return {"curve": plots.curve_figure(card["curve"] if card else checkpoints, victim_accuracy, budget),
+            "confusion": plots.confusion_figure(card), "per_class": plots.per_class_figure(card),
+            "summary": plots.summary_markdown(card, labels()) + live.defence_summary(card) if card else "",
+            "gallery": live.gallery_items(card), "transfer": consequences.transfer_figure(card),
+            "examples": consequences.example_items(card), "corruptions": consequences.corruption_table(card)}
 
 
-def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
+def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str) -> dict:
     """Status every tick; figures, comparison, gallery and downloads only when something new arrived.
 
-    `drawn` names what the page shows (jobs, checkpoints, cards), so progress ticks send no figures.
+    Returns {live-output name: value}; a name left out keeps what the page shows. `drawn` names what the page
+    shows (jobs, checkpoints, cards), so progress ticks send no figures.
     """
     session = session or []
     job_id = live.current_job(store(), session, owner)
     snap = store().snapshot(job_id, owner)
     if snap is None:  # no job yet, or Start was refused: leave its message in place
-        return (job_id, *[gr.skip()] * 14, gr.Timer(active=False), drawn)
+        return {"job": job_id, "timer": gr.Timer(active=False)}
     runs = live.session_runs(store(), session, owner)
     timer = gr.Timer(active=any(run["status"] not in TERMINAL for run in runs) or snap["status"] not in TERMINAL)
     showing = f"{live.session_signature(store(), session, owner)}#{job_id}#{sorted(shown or [])}"
     if showing == drawn:
-        return (job_id, status_line(snap), *[gr.skip()] * 13, timer, drawn)
+        return {"job": job_id, "status": status_line(snap), "timer": timer}
     names = labels()
     choices = [(classroom.run_label(r["config"], names), r["id"]) for r in runs]
     visible = [r["id"] for r in runs if shown is None or r["id"] in shown or r["id"] not in drawn]
@@ -152,13 +155,11 @@ def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str):
     card = snap["card"]
     files = store().files(job_id, owner) if card else None
     budget = snap["config"]["budget"] if snap["config"] else START_BUDGET
-    curve, confusion, per_class, summary, gallery, transfer, examples, corrupted = run_outputs(
-        card, snap["checkpoints"], budget)
-    return (job_id, status_line(snap), curve, confusion, per_class, summary,
-            gr.DownloadButton(value=str(files[0]) if files else None, visible=bool(files)),
-            gr.DownloadButton(value=str(files[1]) if files else None, visible=bool(files)),
-            comparison, gr.CheckboxGroup(choices=choices, value=visible), gallery, transfer, examples, corrupted,
-            gr.Button(visible=bool(card)), timer, showing)
+    return {"job": job_id, "status": status_line(snap), **run_outputs(card, snap["checkpoints"], budget),
+            "card_file": gr.DownloadButton(value=str(files[0]) if files else None, visible=bool(files)),
+            "curve_file": gr.DownloadButton(value=str(files[1]) if files else None, visible=bool(files)),
+            "comparison": comparison, "shown": gr.CheckboxGroup(choices=choices, value=visible),
+            "share": gr.Button(visible=bool(card)), "timer": timer, "drawn": showing}
 
 
 def shared_folder() -> Path:
@@ -292,26 +293,36 @@ def steal_tab() -> list:
             return None, f"**Upload refused:** {error}"
         return str(found.path), f"Using **{found.description}**."
 
-    def redraw(session_ids: list[str], shown_ids: list[str] | None, token: str):
-        return poll(session_ids, "", shown_ids, token)
+    live_outputs = {"job": job_box, "status": status, "curve": curve, "confusion": confusion,
+                    "per_class": per_class, "summary": summary, "card_file": card_file, "curve_file": curve_file,
+                    "comparison": comparison, "shown": shown, "gallery": gallery, "transfer": transfer_plot,
+                    "examples": transfer_examples, "corruptions": corruption_box, "share": share_button,
+                    "timer": timer, "drawn": drawn, "owner": owner, "session": session}
 
-    def welcome(token: str, session_ids: list[str] | None, request: gr.Request):
+    def on_page(values: dict) -> dict:
+        """{live-output name: value} as the {component: value} Gradio sends; components left out keep theirs."""
+        return {live_outputs[name]: value for name, value in values.items()}
+
+    def tick(session_ids: list[str], drawn_now: str, shown_ids: list[str] | None, token: str) -> dict:
+        return on_page(poll(session_ids, drawn_now, shown_ids, token))
+
+    def redraw(session_ids: list[str], shown_ids: list[str] | None, token: str) -> dict:
+        return on_page(poll(session_ids, "", shown_ids, token))
+
+    def welcome(token: str, session_ids: list[str] | None, request: gr.Request) -> dict:
         """Page load: this browser's token (made on the first visit), a shared run if the link has one, else
         the browser's earlier runs."""
         token = token or new_owner_token()
         card = sharing.shared(request.query_params.get("run"), shared_folder()) if request is not None else None
         if card:
-            curve_, confusion_, per_class_, summary_, gallery_, transfer_, examples_, corrupted_ = run_outputs(
-                card, [], card["config"]["budget"])
-            status_ = f"**Shared run** · {classroom.run_label(card['config'], labels())}"
-            return (token, gr.skip(), "", status_, curve_, confusion_, per_class_, summary_, gr.skip(), gr.skip(),
-                    gr.skip(), gr.skip(), gallery_, transfer_, examples_, corrupted_, gr.skip(), gr.Timer(active=False),
-                    "shared")
+            return on_page({"owner": token, "job": "", **run_outputs(card, [], card["config"]["budget"]),
+                            "status": f"**Shared run** · {classroom.run_label(card['config'], labels())}",
+                            "timer": gr.Timer(active=False), "drawn": "shared"})
         known = live.known(store(), session_ids, token)
         if session_ids and not known:  # every run of this browser was lost (a restart, or expired): say so
-            lost = status_line(store().snapshot(session_ids[-1], token))
-            return (token, [], "", lost, *[gr.skip()] * 13, gr.Timer(active=False), "")
-        return (token, known, *poll(known, "", None, token))
+            return on_page({"owner": token, "session": [], "job": "", "timer": gr.Timer(active=False), "drawn": "",
+                            "status": status_line(store().snapshot(session_ids[-1], token))})
+        return on_page({"owner": token, "session": known, **poll(known, "", None, token)})
 
     estimate_event = {"fn": show_estimate, "inputs": form.inputs | {upload}, "outputs": estimate_box,
                       "api_visibility": "private", "trigger_mode": "always_last", "concurrency_limit": None}
@@ -323,9 +334,8 @@ def steal_tab() -> list:
             widget.change(**estimate_event)
     upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private").then(
         show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private")
-    live_outputs = [job_box, status, curve, confusion, per_class, summary, card_file, curve_file, comparison, shown,
-                    gallery, transfer_plot, transfer_examples, corruption_box, share_button, timer, drawn]
-    refresh = (redraw, [session, shown, owner], live_outputs)
+    page = [widget for name, widget in live_outputs.items() if name not in ("owner", "session")]  # what ticks redraw
+    refresh = (redraw, [session, shown, owner], page)
     after = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
     state = form.inputs | {session, owner, upload}
     start_button.click(press_start, state, [session, status, estimate_box, timer],
@@ -333,9 +343,9 @@ def steal_tab() -> list:
     for name, button in scenario_buttons.items():
         button.click(scenario(name), state, [session, look_for, timer], api_visibility="private").then(*refresh, **after)
     cancel_button.click(cancel_run, [job_box, owner], status, api_visibility="private", concurrency_limit=None)
-    timer.tick(poll, [session, drawn, shown, owner], live_outputs, api_visibility="private", show_progress="hidden",
+    timer.tick(tick, [session, drawn, shown, owner], page, api_visibility="private", show_progress="hidden",
                concurrency_limit=None)
-    shown.input(poll, [session, drawn, shown, owner], live_outputs, **after)  # hiding a run keeps the rest as shown
+    shown.input(tick, [session, drawn, shown, owner], page, **after)  # hiding a run keeps the rest as shown
     clear_button.click(lambda ids, token: [j for j in ids or [] if (store().snapshot(j, token) or {}).get("status")
                                            not in TERMINAL], [session, owner], session,
                        api_visibility="private").then(*refresh, **after)
@@ -346,7 +356,7 @@ def steal_tab() -> list:
     gr.api(api_function(fields, start_job, "start", start_job.__doc__, first=("owner", str)), api_name="start")
     gr.api(api_function(fields, estimate_text, "estimate", estimate_text.__doc__), api_name="estimate",
            concurrency_limit=None)
-    return [(welcome, [owner, session], [owner, session, *live_outputs]),
+    return [(welcome, [owner, session], list(live_outputs.values())),
             (show_estimate, form.inputs | {upload}, estimate_box)]
 
 
