@@ -101,4 +101,4 @@ def confound_finding(precomputed_dir: str | Path = "precomputed", budget: int = 
         sentences.append(
             f"Resolution (the Lite0 linear probe and its Lite0 thief together at 32 px instead of 96 px, offline grid): "
             f"{pct(*lp['agreement'])} against {pct(*at_96)}, {100 * (lp['agreement'][0] - at_96[0]):+.1f} points.")
-    return f"At {budget:,} top-1-label queries: " + " ".join(sentences)
+    return f"All comparisons at {budget:,} top-1-label queries. " + " ".join(sentences)
