@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 __all__ = ["DATASETS", "OUTPUTS", "MODES", "STRATEGIES", "dataset_name", "source_name", "mode_name",
-           "output_name", "strategy_name", "pool_name", "preset_name", "sizes_text", "seeds_text", "seeds", "pct",
+           "output_name", "strategy_name", "pool_name", "preset_name", "sizes_text", "seeds_text", "counted", "seeds", "pct",
            "describe"]
 
 DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "indoor67": "Indoor-67", "caltech256": "Caltech-256",
@@ -88,9 +88,14 @@ def seeds_text(rows: pd.DataFrame, by: list[str]) -> str:
     return f"mean ± 1 sd (sample sd) over {n} seeds ({listed})"
 
 
+def counted(n: int, noun: str) -> str:
+    """"1 cell", "3 cells"."""
+    return f"{n} {noun}" + "s" * (n != 1)
+
+
 def seeds(n: int) -> str:
     """"1 seed", "3 seeds"."""
-    return f"{n} seed" + "s" * (n != 1)
+    return counted(n, "seed")
 
 
 def pct(mean: float, sd: float = float("nan"), n: int = 1, with_n: bool = True) -> str:

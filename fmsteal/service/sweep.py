@@ -26,6 +26,7 @@ from fmsteal.experiment.cards import read_card, write_card
 from fmsteal.experiment.config import ExperimentConfig
 from fmsteal.errors import Cancelled, ConfigError, FmstealError
 from fmsteal.fields import parse_params
+from fmsteal.service.conditions import counted
 from fmsteal.service.presets import PRESETS
 from fmsteal.engine.zoo import get_backbone
 
@@ -224,7 +225,7 @@ def run_sweep(grid: Grid, out_dir: str | Path, executor: str = "local", jobs: in
     finally:
         summary["left"] = left = len(todo) - summary["ran"] - len(summary["failed"])
         if left:
-            summary["note"] = f"{stopped}: {left} cell{'s' * (left != 1)} left"
+            summary["note"] = f"{stopped}: {counted(left, 'cell')} left"
         summary["table"] = str(write_table(grid, out_dir))
         summary["wall_s"] = round(time.perf_counter() - started, 1)
         _record(grid, out_dir, summary, executor, jobs, command)
