@@ -22,7 +22,7 @@ from fmsteal.service.conditions import output_name, pct, seeds
 from fmsteal.service.results import grid_table
 
 __all__ = ["DEFENCE_GRID", "load_defence_cells", "defence_summary", "protection_figure", "protection_finding",
-           "summary_rows", "SUMMARY_HEADERS"]
+           "summary_rows", "SUMMARY_HEADERS", "p_text"]
 
 DEFENCE_GRID = "defences-cifar10"
 SETTING = ["victim_kind", "victim_label", "output", "defence", "defence_params"]
@@ -30,8 +30,9 @@ KINDS = {"lp": "Pretrained victim (linear probe)", "fft": "Victim trained from s
 FINDING_KINDS = {"lp": "pretrained, linear probe", "fft": "trained from scratch"}
 SHORT = {"lp": "pretrained, LP", "fft": "from scratch"}
 CHEAP = 1.0  # points of API accuracy: a defence costing honest users less than this is "cheap"
+CONVICTS = -2.0  # log10 of the p-value under which the ownership test convicts a model (p < 0.01)
 SUMMARY_HEADERS = ["victim", "answers", "defence", "thief agreement", "API accuracy lost (points)",
-                   "answers changed", "detected at (queries)", "false alarms", "watermark p-value: thief / innocent"]
+                   "answers changed", "detected at (queries)", "false alarms", "watermark convictions (p < 0.01): thief / innocent"]
 
 
 def load_defence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
@@ -58,9 +59,16 @@ def defence_summary(cells: pd.DataFrame) -> pd.DataFrame:
                       detected_at=("detected_at", lambda s: _median_or_none(s)),
                       detected=("detected_at", lambda s: int(s.notna().sum())),
                       false_alarm_rate=("false_alarm_rate", "mean"),
-                      thief_log10_p=("watermark_thief_log10_p", "max"),
-                      innocent_log10_p=("watermark_innocent_log10_p", "min"))
+                      thief_log10_p=("watermark_thief_log10_p", "min"),
+                      innocent_log10_p=("watermark_innocent_log10_p", "min"),
+                      thief_convicted=("watermark_thief_log10_p", _convictions),
+                      innocent_convicted=("watermark_innocent_log10_p", _convictions))
     return out.reset_index()
+
+
+def _convictions(log10_p: pd.Series) -> int:
+    """Seeds in which the ownership test convicted the model (p < 0.01)."""
+    return int((log10_p < CONVICTS).sum())
 
 
 def _median_or_none(values: pd.Series) -> float | None:
@@ -164,9 +172,15 @@ def _detection_text(defended: pd.DataFrame) -> str:
 
 def _watermark_text(defended: pd.DataFrame) -> str:
     marks = defended[defended["defence"] == "watermark"]
-    parts = [f"{setting_name(row)}, the stolen copy's p-value is at most {p_text(row.thief_log10_p)} and an innocent "
-             f"model's at least {p_text(row.innocent_log10_p)}" for row in marks.itertuples()]
-    return f" Ownership test: with {'; with '.join(parts)} (over n={seeds(int(marks['n'].min()))})." if parts else ""
+    parts = [f"{setting_name(row)} convicted the stolen copy in {_conviction_text(row.thief_convicted, row.n, row.thief_log10_p)} "
+             f"and an innocent model in {_conviction_text(row.innocent_convicted, row.n, row.innocent_log10_p)}"
+             for row in marks.itertuples()]
+    return f" Ownership test (p < 0.01 convicts): {'; '.join(parts)}." if parts else ""
+
+
+def _conviction_text(convicted: int, n: int, log10_p: float) -> str:
+    """"1 of 3 seeds (smallest p-value 1e-2.6)"."""
+    return f"{convicted} of {seeds(n)} (smallest p-value {p_text(log10_p)})"
 
 
 def p_text(log10_p: float) -> str:
@@ -186,7 +200,8 @@ def summary_rows(cells: pd.DataFrame) -> list[list]:
             f"{row.detected_at:,.0f} (median, {flagged})" if row.detected else f"never ({flagged})")
         alarms = "" if row.false_alarm_rate != row.false_alarm_rate else f"{100 * row.false_alarm_rate:.0f}%"
         watermark = "" if row.thief_log10_p != row.thief_log10_p else (
-            f"≤ {p_text(row.thief_log10_p)} / ≥ {p_text(row.innocent_log10_p)}")
+            f"{_conviction_text(row.thief_convicted, row.n, row.thief_log10_p)} / "
+            f"{_conviction_text(row.innocent_convicted, row.n, row.innocent_log10_p)}")
         out.append([f"{row.victim_label} ({SHORT[row.victim_kind]})", output_name(row.output),
                     setting_name(row), pct(row.agreement, row.agreement_sd, row.n),
                     f"{100 * row.utility_lost:.2f}" + (f" ± {100 * row.utility_lost_sd:.2f}" if row.n > 1 else ""),
