@@ -474,6 +474,7 @@ def test_the_confound_table_and_finding_state_only_what_was_measured(tmp_path) -
     assert "fine-tuned Lite0 with 60.0% (n=1) agreement and the scratch CNN with 66.0% ± 1.4 (n=2), -6.0 points" in finding
     assert "linear probe is copied with 70.0% (n=1), the fine-tuned network with 60.0% (n=1), +10.0 points" in finding
     assert finding.count("not measured yet") == 1  # only the resolution comparison lacks its grid
+    assert finding.endswith("Training mode moves agreement most (10.0 points), then pretrained features (6.0).")
 
 
 def test_the_defence_grids_undefended_cells_reproduce_the_offline_grids_checkpoints_exactly() -> None:
