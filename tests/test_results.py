@@ -444,6 +444,14 @@ def test_readme_and_about_quote_the_measured_grid_from_its_table() -> None:
     for victim, budget in (("tf_efficientnet_lite0", 5000), ("tf_efficientnet_lite0", 20000), ("scratch_cnn", 5000)):
         rows = probs[(probs["victim"] == victim) & (probs["budget"] == budget)]
         assert _cell(rows).replace(" ±", "% ±") in readme, (victim, budget)
+    from fmsteal.service.confound_results import VICTIMS, confound_finding, confound_summary
+
+    assert "training mode\nmatters most" in about and "Training mode moves agreement most" in confound_finding()
+
+    confound = confound_summary(_measured("confound-cifar10"), 5000)
+    quoted = [f"{100 * confound[key]['agreement'][0]:.1f}% ± {100 * confound[key]['agreement'][1]:.1f}" for key in VICTIMS]
+    assert re.search(".*".join(map(re.escape, quoted)), about.replace("\n", " ")), quoted  # in the order of VICTIMS
+    assert {confound[key]["agreement"][2] for key in VICTIMS} == {3} and "(n=3 seeds each)" in about
     provenance = (PRECOMPUTED / "offline-cifar10" / "PROVENANCE.md").read_text()
     minutes = re.search(r"\| ([\d.]+) min \|", provenance).group(1)
     assert f"{minutes} min of wall time" in readme
