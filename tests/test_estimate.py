@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine_fixtures import run_to_card
 from fmsteal.experiment import estimate as est
@@ -13,6 +15,7 @@ from fmsteal.engine.cache import cache_dir
 from fmsteal.experiment.config import ExperimentConfig
 from fmsteal import settings
 from fmsteal.engine.data import count_images
+from fmsteal.engine.embed import Embedder
 from fmsteal.errors import ConfigError, DataError
 from fmsteal.experiment import speed
 from fmsteal.engine.zoo import get_backbone
@@ -52,6 +55,22 @@ def test_speeds_are_measured_on_this_machine_once_and_scale_with_pixels(monkeypa
     monkeypatch.setattr(speed, "_measure_backbone", lambda *a: pytest.fail("measured twice"))
     assert speed.backbone_speed(spec, 32, "cpu") == small  # cached in the cache folder
     assert speed.linear_seconds(1280, "cpu") > 0 and speed.decode_ips() > 0
+
+
+def test_a_runs_observed_speed_counts_its_forward_passes_alone(monkeypatch):
+    # A run's throughput replaces the probe's; time spent outside the backbone (here a slow consumer of
+    # progress events) must not count, or a backbone that ran for real looks slower than one only probed.
+    monkeypatch.setattr(speed, "_contention", lambda: 0.0)
+    spec = get_backbone("tf_efficientnet_lite0")
+    embedder = Embedder(spec, 32, torch.device("cpu"))
+    images = torch.randint(0, 255, (speed.OBSERVED_MIN_IMAGES, 3, 32, 32), dtype=torch.uint8)
+    began, events = time.perf_counter(), 0
+    for _ in embedder.forward(images):
+        time.sleep(0.1)
+        events += 1
+    assert 0 < embedder.forward_seconds <= time.perf_counter() - began - 0.1 * events
+    speed.observe_forward(spec, 32, "cpu", embedder.images_forwarded, embedder.forward_seconds)
+    assert speed.backbone_speed(spec, 32, "cpu")["ips"] == pytest.approx(len(images) / embedder.forward_seconds)
 
 
 def test_offline_pair_is_estimated_from_its_images(cifar_like):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class Embedder:
         self.device = device
         self.batch_size = batch_size or (256 if device.type == "cuda" else 64)
         self.images_forwarded = 0  # images that went through the backbone (cache misses)
+        self.forward_seconds = 0.0  # time spent in those passes alone (no loading, hashing or cache files)
         self.cache_rebuilt = 0  # cache files found corrupt or stale and rebuilt
         self.files: list[Path] = []  # the cache files of everything embedded so far
         self._model: torch.nn.Module | None = None
@@ -158,11 +160,14 @@ class Embedder:
 
     @torch.inference_mode()
     def _forward_batch(self, images: torch.Tensor) -> torch.Tensor:
+        model = self.model  # loaded before the clock starts
+        began = time.perf_counter()
         x = preprocess(images.to(self.device), self.image_size, self.spec.mean, self.spec.std)
         with autocast(self.device, self.fp32):
-            features = self.model(x)
+            features = model(x).float().cpu()
+        self.forward_seconds += time.perf_counter() - began
         self.images_forwarded += len(images)
-        return features.float().cpu()
+        return features
 
 
 def _checksum(features: object) -> str | None:

@@ -10,7 +10,6 @@ through a `BlackBoxVictim`.
 from __future__ import annotations
 
 import platform
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -127,13 +126,13 @@ def run_embed(state: RunState) -> Iterator[dict]:
         state.embedders[role] = shared[(name, size)]
     for name, size in plan.embeddings:
         embedder = shared[(name, size)]
-        began, forwarded = time.perf_counter(), embedder.images_forwarded
+        seconds, forwarded = embedder.forward_seconds, embedder.images_forwarded
         for images, what in ((state.train, "train split"), (state.test, "test split"), (state.pool_source, "query pool")):
             if images is not None:
                 yield from embedder.register(images, f"{embedder.spec.label}: {what}")
         warm.record(state.data_key, "embed", embedder.files, backbone=name, size=size)
         speed.observe_forward(embedder.spec, size, "cpu" if state.device.type == "cpu" else "cuda",
-                              embedder.images_forwarded - forwarded, time.perf_counter() - began)
+                              embedder.images_forwarded - forwarded, embedder.forward_seconds - seconds)
     if state.config.victim_mode != "lp":
         state.embedders["victim"] = None
 

@@ -70,8 +70,9 @@ def _measured(key: str, measure: Callable[[], dict], replace: dict | None = None
 
 
 def observe_forward(spec, size: int, device: str, images: int, seconds: float) -> None:
-    """A real run's backbone throughput replaces the short probe's (a probe taken while other processes
-    loaded the machine would otherwise mislead every later estimate). Small samples are ignored."""
+    """A real run's backbone throughput (`seconds` spent in its forward passes alone, as the probe times them)
+    replaces the short probe's (a probe taken while other processes loaded the machine would otherwise mislead
+    every later estimate). Small samples are ignored."""
     if images >= OBSERVED_MIN_IMAGES and seconds > 0:
         probe = backbone_speed(spec, size, device)
         _measured(f"backbone|{spec.base_name}|{size}|{device}|forward", dict, {**probe, "ips": images / seconds})
