@@ -449,7 +449,7 @@ def test_readme_and_about_quote_the_measured_grid_from_its_table() -> None:
     assert "training mode\nmatters most" in about and "Training mode moves agreement most" in confound_finding()
 
     confound = confound_summary(_measured("confound-cifar10"), 5000)
-    quoted = [f"{100 * confound[key]['agreement'][0]:.1f}% ± {100 * confound[key]['agreement'][1]:.1f}" for key in VICTIMS]
+    quoted = [f"{100 * mean:.1f}% ± {100 * sd:.1f}" for mean, sd, _ in (confound[key]["agreement"] for key in VICTIMS)]
     assert re.search(".*".join(map(re.escape, quoted)), about.replace("\n", " ")), quoted  # in the order of VICTIMS
     assert {confound[key]["agreement"][2] for key in VICTIMS} == {3} and "(n=3 seeds each)" in about
     provenance = (PRECOMPUTED / "offline-cifar10" / "PROVENANCE.md").read_text()

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pandas as pd
 
 __all__ = ["DATASETS", "OUTPUTS", "MODES", "STRATEGIES", "dataset_name", "source_name", "mode_name",
-           "output_name", "strategy_name", "pool_name", "preset_name", "sizes_text", "seeds_text", "counted", "seeds", "pct",
-           "describe"]
+           "output_name", "strategy_name", "pool_name", "preset_name", "sizes_text", "seeds_text", "counted", "seeds",
+           "pct", "describe"]
 
 DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "indoor67": "Indoor-67", "caltech256": "Caltech-256",
             "tiny-imagenet": "Tiny ImageNet"}

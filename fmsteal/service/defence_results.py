@@ -32,7 +32,8 @@ SHORT = {"lp": "pretrained, LP", "fft": "from scratch"}
 CHEAP = 1.0  # points of API accuracy: a defence costing honest users less than this is "cheap"
 CONVICTS = -2.0  # log10 of the p-value under which the ownership test convicts a model (p < 0.01)
 SUMMARY_HEADERS = ["victim", "answers", "defence", "thief agreement", "API accuracy lost (points)",
-                   "answers changed", "detected at (queries)", "false alarms", "watermark convictions (p < 0.01): thief / innocent"]
+                   "answers changed", "detected at (queries)", "false alarms",
+                   "watermark convictions (p < 0.01): thief / innocent"]
 
 
 def load_defence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
@@ -172,9 +173,9 @@ def _detection_text(defended: pd.DataFrame) -> str:
 
 def _watermark_text(defended: pd.DataFrame) -> str:
     marks = defended[defended["defence"] == "watermark"]
-    parts = [f"{setting_name(row)} convicted the stolen copy in {_conviction_text(row.thief_convicted, row.n, row.thief_log10_p)} "
-             f"and an innocent model in {_conviction_text(row.innocent_convicted, row.n, row.innocent_log10_p)}"
-             for row in marks.itertuples()]
+    parts = [f"{setting_name(row)} convicted the stolen copy in "
+             f"{_conviction_text(row.thief_convicted, row.n, row.thief_log10_p)} and an innocent model in "
+             f"{_conviction_text(row.innocent_convicted, row.n, row.innocent_log10_p)}" for row in marks.itertuples()]
     return f" Ownership test (p < 0.01 convicts): {'; '.join(parts)}." if parts else ""
 
 
