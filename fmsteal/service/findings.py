@@ -77,8 +77,8 @@ def _own_vs_scratch(cells: pd.DataFrame) -> str | None:
         lp, fft = own[own["victim_mode"] == "lp"], own[own["victim_mode"] == "fft"]
         if len(lp) and len(fft):
             lp, fft = lp.iloc[0], fft.iloc[0]
-            return (f"The same {label} thief copies a {label} victim trained as a linear probe with {_cell(lp)}, "
-                    f"a {label} victim fully fine-tuned with {_cell(fft)}, and the {other.victim_label} victim "
+            return (f"The same {label} thief copies the {label} victim trained as a linear probe with {_cell(lp)}, "
+                    f"the {label} victim fully fine-tuned with {_cell(fft)}, and the {other.victim_label} victim "
                     f"trained from scratch ({other.victim_mode.upper()}) with {_cell(other)}. Pretrained features vs "
                     f"scratch at the same training mode ({fft.victim_mode.upper()}): "
                     f"{100 * (fft['mean'] - other['mean']):+.1f} points; linear probe vs fine-tuning of the same "
