@@ -81,6 +81,7 @@ def test_protection_view_and_finding_follow_the_measured_cells(defence_sweep) ->
     other = cells.assign(victim="scratch_cnn", victim_label="Scratch CNN", victim_mode="fft", victim_kind="fft")
     partial = defence_results.protection_finding(pd.concat([other, fewer]), "label")
     assert partial.count("Only 2 of the 3 defence settings are measured for this victim so far") == 1
+    assert [paragraph.split(" victim (")[0] for paragraph in partial.split("\n\n")] == ["Scratch CNN", "EfficientNet-Lite0"]
 
 
 def test_a_defence_grid_stays_out_of_the_undefended_results(defence_sweep) -> None:

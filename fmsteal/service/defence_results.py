@@ -132,7 +132,7 @@ def summary_thief(cells: pd.DataFrame) -> str:
 
 
 def protection_finding(cells: pd.DataFrame, output: str) -> str:
-    """Per victim kind: the undefended agreement, the defence that lowered it most and what that cost, and the
+    """Per victim kind, a paragraph each: the undefended agreement, the defence that lowered it most and what that cost, and the
     most any cheap defence (< CHEAP points of accuracy lost) achieved; detection and watermark verdicts."""
     if cells.empty:
         return f"No precomputed defence results for {output_name(output)}."
@@ -160,7 +160,7 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
                      f"{drop:.1f} points." if drop >= 0.05 else
                      f" No defence costing under {CHEAP:g} point lowers agreement by 0.1 points or more.")
         sentences.append(text + _detection_text(defended) + _watermark_text(defended))
-    return " ".join(sentences) or f"No precomputed defence results for {output_name(output)}."
+    return "\n\n".join(sentences) or f"No precomputed defence results for {output_name(output)}."
 
 
 def _detection_text(defended: pd.DataFrame) -> str:
