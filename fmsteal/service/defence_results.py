@@ -10,6 +10,7 @@ beside it; the finding is computed from the table. No torch here.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,10 @@ KINDS = {"lp": "Pretrained victim (linear probe)", "fft": "Victim trained from s
 FINDING_KINDS = {"lp": "pretrained, linear probe", "fft": "trained from scratch"}
 SHORT = {"lp": "pretrained, LP", "fft": "from scratch"}
 CHEAP = 1.0  # points of API accuracy: a defence costing honest users less than this is "cheap"
-CONVICTS = -2.0  # log10 of the p-value under which the ownership test convicts a model (p < 0.01)
+CONVICTION_P = 0.01  # the ownership test convicts a model whose p-value is below this
 SUMMARY_HEADERS = ["victim", "answers", "defence", "thief agreement", "API accuracy lost (points)",
                    "answers changed", "detected at (queries)", "false alarms",
-                   "watermark convictions (p < 0.01): thief / innocent"]
+                   f"watermark convictions (p < {CONVICTION_P:g}): thief / innocent"]
 
 
 def load_defence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
@@ -68,8 +69,8 @@ def defence_summary(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _convictions(log10_p: pd.Series) -> int:
-    """Seeds in which the ownership test convicted the model (p < 0.01)."""
-    return int((log10_p < CONVICTS).sum())
+    """Seeds in which the ownership test convicted the model (p < CONVICTION_P)."""
+    return int((log10_p < math.log10(CONVICTION_P)).sum())
 
 
 def _median_or_none(values: pd.Series) -> float | None:
@@ -132,8 +133,9 @@ def summary_thief(cells: pd.DataFrame) -> str:
 
 
 def protection_finding(cells: pd.DataFrame, output: str) -> str:
-    """Per victim kind, a paragraph each: the undefended agreement, the defence that lowered it most and what that cost, and the
-    most any cheap defence (< CHEAP points of accuracy lost) achieved; detection and watermark verdicts."""
+    """Per victim kind, a paragraph each: the undefended agreement, the defence that lowered it most and what that
+    cost, and the most any cheap defence (< CHEAP points of accuracy lost) achieved; detection and watermark
+    verdicts."""
     if cells.empty:
         return f"No precomputed defence results for {output_name(output)}."
     summary = defence_summary(cells[cells["output"] == output])
@@ -176,7 +178,7 @@ def _watermark_text(defended: pd.DataFrame) -> str:
     parts = [f"{setting_name(row)} convicted the stolen copy in "
              f"{_conviction_text(row.thief_convicted, row.n, row.thief_log10_p)} and an innocent model in "
              f"{_conviction_text(row.innocent_convicted, row.n, row.innocent_log10_p)}" for row in marks.itertuples()]
-    return f" Ownership test (p < 0.01 convicts): {'; '.join(parts)}." if parts else ""
+    return f" Ownership test (p < {CONVICTION_P:g} convicts): {'; '.join(parts)}." if parts else ""
 
 
 def _conviction_text(convicted: int, n: int, log10_p: float) -> str:
