@@ -63,13 +63,13 @@ def _gap(first: dict | None, second: dict | None) -> float | None:
     return 100 * (first["agreement"][0] - second["agreement"][0])
 
 
-def _offline_lite0(budget: int, precomputed_dir: str | Path) -> tuple | None:
-    """The offline grid's Lite0 LP victim against its Lite0 thief at 96 px: (mean, sd, n) agreement."""
+def _offline_lite0(budget: int, precomputed_dir: str | Path) -> dict | None:
+    """The offline grid's Lite0 LP victim against its Lite0 thief at 96 px, summarised as `confound_summary` does."""
     table = grid_table(OFFLINE_GRID, precomputed_dir)
     if table.empty:
         return None
     own = confound_summary(table[table["thief"] == "tf_efficientnet_lite0"], budget)
-    return own.get(("tf_efficientnet_lite0", "lp"), {}).get("agreement")
+    return own.get(("tf_efficientnet_lite0", "lp"))
 
 
 def confound_finding(precomputed_dir: str | Path = "precomputed", budget: int = 5000) -> str:
@@ -95,13 +95,13 @@ def confound_finding(precomputed_dir: str | Path = "precomputed", budget: int = 
             f"Training mode alone (the same pretrained Lite0): the linear probe is copied with {pct(*lp['agreement'])}, "
             f"the fine-tuned network with {pct(*fft['agreement'])}, {mode:+.1f} points for the linear probe.")
     at_96 = _offline_lite0(budget, precomputed_dir)
-    resolution = None if lp is None or at_96 is None else 100 * (lp["agreement"][0] - at_96[0])
+    resolution = _gap(lp, at_96)
     if resolution is None:
         sentences.append(f"Resolution alone (the Lite0 linear probe at 32 px against 96 px): {MISSING}.")
     else:
         sentences.append(
             f"Resolution (the Lite0 linear probe and its Lite0 thief together at 32 px instead of 96 px, offline grid): "
-            f"{pct(*lp['agreement'])} against {pct(*at_96)}, {resolution:+.1f} points.")
+            f"{pct(*lp['agreement'])} against {pct(*at_96['agreement'])}, {resolution:+.1f} points.")
     ranking = _ranking({"training mode": mode, "resolution": resolution, "pretrained features": features})
     return f"All comparisons at {budget:,} top-1-label queries. " + " ".join(sentences + ([ranking] if ranking else []))
 
