@@ -137,14 +137,14 @@ def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str) ->
     Returns {live-output name: value}; a name left out keeps what the page shows. `drawn` names what the page
     shows (jobs, checkpoints, cards), so progress ticks send no figures.
     """
-    session = session or []
-    job_id = live.current_job(store(), session, owner)
-    snap = store().snapshot(job_id, owner)
+    snapshots = live.read_session(store(), session, owner)
+    job_id = live.current_job(snapshots)
+    snap = snapshots.get(job_id)
     if snap is None:  # no job yet, or Start was refused: leave its message in place
         return {"job": job_id, "timer": gr.Timer(active=False)}
-    runs = live.session_runs(store(), session, owner)
+    runs = live.session_runs(snapshots)
     timer = gr.Timer(active=any(run["status"] not in TERMINAL for run in runs) or snap["status"] not in TERMINAL)
-    showing = f"{live.session_signature(store(), session, owner)}#{job_id}#{sorted(shown or [])}"
+    showing = f"{live.session_signature(snapshots)}#{job_id}#{sorted(shown or [])}"
     if showing == drawn:
         return {"job": job_id, "status": status_line(snap), "timer": timer}
     names = labels()
@@ -318,7 +318,7 @@ def steal_tab() -> list:
             return on_page({"owner": token, "job": "", **run_outputs(card, [], card["config"]["budget"]),
                             "status": f"**Shared run** · {classroom.run_label(card['config'], labels())}",
                             "timer": gr.Timer(active=False), "drawn": "shared"})
-        known = live.known(store(), session_ids, token)
+        known = live.known(live.read_session(store(), session_ids, token))
         if session_ids and not known:  # every run of this browser was lost (a restart, or expired): say so
             return on_page({"owner": token, "session": [], "job": "", "timer": gr.Timer(active=False), "drawn": "",
                             "status": status_line(store().snapshot(session_ids[-1], token))})

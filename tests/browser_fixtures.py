@@ -69,3 +69,12 @@ def configure(page, data_dir: Path, budget: int, seed: int, fft: bool = False, e
 
 def status(page) -> str:
     return page.locator("#status").inner_text()
+
+
+def wait_for_run(page, selector: str, timeout_ms: int = 240_000) -> None:
+    """Wait for a run's output to be drawn; on timeout, fail with the page's status line and a screenshot."""
+    try:
+        page.wait_for_selector(selector, timeout=timeout_ms)
+    except playwright.Error:
+        page.screenshot(path=ARTIFACTS / "run_missing.png", full_page=True)
+        pytest.fail(f"{selector} not drawn within {timeout_ms / 1000:.0f} s; the status line reads {status(page)!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from browser_fixtures import ARTIFACTS, POINTS, configure, fill, open_page, pick, status
+from browser_fixtures import ARTIFACTS, POINTS, configure, fill, open_page, pick, status, wait_for_run
 
 
 def test_results_tab_renders_at_once(browser, app_url):
@@ -38,8 +38,8 @@ def test_a_job_from_the_form_to_the_heatmap_and_back_after_reload(browser, app_u
     configure(page, cifar_subset, budget=150, seed=21)
     page.screenshot(path=ARTIFACTS / "form.png", full_page=True)
     page.locator("#start").click()
-    page.wait_for_selector(POINTS, timeout=240_000)
-    page.wait_for_selector("#confusion .heatmaplayer", timeout=240_000)
+    wait_for_run(page, POINTS)
+    wait_for_run(page, "#confusion .heatmaplayer")
     page.wait_for_selector("#per-class .barlayer .point", timeout=10_000)
     assert "Done" in status(page)
     assert page.locator(POINTS).count() >= 5
@@ -72,7 +72,7 @@ def test_two_visitors_queue_and_cancel(browser, app_url, cifar_subset):
     first.wait_for_function("document.querySelector('#status').innerText.includes('Cancelled')", timeout=5_000)
     second.wait_for_function("!document.querySelector('#status').innerText.includes('Queued')", timeout=5_000)
     print(f"cancel in one page to the next job leaving the queue in the other: {time.time() - pressed:.2f} s")
-    second.wait_for_selector("#confusion .heatmaplayer", timeout=240_000)
+    wait_for_run(second, "#confusion .heatmaplayer")
     assert "Done" in status(second) and "Cancelled" in status(first)
     second.screenshot(path=ARTIFACTS / "visitor2_done.png", full_page=True)
 

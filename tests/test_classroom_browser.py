@@ -7,7 +7,7 @@ import re
 
 
 
-from browser_fixtures import ARTIFACTS, configure, open_page, status
+from browser_fixtures import ARTIFACTS, configure, open_page, status, wait_for_run
 
 
 def test_the_contrast_scenario_overlays_both_victims(browser, app_url, cifar_subset):
@@ -36,7 +36,7 @@ def test_a_share_link_reopens_the_run_in_a_fresh_browser(browser, app_url, cifar
     page = open_page(browser, app_url)
     configure(page, cifar_subset, budget=120, seed=32, evaluations="default")
     page.locator("#start").click()
-    page.wait_for_selector("#confusion .heatmaplayer", timeout=600_000)
+    wait_for_run(page, "#confusion .heatmaplayer", 600_000)
     page.wait_for_selector("#transfer .barlayer .point", timeout=30_000)  # what the thief can do now
     assert "PGD on the stolen copy" in page.locator("#transfer").inner_text()
     assert "gaussian noise" in page.locator("#corruptions").inner_text()

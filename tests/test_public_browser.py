@@ -7,7 +7,7 @@ import io
 import json
 import tarfile
 
-from browser_fixtures import ARTIFACTS, fill, open_page, status
+from browser_fixtures import ARTIFACTS, fill, open_page, status, wait_for_run
 
 
 def archive_of(folder, path):
@@ -31,7 +31,7 @@ def test_a_visitor_uploads_runs_and_downloads(browser, public_app_url, cifar_sub
     fill(page, "budget", 100)
     page.wait_for_function("document.querySelector('#estimate').innerText.includes('Estimated time')", timeout=120_000)
     page.locator("#start").click()
-    page.wait_for_selector("#confusion .heatmaplayer", timeout=300_000)
+    wait_for_run(page, "#confusion .heatmaplayer", 300_000)
     assert "Done" in status(page)
     with page.expect_download() as download:
         page.locator("#card-file").click()

@@ -11,26 +11,33 @@ import io
 
 from fmsteal.service.jobs import TERMINAL, JobStore
 
-__all__ = ["known", "current_job", "session_runs", "session_signature", "gallery_items", "defence_summary"]
+__all__ = ["read_session", "known", "current_job", "session_runs", "session_signature", "gallery_items",
+           "defence_summary"]
+
+Snapshots = dict[str, dict | None]
 
 
-def known(store: JobStore, session: list[str] | None, owner: str) -> list[str]:
+def read_session(store: JobStore, session: list[str] | None, owner: str) -> Snapshots:
+    """Each of the session's jobs read once, in order: everything one poll draws comes from this one read, so a
+    job that finishes mid-poll cannot leave the page marked as showing a state it never drew."""
+    return {job_id: store.snapshot(job_id, owner) for job_id in session or []}
+
+
+def known(snapshots: Snapshots) -> list[str]:
     """The session's jobs the server still knows (lost ones dropped)."""
-    return [j for j in session or [] if (store.snapshot(j, owner) or {}).get("status", "lost") != "lost"]
+    return [j for j, snap in snapshots.items() if (snap or {}).get("status", "lost") != "lost"]
 
 
-def current_job(store: JobStore, session: list[str], owner: str) -> str:
+def current_job(snapshots: Snapshots) -> str:
     """The job the status line follows: the first still queued or running, else the last."""
-    statuses = {j: (store.snapshot(j, owner) or {}).get("status") for j in session}
-    active = [j for j, status in statuses.items() if status and status not in TERMINAL]
-    return active[0] if active else (session[-1] if session else "")
+    active = [j for j, snap in snapshots.items() if snap and snap["status"] not in TERMINAL]
+    return active[0] if active else next(reversed(snapshots), "")
 
 
-def session_runs(store: JobStore, session: list[str], owner: str) -> list[dict]:
+def session_runs(snapshots: Snapshots) -> list[dict]:
     """The session's runs with curve points: {"id", "config", "points", "status"}."""
     runs = []
-    for job_id in session:
-        snap = store.snapshot(job_id, owner)
+    for job_id, snap in snapshots.items():
         if snap and snap["config"] and (snap["card"] or snap["checkpoints"]):
             runs.append({"id": job_id, "config": snap["config"], "status": snap["status"],
                          "sizes": snap["card"]["image_size"] if snap["card"] else None,
@@ -38,13 +45,10 @@ def session_runs(store: JobStore, session: list[str], owner: str) -> list[dict]:
     return runs
 
 
-def session_signature(store: JobStore, session: list[str], owner: str) -> str:
+def session_signature(snapshots: Snapshots) -> str:
     """Changes exactly when a figure would: a checkpoint, a card or a status arrived for some run."""
-    parts = []
-    for job_id in session:
-        snap = store.snapshot(job_id, owner) or {}
-        parts.append(f"{job_id}:{len(snap.get('checkpoints') or [])}:{snap.get('card') is not None}:{snap.get('status')}")
-    return "|".join(parts)
+    return "|".join(f"{job_id}:{len((snap or {}).get('checkpoints') or [])}:{(snap or {}).get('card') is not None}:"
+                    f"{(snap or {}).get('status')}" for job_id, snap in snapshots.items())
 
 
 def gallery_items(card: dict | None) -> list[tuple]:

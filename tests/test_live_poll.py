@@ -1,0 +1,79 @@
+"""The page's poll: what it marks as drawn is what it drew, even when a job finishes in the middle of a poll."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import app
+from fmsteal.service.jobs import JobStore, new_owner_token
+from test_jobs import settings, wait_for
+
+OWNER = new_owner_token()
+MATRIX = [[8, 2, 0], [1, 6, 3], [0, 0, 10]]
+
+
+def full_card(config: dict) -> dict:
+    curve = [{"queries": q, "agreement": q / 200, "thief_accuracy": q / 300, "macro_f1": q / 400} for q in (50, 100)]
+    return {"config": config, "curve": curve, "image_size": {"victim": 64, "thief": 64},
+            "class_names": ["cat", "dog", "ship"], "confusion": {"labels": ["cat", "dog", "ship"], "matrix": MATRIX},
+            "per_class_agreement": [0.8, 0.6, 1.0], "agreement": 0.8, "victim_accuracy": 0.9, "thief_accuracy": 0.7,
+            "queries_spent": 100, "test_size": 30, "device": "cpu", "timings": {"total": 1.0}}
+
+
+class HeldEngine:
+    """Yields two checkpoints, then holds the result until `release` is set."""
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def __call__(self, config: dict, cancel, estimate_s=None):
+        for q in (50, 100):
+            yield {"kind": "checkpoint", "queries": q, "agreement": q / 200, "thief_accuracy": q / 300,
+                   "macro_f1": q / 400, "victim_accuracy": 0.9, "queries_spent": q, "elapsed_s": 0.1}
+        self.release.wait(20)
+        yield {"kind": "result", "card": full_card(config), "elapsed_s": 0.2}
+
+
+class FinishingStore:
+    """The job store as the page's poll sees it, where the job finishes during read number `finish_at`."""
+
+    def __init__(self, store: JobStore, engine: HeldEngine, job_id: str, finish_at: int):
+        self.store, self.engine, self.job_id, self.finish_at, self.reads = store, engine, job_id, finish_at, 0
+
+    def snapshot(self, job_id: str, owner: str) -> dict | None:
+        self.reads += 1
+        if self.reads == self.finish_at:
+            self.engine.release.set()
+            wait_for(self.store, self.job_id, OWNER)
+        return self.store.snapshot(job_id, owner)
+
+    def files(self, job_id: str, owner: str):
+        return self.store.files(job_id, owner)
+
+
+def heatmap_drawn(outputs: dict) -> bool:
+    figure = outputs.get("confusion")
+    return figure is not None and any(trace.type == "heatmap" for trace in figure.data)
+
+
+@pytest.mark.parametrize("finish_at", [1, 2, 3, 4, 5])
+def test_a_job_finishing_mid_poll_is_drawn_by_the_next_tick(tmp_path, monkeypatch, finish_at):
+    engine = HeldEngine()
+    store = JobStore(tmp_path, runner=engine, settings=settings())
+    job_id = store.submit(app.ExperimentConfig(victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite0",
+                                               budget=100, data_dir=str(tmp_path)), OWNER)
+    while len((store.snapshot(job_id, OWNER) or {}).get("checkpoints") or []) < 2:
+        time.sleep(0.01)
+    finishing = FinishingStore(store, engine, job_id, finish_at)
+    monkeypatch.setattr(app, "store", lambda: finishing)
+    drawn, ticks = "", []
+    for _ in range(finish_at + 1):  # one tick past the read that saw it finish
+        ticks.append(app.poll([job_id], drawn, None, OWNER))
+        drawn = ticks[-1].get("drawn", drawn)
+    assert "Done" in ticks[-1]["status"]
+    assert any(heatmap_drawn(tick) for tick in ticks), "the finished job's confusion was never drawn"
+    resting = app.poll([job_id], drawn, None, OWNER)
+    assert "confusion" not in resting and resting["timer"].active is False  # drawn once, then the page rests
