@@ -47,8 +47,11 @@ def session_runs(snapshots: Snapshots) -> list[dict]:
 
 def session_signature(snapshots: Snapshots) -> str:
     """Changes exactly when a figure would: a checkpoint, a card or a status arrived for some run."""
-    return "|".join(f"{job_id}:{len((snap or {}).get('checkpoints') or [])}:{(snap or {}).get('card') is not None}:"
-                    f"{(snap or {}).get('status')}" for job_id, snap in snapshots.items())
+    parts = []
+    for job_id, snap in snapshots.items():
+        snap = snap or {}
+        parts.append(f"{job_id}:{len(snap.get('checkpoints') or [])}:{snap.get('card') is not None}:{snap.get('status')}")
+    return "|".join(parts)
 
 
 def gallery_items(card: dict | None) -> list[tuple]:
