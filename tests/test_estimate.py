@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -182,7 +183,18 @@ def test_a_speed_measured_on_a_contended_machine_is_retaken_once_it_is_quieter(m
     monkeypatch.setattr(speed, "_contention", lambda: 3.0)  # three runnable processes per core
     assert speed._measured("probe|contended", measure)["ips"] == 1.0
     monkeypatch.setattr(speed, "_contention", lambda: 2.0)  # still busy: keep the figure
-    assert speed._measured("probe|contended", measure) == {"ips": 1.0, "contention": 3.0}
+    assert speed._measured("probe|contended", measure) == {"ips": 1.0, "contention": 3.0, "format": speed.FORMAT}
     monkeypatch.setattr(speed, "_contention", lambda: 0.5)  # quiet now: measured again, and kept
-    assert speed._measured("probe|contended", measure) == {"ips": 2.0, "contention": 0.5}
+    assert speed._measured("probe|contended", measure) == {"ips": 2.0, "contention": 0.5, "format": speed.FORMAT}
     assert speed._measured("probe|contended", measure)["ips"] == 2.0 and len(calls) == 2
+
+
+def test_a_speed_stored_by_an_older_version_is_retaken(monkeypatch, tmp_path):
+    """Figures stored before observed speeds counted forward passes alone (no `format`) could be several times
+    too slow; they are measured again once, then kept."""
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))  # a cache of its own: the session's speeds stay
+    monkeypatch.setattr(speed, "_contention", lambda: 0.0)
+    key = f"{speed._machine()}|probe|old"
+    speed._file().write_text(json.dumps({key: {"ips": 38.0, "contention": 0.0}}))
+    assert speed._measured("probe|old", lambda: {"ips": 120.0})["ips"] == 120.0
+    assert speed._measured("probe|old", lambda: {"ips": 999.0})["ips"] == 120.0

@@ -23,6 +23,7 @@ __all__ = ["backbone_speed", "observe_forward", "linear_seconds", "decode_ips", 
 MEASURE_SECONDS = 1.5  # wall time aimed at per measurement (one-off per machine and setting)
 DECODE_PROBE_IMAGES = 400  # images in the synthetic archive the data phase is timed on
 OBSERVED_MIN_IMAGES = 512  # a run's own throughput replaces the probe's from this many images on
+FORMAT = 2  # what a stored figure means; older ones are retaken (before 2, observed speeds counted overheads)
 _lock = threading.Lock()
 
 
@@ -47,7 +48,10 @@ def _contention() -> float:
 
 
 def _stale(entry: dict) -> bool:
-    """A measurement taken while the machine was contended is retaken once it is at most half as busy."""
+    """A measurement of an older format, or taken while the machine was contended and now at most half as busy,
+    is retaken."""
+    if entry.get("format") != FORMAT:
+        return True
     return entry.get("contention", 0.0) > 1.0 and _contention() <= entry["contention"] / 2
 
 
@@ -62,7 +66,8 @@ def _measured(key: str, measure: Callable[[], dict], replace: dict | None = None
         except (OSError, ValueError):
             table = {}
         if key not in table or replace is not None or _stale(table[key]):
-            table[key] = {**(replace if replace is not None else measure()), "contention": round(_contention(), 2)}
+            table[key] = {**(replace if replace is not None else measure()), "contention": round(_contention(), 2),
+                          "format": FORMAT}
             from fmsteal.experiment.cards import write_card
 
             write_card(table, file)
