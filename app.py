@@ -202,8 +202,8 @@ def budget_slider(field, value) -> gr.Slider:
     return gr.Slider(0, 20000, value=value, step=100, label=field.title, info=field.help, elem_id="budget")
 
 
-def steal_tab() -> list:
-    """The job controls, live outputs and the classroom tools; returns the page-load events."""
+def steal_tab(demo: gr.Blocks) -> None:
+    """The job controls, live outputs and the classroom tools, and what `demo` does when a page loads."""
     public = settings.current().public
     fields = page_fields()
     form = Form(fields, {"budget": START_BUDGET, "data_dir": settings.current().data_dir or None},
@@ -324,16 +324,15 @@ def steal_tab() -> list:
                             "status": status_line(store().snapshot(session_ids[-1], token))})
         return on_page({"owner": token, "session": known, **poll(known, "", None, token)})
 
-    estimate_event = {"fn": show_estimate, "inputs": form.inputs | {upload}, "outputs": estimate_box,
-                      "api_visibility": "private", "trigger_mode": "always_last", "concurrency_limit": None}
-    for widget in form.widgets.values():  # cheap, read-only handlers run concurrently across visitors
-        if isinstance(widget, (gr.Textbox, gr.Number)):  # typed values: estimate once committed, not per keystroke
-            widget.blur(**estimate_event)
-            widget.submit(**estimate_event)
-        else:
-            widget.change(**estimate_event)
-    upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private").then(
-        show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private")
+    typed = (gr.Textbox, gr.Number)  # typed values: estimate once committed, not per keystroke
+    estimate_triggers = [demo.load, upload.change]
+    for widget in form.widgets.values():
+        estimate_triggers += [widget.blur, widget.submit] if isinstance(widget, typed) else [widget.change]
+    # One listener for all of them: a page's estimates run one at a time and the last one is of the form as it is
+    # now (separate listeners ran at once, and a slow early estimate could land last). Visitors run concurrently.
+    gr.on(estimate_triggers, show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private",
+          trigger_mode="always_last", concurrency_limit=None)
+    upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private")
     page = [widget for name, widget in live_outputs.items() if name not in ("owner", "session")]  # what ticks redraw
     refresh = (redraw, [session, shown, owner], page)
     after = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
@@ -356,8 +355,7 @@ def steal_tab() -> list:
     gr.api(api_function(fields, start_job, "start", start_job.__doc__, first=("owner", str)), api_name="start")
     gr.api(api_function(fields, estimate_text, "estimate", estimate_text.__doc__), api_name="estimate",
            concurrency_limit=None)
-    return [(welcome, [owner, session], list(live_outputs.values())),
-            (show_estimate, form.inputs | {upload}, estimate_box)]
+    demo.load(welcome, [owner, session], list(live_outputs.values()), api_visibility="private")
 
 
 def results_tab() -> None:
@@ -445,13 +443,11 @@ def build() -> gr.Blocks:
                     "trains on nothing but those answers. How closely can it copy the victim?")
         with gr.Tabs():
             with gr.Tab("Steal a model", id="steal"):
-                page_load = steal_tab()
+                steal_tab(demo)
             with gr.Tab("Results", id="results"):
                 results_tab()
             with gr.Tab("About", id="about"):
                 gr.Markdown((REPO / "fmsteal" / "service" / "about.md").read_text(), elem_id="about-text")
-        for handler, inputs, outputs in page_load:
-            demo.load(handler, inputs, outputs, api_visibility="private")
         demo.unload(forget_uploads)
     return demo
 

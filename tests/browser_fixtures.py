@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,15 @@ def configure(page, data_dir: Path, budget: int, seed: int, fft: bool = False, e
 
 def status(page) -> str:
     return page.locator("#status").inner_text()
+
+
+def wait_for_start(page, elem_id: str, text: str, timeout_ms: int = 60_000) -> None:
+    """Wait until #elem_id's text starts with `text`; on timeout, fail with what it reads instead."""
+    try:
+        page.wait_for_function(f"document.querySelector('#{elem_id}').innerText.startsWith({json.dumps(text)})",
+                               timeout=timeout_ms)
+    except playwright.Error:
+        pytest.fail(f"#{elem_id} should start with {text!r}; it reads {page.locator(f'#{elem_id}').inner_text()!r}")
 
 
 def wait_for_run(page, selector: str, timeout_ms: int = 240_000) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import time
 
-from browser_fixtures import ARTIFACTS, POINTS, configure, fill, open_page, pick, status, wait_for_run
+from gradio_client import Client
+
+from browser_fixtures import (ARTIFACTS, POINTS, configure, fill, open_page, pick, status, wait_for_run,
+                              wait_for_start)
 
 
 def test_results_tab_renders_at_once(browser, app_url):
@@ -36,6 +39,11 @@ def test_a_job_from_the_form_to_the_heatmap_and_back_after_reload(browser, app_u
     pick(page, "victim", "EfficientNet-Lite0 · conventional")
     pick(page, "thief", "EfficientNet-Lite1 · conventional")
     configure(page, cifar_subset, budget=150, seed=21)
+    # The estimate on the page is the one for the form as it now is (a slow early estimate must not land last)
+    expected = Client(app_url, verbose=False).predict(
+        victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite1", budget=150, data_dir=str(cifar_subset),
+        image_size=64, seed=21, evaluations="examples", api_name="/estimate").split(";")[0]
+    wait_for_start(page, "estimate", expected)
     page.screenshot(path=ARTIFACTS / "form.png", full_page=True)
     page.locator("#start").click()
     wait_for_run(page, POINTS)
