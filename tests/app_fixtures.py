@@ -46,11 +46,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_app(session_cache: Path, tmp_path_factory: pytest.TempPathFactory, **extra_env: str):
+def launch_app(cache: Path, tmp_path_factory: pytest.TempPathFactory, **extra_env: str):
     """`python app.py` on a free port with its own run folder: (url, server process, log file)."""
     port = _free_port()
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               FMSTEAL_CACHE=str(session_cache), FMSTEAL_RUNS=str(tmp_path_factory.mktemp("runs")),
+               FMSTEAL_CACHE=str(cache), FMSTEAL_RUNS=str(tmp_path_factory.mktemp("runs")),
                GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **extra_env)
     log = (tmp_path_factory.mktemp("app-log") / "app.log").open("w")
     server = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -83,9 +83,10 @@ def app_url(session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> st
 
 
 @pytest.fixture(scope="session")
-def public_app_url(session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The app in public mode, as on a Hugging Face Space (uploads only, visitor limits), stopped at the end."""
-    url, server, log = launch_app(session_cache, tmp_path_factory, FMSTEAL_PUBLIC="1",
+def public_app_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The app in public mode, as on a freshly started Hugging Face Space (uploads only, visitor limits, an empty
+    cache of its own: nothing measured or decoded yet), stopped at the end."""
+    url, server, log = launch_app(tmp_path_factory.mktemp("public-cache"), tmp_path_factory, FMSTEAL_PUBLIC="1",
                                   FMSTEAL_UPLOADS=str(tmp_path_factory.mktemp("uploads")))
     yield url
     stop_app(server, log)

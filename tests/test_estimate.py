@@ -189,6 +189,16 @@ def test_a_speed_measured_on_a_contended_machine_is_retaken_once_it_is_quieter(m
     assert speed._measured("probe|contended", measure)["ips"] == 2.0 and len(calls) == 2
 
 
+def test_a_public_server_measures_its_decode_speed(monkeypatch, tmp_path):
+    """The decode probe reads an archive the server made in the system's temporary folder, which a public
+    server's data roots exclude: it must not be refused as a visitor's path would be (a fresh Space could price
+    no run from uploaded images)."""
+    monkeypatch.setenv("FMSTEAL_PUBLIC", "1")
+    monkeypatch.setenv("FMSTEAL_UPLOADS", str(tmp_path / "uploads"))
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path / "cache"))  # nothing measured yet
+    assert speed.decode_ips() > 0
+
+
 def test_a_speed_stored_by_an_older_version_is_retaken(monkeypatch, tmp_path):
     """Figures stored before observed speeds counted forward passes alone (no `format`) could be several times
     too slow; they are measured again once, then kept."""

@@ -191,8 +191,8 @@ def decode_ips() -> float:
 
 
 def _measure_decode() -> dict:
-    """The real reading path (an archive listed, checked, decompressed, decoded) over a small synthetic
-    .tar.gz of smooth 32-px JPEGs (CIFAR-like in size), per image."""
+    """The real reading path (an archive listed, decompressed, decoded) over a small synthetic .tar.gz of smooth
+    32-px JPEGs (CIFAR-like in size), per image."""
     import tarfile
     import tempfile
 
@@ -213,7 +213,7 @@ def _measure_decode() -> dict:
                 info.size = buffer.tell()
                 buffer.seek(0)
                 tar.addfile(info, buffer)
-        return {"ips": _timed(lambda: read_uncached(str(path)), DECODE_PROBE_IMAGES)}
+        return {"ips": _timed(lambda: read_uncached(path), DECODE_PROBE_IMAGES)}
 
 
 def hash_ips(pixels: int) -> float:
