@@ -131,11 +131,12 @@ def run_outputs(card: dict | None, checkpoints: list[dict], budget: int) -> dict
             "examples": consequences.example_items(card), "corruptions": consequences.corruption_table(card)}
 
 
-def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str) -> dict:
+def poll(session: list[str], drawn: dict | None, shown: list[str] | None, owner: str) -> dict:
     """Status every tick; figures, comparison, gallery and downloads only when something new arrived.
 
-    Returns {live-output name: value}; a name left out keeps what the page shows. `drawn` names what the page
-    shows (jobs, checkpoints, cards), so progress ticks send no figures.
+    Returns {live-output name: value}; a name left out keeps what the page shows. `drawn` is what the page shows:
+    {"view": its jobs, checkpoints and cards, so progress ticks send no figures; "offered": the runs its Show list
+    has, so a run new to it is shown and one the visitor hid stays hidden}.
     """
     snapshots = live.read_session(store(), session, owner)
     job_id = live.current_job(snapshots)
@@ -145,11 +146,13 @@ def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str) ->
     runs = live.session_runs(snapshots)
     timer = gr.Timer(active=any(run["status"] not in TERMINAL for run in runs) or snap["status"] not in TERMINAL)
     showing = f"{live.session_signature(snapshots)}#{job_id}#{sorted(shown or [])}"
-    if showing == drawn:
+    drawn = drawn or {}
+    if showing == drawn.get("view"):
         return {"job": job_id, "status": status_line(snap), "timer": timer}
     names = labels()
     choices = [(classroom.run_label(r["config"], names), r["id"]) for r in runs]
-    visible = [r["id"] for r in runs if shown is None or r["id"] in shown or r["id"] not in drawn]
+    offered = set(drawn.get("offered") or [])
+    visible = [r["id"] for r in runs if shown is None or r["id"] in shown or r["id"] not in offered]
     hidden = frozenset(r["id"] for r in runs) - set(visible)
     comparison = classroom.comparison_figure(runs, names, results_table(), hidden)
     card = snap["card"]
@@ -159,7 +162,8 @@ def poll(session: list[str], drawn: str, shown: list[str] | None, owner: str) ->
             "card_file": gr.DownloadButton(value=str(files[0]) if files else None, visible=bool(files)),
             "curve_file": gr.DownloadButton(value=str(files[1]) if files else None, visible=bool(files)),
             "comparison": comparison, "shown": gr.CheckboxGroup(choices=choices, value=visible),
-            "share": gr.Button(visible=bool(card)), "timer": timer, "drawn": showing}
+            "share": gr.Button(visible=bool(card)), "timer": timer,
+            "drawn": {"view": showing, "offered": [r["id"] for r in runs]}}
 
 
 def shared_folder() -> Path:
@@ -258,7 +262,7 @@ def steal_tab(demo: gr.Blocks) -> None:
     owner = gr.BrowserState("", storage_key="fmsteal_owner", secret=browser_secret(settings.current().cache))
     session = gr.BrowserState([], storage_key="fmsteal_session")
     upload = gr.State(None)  # server-side: the path of this visitor's extracted upload
-    drawn = gr.State("")
+    drawn = gr.State({})
     timer = gr.Timer(1.0, active=False)
 
     def show_estimate(data: dict) -> str:
@@ -303,11 +307,11 @@ def steal_tab(demo: gr.Blocks) -> None:
         """{live-output name: value} as the {component: value} Gradio sends; components left out keep theirs."""
         return {live_outputs[name]: value for name, value in values.items()}
 
-    def tick(session_ids: list[str], drawn_now: str, shown_ids: list[str] | None, token: str) -> dict:
+    def tick(session_ids: list[str], drawn_now: dict, shown_ids: list[str] | None, token: str) -> dict:
         return on_page(poll(session_ids, drawn_now, shown_ids, token))
 
     def redraw(session_ids: list[str], shown_ids: list[str] | None, token: str) -> dict:
-        return on_page(poll(session_ids, "", shown_ids, token))
+        return on_page(poll(session_ids, None, shown_ids, token))
 
     def welcome(token: str, session_ids: list[str] | None, request: gr.Request) -> dict:
         """Page load: this browser's token (made on the first visit), a shared run if the link has one, else
@@ -317,12 +321,12 @@ def steal_tab(demo: gr.Blocks) -> None:
         if card:
             return on_page({"owner": token, "job": "", **run_outputs(card, [], card["config"]["budget"]),
                             "status": f"**Shared run** · {classroom.run_label(card['config'], labels())}",
-                            "timer": gr.Timer(active=False), "drawn": "shared"})
+                            "timer": gr.Timer(active=False), "drawn": {"view": "shared"}})
         known = live.known(live.read_session(store(), session_ids, token))
         if session_ids and not known:  # every run of this browser was lost (a restart, or expired): say so
-            return on_page({"owner": token, "session": [], "job": "", "timer": gr.Timer(active=False), "drawn": "",
+            return on_page({"owner": token, "session": [], "job": "", "timer": gr.Timer(active=False), "drawn": {},
                             "status": status_line(store().snapshot(session_ids[-1], token))})
-        return on_page({"owner": token, "session": known, **poll(known, "", None, token)})
+        return on_page({"owner": token, "session": known, **poll(known, None, None, token)})
 
     typed = (gr.Textbox, gr.Number)  # typed values: estimate once committed, not per keystroke
     estimate_triggers = [demo.load, upload.change]

@@ -1,4 +1,5 @@
-"""The page's poll: what it marks as drawn is what it drew, even when a job finishes in the middle of a poll."""
+"""The page's poll: what it marks as drawn is what it drew, even when a job finishes in the middle of a poll, and a
+run new to the page's comparison is shown there while one the visitor hid stays hidden."""
 
 from __future__ import annotations
 
@@ -24,12 +25,16 @@ def full_card(config: dict) -> dict:
 
 
 class HeldEngine:
-    """Yields two checkpoints, then holds the result until `release` is set."""
+    """Holds until `begin` is set (set at once unless asked), yields two checkpoints, then holds the result until
+    `release` is set."""
 
-    def __init__(self):
-        self.release = threading.Event()
+    def __init__(self, begin: bool = True):
+        self.begin, self.release = threading.Event(), threading.Event()
+        if begin:
+            self.begin.set()
 
     def __call__(self, config: dict, cancel, estimate_s=None):
+        self.begin.wait(20)
         for q in (50, 100):
             yield {"kind": "checkpoint", "queries": q, "agreement": q / 200, "thief_accuracy": q / 300,
                    "macro_f1": q / 400, "victim_accuracy": 0.9, "queries_spent": q, "elapsed_s": 0.1}
@@ -59,17 +64,25 @@ def heatmap_drawn(outputs: dict) -> bool:
     return figure is not None and any(trace.type == "heatmap" for trace in figure.data)
 
 
+def submit(store: JobStore, tmp_path, seed: int = 0) -> str:
+    return store.submit(app.ExperimentConfig(victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite0",
+                                             budget=100, seed=seed, data_dir=str(tmp_path)), OWNER)
+
+
+def wait_for_points(store: JobStore, job_id: str) -> None:
+    while len((store.snapshot(job_id, OWNER) or {}).get("checkpoints") or []) < 2:
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("finish_at", [1, 2, 3, 4, 5])
 def test_a_job_finishing_mid_poll_is_drawn_by_the_next_tick(tmp_path, monkeypatch, finish_at):
     engine = HeldEngine()
     store = JobStore(tmp_path, runner=engine, settings=settings())
-    job_id = store.submit(app.ExperimentConfig(victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite0",
-                                               budget=100, data_dir=str(tmp_path)), OWNER)
-    while len((store.snapshot(job_id, OWNER) or {}).get("checkpoints") or []) < 2:
-        time.sleep(0.01)
+    job_id = submit(store, tmp_path)
+    wait_for_points(store, job_id)
     finishing = FinishingStore(store, engine, job_id, finish_at)
     monkeypatch.setattr(app, "store", lambda: finishing)
-    drawn, ticks = "", []
+    drawn, ticks = None, []
     for _ in range(finish_at + 1):  # one tick past the read that saw it finish
         ticks.append(app.poll([job_id], drawn, None, OWNER))
         drawn = ticks[-1].get("drawn", drawn)
@@ -77,3 +90,27 @@ def test_a_job_finishing_mid_poll_is_drawn_by_the_next_tick(tmp_path, monkeypatc
     assert any(heatmap_drawn(tick) for tick in ticks), "the finished job's confusion was never drawn"
     resting = app.poll([job_id], drawn, None, OWNER)
     assert "confusion" not in resting and resting["timer"].active is False  # drawn once, then the page rests
+
+
+def shown_in_comparison(outputs: dict) -> set[str]:
+    """Labels of the comparison's measured traces that are drawn (not only listed in the legend)."""
+    return {t.name for t in outputs["comparison"].data if "precomputed" not in t.name and t.visible is True}
+
+
+def test_runs_queued_before_they_have_points_are_shown_once_they_do(tmp_path, monkeypatch):
+    engine = HeldEngine(begin=False)
+    store = JobStore(tmp_path, runner=engine, settings=settings())
+    monkeypatch.setattr(app, "store", lambda: store)
+    first, second = submit(store, tmp_path, seed=1), submit(store, tmp_path, seed=2)  # as a scenario queues them
+    page = app.poll([first, second], None, [], OWNER)  # the page right after queueing: nothing to compare yet
+    assert page["shown"].choices == [] and shown_in_comparison(page) == set()
+    engine.begin.set()
+    wait_for_points(store, first)
+    page = app.poll([first, second], page["drawn"], page["shown"].value, OWNER)
+    assert page["shown"].value == [first] and len(shown_in_comparison(page)) == 1
+    hidden_by_visitor = page["drawn"]
+    engine.release.set()
+    wait_for_points(store, second)
+    wait_for(store, second, OWNER)
+    page = app.poll([first, second], hidden_by_visitor, [], OWNER)  # the visitor unticked the first run
+    assert page["shown"].value == [second] and len(shown_in_comparison(page)) == 1
