@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 PAPER_OUTPUTS = {"top1_label": "label"}
 PAPER_POOLS = {"cifar10": "imagenet32"}  # the paper's pool per victim dataset (ImageNet otherwise)
 PAPER_SIZE = 224  # the authors resize every image to 224 px for victim and thief
+PLOT_HEIGHT, TITLE_TOP, SMALL_PRINT_LINE = 420, 70, 22  # px: a view's plot, its headline, each line of conditions
 
 
 def precomputed_root(precomputed_dir: str | Path = "precomputed") -> Path:
@@ -185,15 +186,19 @@ def _victim_names(rows: pd.DataFrame, mixed: bool) -> dict:
     return {(v, m): f"{label} ({m.upper()})" if mixed else label for v, m, label in pairs.itertuples(index=False)}
 
 
-def _title(headline: str, conditions: str) -> str:
-    """A headline and the conditions as small print, wrapped at the separators."""
+def _titled(figure: go.Figure, headline: str, conditions: str) -> None:
+    """Title `figure` with a headline and the conditions as small print wrapped at the separators; its top margin
+    and height grow with the lines, so the small print never covers the plot."""
     lines, line = [], ""
     for part in conditions.split(" · "):
         if line and len(line) + len(part) > 110:
             lines.append(line)
             line = ""
         line = f"{line} · {part}" if line else part
-    return headline + "".join(f"<br><sup>{text}</sup>" for text in lines + [line])
+    lines.append(line)
+    figure.update_layout(title=headline + "".join(f"<br><sup>{text}</sup>" for text in lines),
+                         margin={"t": TITLE_TOP + SMALL_PRINT_LINE * len(lines)},
+                         height=PLOT_HEIGHT + SMALL_PRINT_LINE * len(lines))
 
 
 def heatmap_figure(df: pd.DataFrame, dataset: str, victim_mode: str, budget: int, output: str, source: str,
@@ -227,8 +232,8 @@ def heatmap_figure(df: pd.DataFrame, dataset: str, victim_mode: str, budget: int
         zmin=0, zmax=100, colorscale="Viridis", colorbar={"title": "agreement %"},
         hovertemplate="victim %{y}<br>thief %{x}<br>agreement %{text}<extra></extra>"))
     conditions = describe(rows, ["victim", "victim_mode", "thief"], f"{budget:,} queries")
-    figure.update_layout(title=_title("Agreement, victim × thief", conditions), xaxis_title="thief",
-                         yaxis_title="victim", yaxis_autorange="reversed", margin={"t": 130})
+    _titled(figure, "Agreement, victim × thief", conditions)
+    figure.update_layout(xaxis_title="thief", yaxis_title="victim", yaxis_autorange="reversed")
     plain = rows.drop_duplicates("victim").set_index("victim")["victim_label"]
     finding = heatmap_finding(cells.assign(victim_label=cells["victim"].map(plain),
                                            thief_label=cells["thief"].map(thieves)), budget)
@@ -266,10 +271,10 @@ def budget_curve_figure(df: pd.DataFrame, dataset: str, victim_mode: str, output
     conditions = describe(rows, curve_keys + ["budget"], budgets)
     if (points["n"] > 1).any():
         conditions += f" · shaded band: ±1 sd over n={int(points['n'].max())} seeds"
-    figure.update_layout(title=_title(f"{thief_label} thief: agreement vs queries", conditions),
-                         xaxis={"title": "queries", "type": "log", "tickformat": ",",
+    _titled(figure, f"{thief_label} thief: agreement vs queries", conditions)
+    figure.update_layout(xaxis={"title": "queries", "type": "log", "tickformat": ",",
                                 "tickvals": round_log_ticks(rows["budget"].min(), rows["budget"].max())},
-                         yaxis={"title": "agreement %"}, margin={"t": 130})
+                         yaxis={"title": "agreement %"})
     source = "fmsteal" if (points["source"] == "fmsteal").any() else "paper"
     return figure, f"{curve_finding(points[points['source'] == source], names)} Measured under: {conditions}."
 
