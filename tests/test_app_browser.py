@@ -23,6 +23,11 @@ def test_results_tab_renders_at_once(browser, app_url):
     assert time.time() - shown < 5  # drawn from the page's own data, not computed on the click (4 plots now)
     finding = page.locator("#results-finding").inner_text()
     assert "EfficientNet-Lite0 thief" in finding and "trained from scratch" in finding and "± " in finding and "(n=3)" in finding
+    for view in ("results-heatmap", "results-curve"):  # the conditions' small print stays above the plot
+        gap = page.evaluate(f"""() => {{ const v = document.querySelector('#{view}');
+            return v.querySelector('.draglayer .nsewdrag').getBoundingClientRect().top
+                 - v.querySelector('.gtitle').getBoundingClientRect().bottom }}""")
+        assert gap >= 0, f"{view}: its title's small print runs {-gap:.0f} px into the plot"
     page.screenshot(path=ARTIFACTS / "results.png", full_page=True)
     pick(page, "results-table", "paper · CIFAR-10 · LP victims · 5,000 queries · top-1 labels · random selection")
     page.wait_for_function("document.querySelector('#results-heatmap').innerText.includes('ViT-L/16')")

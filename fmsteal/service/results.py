@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 PAPER_OUTPUTS = {"top1_label": "label"}
 PAPER_POOLS = {"cifar10": "imagenet32"}  # the paper's pool per victim dataset (ImageNet otherwise)
 PAPER_SIZE = 224  # the authors resize every image to 224 px for victim and thief
-PLOT_HEIGHT, TITLE_TOP, SMALL_PRINT_LINE = 420, 70, 22  # px: a view's plot, its headline, each line of conditions
+PLOT_HEIGHT, TITLE_TOP, SMALL_PRINT_LINE = 420, 50, 22  # px: a view's plot, its headline, each line of conditions
 
 
 def precomputed_root(precomputed_dir: str | Path = "precomputed") -> Path:
@@ -196,7 +196,8 @@ def _titled(figure: go.Figure, headline: str, conditions: str) -> None:
             line = ""
         line = f"{line} · {part}" if line else part
     lines.append(line)
-    figure.update_layout(title=headline + "".join(f"<br><sup>{text}</sup>" for text in lines),
+    figure.update_layout(title={"text": headline + "".join(f"<br><sup>{text}</sup>" for text in lines),
+                                "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 12}},
                          margin={"t": TITLE_TOP + SMALL_PRINT_LINE * len(lines)},
                          height=PLOT_HEIGHT + SMALL_PRINT_LINE * len(lines))
 
