@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-TINY_FIXED = {"train_per_class": 30, "test_per_class": 20, "image_size": 64}
+# The sweep's own mechanics need no evaluation beyond the cheapest; `evaluated_grid` runs the default ones
+TINY_FIXED = {"train_per_class": 30, "test_per_class": 20, "image_size": 64, "evaluations": "examples"}
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +27,17 @@ def tiny_grid(cifar_archive: Path):
 
 
 @pytest.fixture(scope="session")
-def tiny_sweep(tiny_grid, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The output folder of one finished tiny sweep over two seeds (4 cells)."""
+def evaluated_grid(tiny_grid):
+    """The grid of `tiny_sweep`: two seeds and every default evaluation (the table's summary columns)."""
+    grid = tiny_grid(seeds=[0, 1])
+    return replace(grid, fixed={**grid.fixed, "evaluations": "default"})
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(evaluated_grid, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output folder of one finished tiny sweep of `evaluated_grid` (4 cells)."""
     from fmsteal.service.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("tiny-sweep") / "tiny"
-    run_sweep(tiny_grid(seeds=[0, 1]), out)
+    run_sweep(evaluated_grid, out)
     return out

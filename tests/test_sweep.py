@@ -84,8 +84,8 @@ def test_warm_first_runs_each_new_victim_and_thief_alone() -> None:
     assert len(rest) == 5
 
 
-def test_sweep_writes_cards_and_a_tidy_table(tiny_grid, tiny_sweep: Path) -> None:
-    grid = tiny_grid(seeds=[0, 1])
+def test_sweep_writes_cards_and_a_tidy_table(evaluated_grid, tiny_sweep: Path) -> None:
+    grid = evaluated_grid
     cells = grid.cells()
     cards = [read_card(card_path(tiny_sweep, c)) for c in cells]
     assert [card["config"] for card in cards] == [c.to_dict() for c in cells]
@@ -110,8 +110,8 @@ def test_sweep_writes_cards_and_a_tidy_table(tiny_grid, tiny_sweep: Path) -> Non
     assert "4 run cards" in provenance and "local x1" in provenance
 
 
-def test_a_finished_sweep_is_skipped_entirely(tiny_grid, tiny_sweep: Path) -> None:
-    grid = tiny_grid(seeds=[0, 1])
+def test_a_finished_sweep_is_skipped_entirely(evaluated_grid, tiny_sweep: Path) -> None:
+    grid = evaluated_grid
     before = {c.job_id(): card_path(tiny_sweep, c).stat().st_mtime_ns for c in grid.cells()}
     table = (tiny_sweep / "tiny.csv").read_text()
     events: list[dict] = []

@@ -89,9 +89,9 @@ def test_a_defence_grid_stays_out_of_the_undefended_results(defence_sweep) -> No
     assert results.load_tables(root).empty  # its defended cells share keys with the undefended ones
 
 
-def test_stealability_vs_transferability_from_a_swept_consequences_grid(tiny_grid, tiny_sweep: Path,
+def test_stealability_vs_transferability_from_a_swept_consequences_grid(evaluated_grid, tiny_sweep: Path,
                                                                          tmp_path: Path) -> None:
-    grid = replace(tiny_grid(seeds=[0, 1]), name=consequence_results.CONSEQUENCE_GRID)
+    grid = replace(evaluated_grid, name=consequence_results.CONSEQUENCE_GRID)
     shutil.copytree(tiny_sweep / "cards", tmp_path / grid.name / "cards")
     write_table(grid, tmp_path / grid.name)
     cells = consequence_results.load_consequence_cells(tmp_path)
