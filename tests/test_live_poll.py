@@ -69,8 +69,11 @@ def submit(store: JobStore, tmp_path, seed: int = 0) -> str:
                                              budget=100, seed=seed, data_dir=str(tmp_path)), OWNER)
 
 
-def wait_for_points(store: JobStore, job_id: str) -> None:
+def wait_for_points(store: JobStore, job_id: str, timeout: float = 20) -> None:
+    """Until the job has its two checkpoints (a failure, not a hang, if it never does)."""
+    deadline = time.time() + timeout
     while len((store.snapshot(job_id, OWNER) or {}).get("checkpoints") or []) < 2:
+        assert time.time() < deadline, f"job {job_id} has no checkpoints after {timeout} s"
         time.sleep(0.01)
 
 
