@@ -35,9 +35,9 @@ def extract_subset(archive: Path, dest: Path, train: int = 30, test: int = 20) -
 
 
 @pytest.fixture(scope="session")
-def cifar_subset(cifar_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cifar_subset(cifar_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 train and 20 test images per CIFAR-10 class, as an image folder."""
-    return extract_subset(cifar_archive, tmp_path_factory.mktemp("cifar-subset"))
+    return extract_subset(cifar_mini, tmp_path_factory.mktemp("cifar-subset"))
 
 
 def _free_port() -> int:

@@ -9,6 +9,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+# The first 300 train and 100 test images of each class of CIFAR_ARCHIVE (same files): decodes in a second.
+CIFAR_MINI = REPO.parent / "shared" / "data" / "cifar10-mini-jpeg.tar.gz"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,25 +23,36 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     patcher.undo()
 
 
-@pytest.fixture(scope="session")
-def cifar_archive() -> Path:
-    """The real CIFAR-10 archive beside the checkout (CI always has it)."""
-    if not CIFAR_ARCHIVE.exists():
-        reason = f"needs the shared CIFAR-10 archive at {CIFAR_ARCHIVE} (present in CI, absent in a fresh clone)"
+def _shared(path: Path) -> Path:
+    """`path` under ../shared/data; skips where it is absent (a fresh clone), fails in CI (which has it)."""
+    if not path.exists():
+        reason = f"needs the shared CIFAR-10 archive at {path} (present in CI, absent in a fresh clone)"
         if os.environ.get("CI"):
             pytest.fail(f"CI must run every test: {reason}")
         pytest.skip(reason)
-    return CIFAR_ARCHIVE
+    return path
 
 
 @pytest.fixture(scope="session")
-def tiny_config(cifar_archive: Path):
+def cifar_archive() -> Path:
+    """All 60,000 real CIFAR-10 images beside the checkout: only for tests about the whole data set."""
+    return _shared(CIFAR_ARCHIVE)
+
+
+@pytest.fixture(scope="session")
+def cifar_mini() -> Path:
+    """4,000 real CIFAR-10 images (300 train, 100 test per class) beside the checkout (CI always has it)."""
+    return _shared(CIFAR_MINI)
+
+
+@pytest.fixture(scope="session")
+def tiny_config(cifar_mini: Path):
     """Factory of small, fast experiment configs on real CIFAR-10 with the offline Lite0."""
     from fmsteal.experiment.pipeline import ExperimentConfig
 
     def make(**overrides) -> ExperimentConfig:
         values = dict(victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite0", budget=200,
-                      data_dir=str(cifar_archive), train_per_class=60, test_per_class=20, image_size=64,
+                      data_dir=str(cifar_mini), train_per_class=60, test_per_class=20, image_size=64,
                       evaluations="examples")  # transfer and corruptions have tests of their own
         values.update(overrides)
         return ExperimentConfig(**values)

@@ -64,12 +64,13 @@ def build_context(archive: str, victim: str = "tf_efficientnet_lite0", victim_mo
 
 
 @pytest.fixture(scope="session")
-def lp_context(cifar_archive):
+def lp_context(cifar_mini):
     """Lite0 LP victim and Lite0 LP thief sharing one embedder, as the pipeline does for one backbone."""
-    return build_context(str(cifar_archive))
+    return build_context(str(cifar_mini))
 
 
 @pytest.fixture(scope="session")
-def fft_thief_context(cifar_archive):
-    """Lite0 LP victim and a fully trained scratch-CNN thief: the FFT paths (pixel model, surrogate training)."""
-    return build_context(str(cifar_archive), thief="scratch_cnn", thief_mode="fft", output="probs")
+def fft_thief_context(cifar_mini):
+    """Lite0 LP victim and a fully trained scratch-CNN thief at its native 32 px: the FFT paths (pixel model,
+    surrogate training)."""
+    return build_context(str(cifar_mini), thief="scratch_cnn", thief_mode="fft", output="probs", size=32)

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 # The sweep's own mechanics need no evaluation beyond the cheapest; `evaluated_grid` runs the default ones
-TINY_FIXED = {"train_per_class": 30, "test_per_class": 20, "image_size": 64, "evaluations": "examples"}
+TINY_FIXED = {"train_per_class": 30, "test_per_class": 20, "image_size": 32, "evaluations": "examples"}
 
 
 @pytest.fixture(scope="session")
-def tiny_grid(cifar_archive: Path):
-    """Factory of small grids (Lite0 and scratch victims, Lite0 thief, 100 queries) on real CIFAR-10."""
+def tiny_grid(cifar_mini: Path):
+    """Factory of small grids (Lite0 and scratch victims, Lite0 thief, 100 queries, 32 px) on real CIFAR-10."""
     from fmsteal.service.sweep import Grid
 
     def make(name: str = "tiny", **axes) -> Grid:
         spec = {"victims": ["tf_efficientnet_lite0", "scratch_cnn"], "thieves": ["tf_efficientnet_lite0"],
                 "budgets": [100], "seeds": [0], "outputs": ["label"],
-                "fixed": {"data_dir": str(cifar_archive), **TINY_FIXED}}
+                "fixed": {"data_dir": str(cifar_mini), **TINY_FIXED}}
         spec.update(axes)
         return Grid.from_dict(name, spec)
 

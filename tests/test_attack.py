@@ -16,9 +16,9 @@ OPTIONS = dict(thief="tf_efficientnet_lite0", image_size=64, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def images(cifar_archive):
+def images(cifar_mini):
     """(pool, test): 300 real CIFAR-10 train images to query, 100 test images to score on."""
-    splits = load_splits(str(cifar_archive))
+    splits = load_splits(str(cifar_mini))
     return stratified_subset(splits.train, 30), stratified_subset(splits.test, 10)
 
 

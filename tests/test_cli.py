@@ -14,9 +14,9 @@ def fmsteal(*args: str, env_cache: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def test_run_writes_a_card_and_prints_a_summary(cifar_archive, session_cache, tmp_path):
+def test_run_writes_a_card_and_prints_a_summary(cifar_mini, session_cache, tmp_path):
     done = fmsteal("run", "--victim", "tf_efficientnet_lite0", "--thief", "tf_efficientnet_lite0", "--budget", "200",
-                   "--output", "probs", "--data-dir", str(cifar_archive), "--train-per-class", "60",
+                   "--output", "probs", "--data-dir", str(cifar_mini), "--train-per-class", "60",
                    "--test-per-class", "20", "--image-size", "64", "--out", str(tmp_path), env_cache=session_cache)
     assert done.returncode == 0, done.stderr
     cards = list(tmp_path.glob("*.json"))
@@ -35,9 +35,9 @@ def test_run_writes_a_card_and_prints_a_summary(cifar_archive, session_cache, tm
     assert "evaluate" in card["estimate"]["phases"] and card["estimate"]["phases"]["evaluate"] > 1
 
 
-def test_no_transfer_skips_that_stage(cifar_archive, session_cache, tmp_path):
+def test_no_transfer_skips_that_stage(cifar_mini, session_cache, tmp_path):
     done = fmsteal("run", "--victim", "tf_efficientnet_lite0", "--thief", "tf_efficientnet_lite0", "--budget", "100",
-                   "--data-dir", str(cifar_archive), "--train-per-class", "60", "--test-per-class", "20",
+                   "--data-dir", str(cifar_mini), "--train-per-class", "60", "--test-per-class", "20",
                    "--image-size", "64", "--no-transfer", "--no-corruptions", "--out", str(tmp_path),
                    env_cache=session_cache)
     assert done.returncode == 0, done.stderr

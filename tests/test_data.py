@@ -27,16 +27,16 @@ def write_folder(root: Path, layout: dict[str, dict[str, int]], size=(12, 12)) -
     return root
 
 
-def test_the_shared_archive_is_all_of_cifar10(cifar_archive):
-    splits = load_splits(str(cifar_archive))
-    assert splits.train.images.shape == (50000, 3, 32, 32) and splits.train.images.dtype == torch.uint8
-    assert len(splits.test) == 10000
+def test_the_shared_mini_archive_decodes_to_its_3000_train_and_1000_test_images(cifar_mini):
+    splits = load_splits(str(cifar_mini))
+    assert splits.train.images.shape == (3000, 3, 32, 32) and splits.train.images.dtype == torch.uint8
+    assert len(splits.test) == 1000
     assert splits.train.class_names[:3] == ["airplane", "automobile", "bird"]
-    assert splits.test.labels.bincount().tolist() == [1000] * 10
+    assert splits.test.labels.bincount().tolist() == [100] * 10
 
 
-def test_stratified_subset_takes_the_first_images_of_each_class(cifar_archive):
-    test = load_splits(str(cifar_archive)).test
+def test_stratified_subset_takes_the_first_images_of_each_class(cifar_mini):
+    test = load_splits(str(cifar_mini)).test
     subset = stratified_subset(test, 7)
     assert subset.labels.bincount().tolist() == [7] * 10
     assert torch.equal(subset.images[subset.labels == 2][0], test.images[test.labels == 2][0])
@@ -124,9 +124,9 @@ def _parquet_of(images, labels, path: Path) -> str:
     return str(path)
 
 
-def test_hub_cifar10_parquet_files_are_read(cifar_archive, tmp_path, monkeypatch):
+def test_hub_cifar10_parquet_files_are_read(cifar_mini, tmp_path, monkeypatch):
     """The hub path with the download mocked (no network here) and real CIFAR-10 pixels."""
-    source = load_splits(str(cifar_archive))
+    source = load_splits(str(cifar_mini))
     train, test = stratified_subset(source.train, 3), stratified_subset(source.test, 2)
     (tmp_path / "plain_text").mkdir()
     _parquet_of(train.images[:15], train.labels[:15], tmp_path / "plain_text" / "train-00000-of-00002.parquet")
@@ -218,10 +218,10 @@ def test_images_over_the_pixel_cap_are_refused_by_name(tmp_path, monkeypatch):
         load_splits(str(folder))
 
 
-def test_cifar_images_are_stored_exactly_as_decoded(cifar_archive, tmp_path):
+def test_cifar_images_are_stored_exactly_as_decoded(cifar_mini, tmp_path):
     """32x32 JPEGs are never resized: stored pixels equal PIL's decode, so earlier caches stay valid."""
     members = {}
-    with tarfile.open(cifar_archive) as tar:
+    with tarfile.open(cifar_mini) as tar:
         for member in tar:
             label = member.name.split("/")[1] if member.isfile() else None
             if label in ("cat", "dog") and sum(name.split("/")[1] == label for name in members) < 20:

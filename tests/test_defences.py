@@ -224,10 +224,10 @@ def near_duplicate_stream(images: torch.Tensor, copies: int, step: float, seed: 
 
 
 @pytest.fixture(scope="module")
-def cifar(cifar_archive):
+def cifar(cifar_mini):
     from fmsteal.engine.data import load_splits, stratified_subset
 
-    splits = load_splits(str(cifar_archive))
+    splits = load_splits(str(cifar_mini))
     return stratified_subset(splits.train, 30), stratified_subset(splits.test, 60)
 
 

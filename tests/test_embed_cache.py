@@ -28,8 +28,8 @@ def drain(generator):
             return events, stop.value
 
 
-def test_a_cache_hit_skips_the_backbone(cifar_archive):
-    images = small_set(cifar_archive)
+def test_a_cache_hit_skips_the_backbone(cifar_mini):
+    images = small_set(cifar_mini)
     first = lite0()
     events, features = drain(first.embed(images))
     assert first.images_forwarded == len(images) and features.shape == (len(images), 1280)
@@ -40,8 +40,8 @@ def test_a_cache_hit_skips_the_backbone(cifar_archive):
     assert torch.equal(features, again)
 
 
-def test_registered_images_are_recognised_by_content(cifar_archive):
-    images = small_set(cifar_archive)
+def test_registered_images_are_recognised_by_content(cifar_mini):
+    images = small_set(cifar_mini)
     embedder = lite0()
     _, features = drain(embedder.register(images))
     forwarded = embedder.images_forwarded
@@ -58,8 +58,8 @@ def cache_file(images, size=48):
     return cache_dir("embeddings") / "tf_efficientnet_lite0" / f"{size}px-{images.fingerprint}.pt"
 
 
-def test_a_corrupt_cache_file_is_rebuilt(cifar_archive):
-    images = small_set(cifar_archive, per_class=5)
+def test_a_corrupt_cache_file_is_rebuilt(cifar_mini):
+    images = small_set(cifar_mini, per_class=5)
     _, reference = drain(lite0().embed(images))
     cache_file(images).write_bytes(b"not a tensor file")
     embedder = lite0()
@@ -69,8 +69,8 @@ def test_a_corrupt_cache_file_is_rebuilt(cifar_archive):
     assert torch.allclose(rebuilt, reference, atol=1e-5)
 
 
-def test_a_cache_file_with_tampered_features_or_other_weights_is_rebuilt(cifar_archive):
-    images = small_set(cifar_archive, per_class=4)
+def test_a_cache_file_with_tampered_features_or_other_weights_is_rebuilt(cifar_mini):
+    images = small_set(cifar_mini, per_class=4)
     _, reference = drain(lite0().embed(images))
     path = cache_file(images)
     stored = torch.load(path, weights_only=True)

@@ -1,14 +1,16 @@
 """Packaging: the wheel carries the package and its data; `pip install .` and `pip install -e .` give a
 working `fmsteal` command and `import fmsteal` from any directory.
 
-Installs go into throwaway venvs that see the system's packages (torch is not installed again), from a
-copy of the sources, so the checkout gets no build/ or egg-info folders.
+Installs go into throwaway venvs that see the running interpreter's packages through a .pth file (torch is not
+installed again; `--system-site-packages` would show the base Python's, which has no torch when the tests run
+in a venv), from a copy of the sources, so the checkout gets no build/ or egg-info folders.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -32,8 +34,13 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _venv(path: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(path)], check=True)
-    return path / "bin" / "python"
+    """A venv that also sees the packages of the interpreter running the tests (venv or system Python)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    Path(own, "running-interpreter.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return python
 
 
 def _pip_install(python: Path, *args: str) -> None:

@@ -179,7 +179,7 @@ def test_sweep_time_limit_from_the_cli(tiny_grid, tmp_path: Path, capsys: pytest
         assert not (tmp_path / "bad").exists()
 
 
-def test_a_failing_cell_is_reported_and_the_rest_still_run(tiny_grid, tmp_path: Path, cifar_archive: Path) -> None:
+def test_a_failing_cell_is_reported_and_the_rest_still_run(tiny_grid, tmp_path: Path, cifar_mini: Path) -> None:
     grid_file = tmp_path / "failing.json"
     grid_file.write_text(json.dumps({"victims": ["tf_efficientnet_lite0"], "thieves": ["tf_efficientnet_lite0"],
                                      "budgets": [100, 100000], "fixed": tiny_grid().fixed}))

@@ -19,11 +19,11 @@ from fmsteal.service.uploads import belongs_to, extract_upload, remove_uploads, 
 
 
 @pytest.fixture(scope="module")
-def cifar_files(cifar_archive) -> dict[str, bytes]:
+def cifar_files(cifar_mini) -> dict[str, bytes]:
     """4 train and 2 test JPEGs of each CIFAR-10 class, by their path in the archive."""
     wanted, files = {"train": 4, "test": 2}, {}
     taken: dict[tuple[str, str], int] = {}
-    with tarfile.open(cifar_archive) as tar:
+    with tarfile.open(cifar_mini) as tar:
         for member in tar:
             parts = Path(member.name).parts
             if member.isfile() and len(parts) == 3 and taken.get(parts[:2], 0) < wanted[parts[0]]:

@@ -16,10 +16,10 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 @pytest.fixture(scope="session")
-def cifar_images(cifar_archive: Path) -> torch.Tensor:
+def cifar_images(cifar_mini: Path) -> torch.Tensor:
     """The first 40 test images of the real CIFAR-10 archive, uint8 n x 3 x 32 x 32."""
     pictures = []
-    with tarfile.open(cifar_archive) as archive:
+    with tarfile.open(cifar_mini) as archive:
         for member in archive:
             if member.isfile() and member.name.startswith("test/") and member.name.endswith(".jpg"):
                 picture = Image.open(io.BytesIO(archive.extractfile(member).read())).convert("RGB")

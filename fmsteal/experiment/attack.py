@@ -57,10 +57,17 @@ def _opened(victim, victim_params: dict | None, classes) -> contextlib.AbstractC
     return contextlib.nullcontext()
 
 
-def attack(victim, *, pool, test, thief: str = "tf_efficientnet_lite0", budget: int = 1000, output: str = "label",
-           strategy: str = "random", seed: int = 0, thief_mode: str | None = None, image_size: int | None = None,
-           device: str = "auto", preset: str = "fast", top_k: int = 3, decimals: int = 2,
-           victim_params: dict | None = None, reference=None, embedder=None) -> Iterator[dict]:
+def _default(name: str):
+    """The declared default of a config field: `attack`'s defaults are the CLI's and the app's."""
+    return field_named(name).default
+
+
+def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = _default("budget"),
+           output: str = _default("output"), strategy: str = _default("strategy"), seed: int = _default("seed"),
+           thief_mode: str | None = _default("thief_mode"), image_size: int | None = _default("image_size"),
+           device: str = _default("device"), preset: str = _default("preset"), top_k: int = _default("top_k"),
+           decimals: int = _default("decimals"), victim_params: dict | None = None, reference=None,
+           embedder=None) -> Iterator[dict]:
     """Steal `victim` with `budget` queries on `pool` images, scored on `test`; yields events, then the result.
 
     `victim`: a callable from images (n x 3 x H x W floats in [0, 1]) to probabilities, logits or labels, a

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from fmsteal.errors import ConfigError
-from fmsteal.victims.sources import VICTIM_SOURCES
+from fmsteal.victims.sources import VICTIM_SOURCES, parse_victim
 
 __all__ = ["add_victim_arguments", "victim_from_arguments"]
 
@@ -24,8 +24,9 @@ def add_victim_arguments(parser: argparse.ArgumentParser, required: bool = False
     options: dict[str, dict[str, list[str]]] = {}  # option -> its help text -> the sources that give it
     for entry in VICTIM_SOURCES:
         if "flag" in entry.meta:
+            example = parse_victim(entry.meta["example"])[1]  # the flag takes the target without its prefix
             choice.add_argument(entry.meta["flag"], metavar=entry.meta.get("target", "TARGET"), default=None,
-                                dest=_dest(entry.name), help=f"{entry.help} (e.g. {entry.meta.get('example')})")
+                                dest=_dest(entry.name), help=f"{entry.help} (e.g. {entry.meta['flag']} {example})")
         for field in entry.params:
             text = f"{field.help} (default {field.default!r})"
             options.setdefault(field.name, {}).setdefault(text, []).append(entry.name)
