@@ -282,7 +282,7 @@ def steal_tab(demo: gr.Blocks) -> None:
             for run in entry.fn(form.values(data)):
                 job_id, status_text, _ = submit(run["values"], data[owner], data[upload])
                 (queued if job_id else notes).append(job_id or status_text)
-            text = f"**{entry.help}.** Look for: {entry.meta['look_for']}" + "".join(f"\n\n{n}" for n in notes)
+            text = classroom.look_for(name) + "".join(f"\n\n{n}" for n in notes)
             return (data[session] or []) + queued, text, gr.Timer(active=bool(queued))
 
         return queue_runs

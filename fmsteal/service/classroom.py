@@ -1,7 +1,8 @@
 """Classroom and conference mode: one-press scenarios and the comparison of a session's runs.
 
 A scenario is a registered function from the page's current field values to the runs it queues
-(`{"label": ..., "values": {...}}`), with one sentence on what to look for. `comparison_figure`
+(`{"label": ..., "values": {...}}`), with what to look for and a `finding` computed from the precomputed
+grids (`scenario_findings`), so its sentence cannot contradict them. `comparison_figure`
 overlays a session's curves, each labelled victim, thief, output and budget, with the precomputed
 curve of the same pair drawn faintly where the shipped grids have it. Imports no torch.
 """
@@ -9,37 +10,43 @@ curve of the same pair drawn faintly where the shipped grids have it. Imports no
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import plotly.graph_objects as go
 
 from fmsteal.registry import Registry
+from fmsteal.service import scenario_findings
 
-__all__ = ["SCENARIOS", "run_label", "comparison_figure", "reference_curve"]
+__all__ = ["SCENARIOS", "look_for", "run_label", "comparison_figure", "reference_curve"]
 
 PALETTE = ("#4C51BF", "#DD6B20", "#2F855A", "#C53030", "#6B46C1", "#2B6CB0", "#B7791F", "#97266D")
 LITE0, LITE2, SCRATCH = "tf_efficientnet_lite0", "tf_efficientnet_lite2", "scratch_cnn"
+CONTRAST_SIZE = 32  # the confound grid's size: the scratch CNN's native one, where Lite0 fine-tunes fast
 
 SCENARIOS: Registry[Callable[[dict], list[dict]]] = Registry("scenario")
 
 
 @SCENARIOS.register("contrast", "The paper's contrast",
-                    look_for="The thief copies the victim built on its own public backbone far more closely than "
-                             "the equally accurate victim trained from scratch.")
+                    look_for="how far apart the two curves end: a victim fine-tuned from the thief's public backbone "
+                             "and one trained from scratch, both fully trained at 32 px, so only the pretrained start "
+                             "differs", finding=scenario_findings.contrast_finding)
 def paper_contrast(values: dict) -> list[dict]:
     thief = values.get("thief", LITE0) if values.get("thief") != SCRATCH else LITE0
-    return [{"values": {**values, "victim": thief, "thief": thief, "victim_mode": None}},
-            {"values": {**values, "victim": SCRATCH, "thief": thief, "victim_mode": None, "image_size": None}}]
+    same = {**values, "thief": thief, "thief_mode": None, "image_size": CONTRAST_SIZE}
+    return [{"values": {**same, "victim": thief, "victim_mode": "fft"}},
+            {"values": {**same, "victim": SCRATCH, "victim_mode": "fft"}}]
 
 
 @SCENARIOS.register("outputs", "Labels vs probabilities",
-                    look_for="Full probability vectors leak more than top-1 labels: the same budget buys a closer copy.")
+                    look_for="how much closer the copy gets for the same budget when the API answers full "
+                             "probability vectors instead of top-1 labels", finding=scenario_findings.outputs_finding)
 def labels_vs_probabilities(values: dict) -> list[dict]:
     return [{"values": {**values, "output": "label"}}, {"values": {**values, "output": "probs"}}]
 
 
 @SCENARIOS.register("bigger-thief", "Does a bigger thief help?",
-                    look_for="A larger thief on a different backbone does not beat the thief that shares the "
-                             "victim's backbone: what matters is the shared public features, not size.")
+                    look_for="whether the larger thief (Lite2) or the one that shares the victim's backbone (Lite0) "
+                             "ends closer to the victim", finding=scenario_findings.bigger_thief_finding)
 def bigger_thief(values: dict) -> list[dict]:
     victim = values.get("victim", LITE0) if values.get("victim") != SCRATCH else LITE0
     return [{"values": {**values, "victim": victim, "thief": LITE0, "victim_mode": None}},
@@ -47,11 +54,17 @@ def bigger_thief(values: dict) -> list[dict]:
 
 
 @SCENARIOS.register("defence", "Defended vs undefended",
-                    look_for="How far the defence pushes the thief's curve down, against what it costs honest users "
-                             "(the summary of the defended run states both).")
+                    look_for="how far the defence pushes the thief's curve down, against what it costs honest users "
+                             "(the summary of the defended run states both)", finding=scenario_findings.defence_finding)
 def defended_vs_undefended(values: dict) -> list[dict]:
     plain = {**values, "output": "probs", "defence": "none", "defence_params": ""}
     return [{"values": plain}, {"values": {**plain, "defence": "reverse-sigmoid"}}]
+
+
+def look_for(name: str, precomputed_dir: str | Path = "precomputed") -> str:
+    """A scenario's sentence for the page: what to look for, then what the precomputed grids found."""
+    entry = SCENARIOS.get(name)
+    return f"**{entry.help}.** Look for {entry.meta['look_for']}. {entry.meta['finding'](precomputed_dir)}"
 
 
 def run_label(config: dict, names: dict[str, str]) -> str:

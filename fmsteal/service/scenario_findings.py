@@ -1,0 +1,102 @@
+"""What each classroom scenario should show, computed from the precomputed grids it repeats.
+
+A scenario's "look for" sentence is read off the shipped measurements at 5,000 label queries, never written
+by hand, so it cannot teach the opposite of the data: when a difference is within the seeds' spread, the
+sentence says so. Every figure is a mean ± sd over seeds with n. No torch here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from fmsteal.service.conditions import pct
+from fmsteal.service.results import grid_table
+
+__all__ = ["BUDGET", "compare", "contrast_finding", "outputs_finding", "bigger_thief_finding", "defence_finding"]
+
+BUDGET = 5000
+LITE0, LITE2, SCRATCH = "tf_efficientnet_lite0", "tf_efficientnet_lite2", "scratch_cnn"
+Stats = tuple[float, float, int]
+NOT_MEASURED = "The precomputed grids do not hold this comparison yet: watch the two curves."
+
+
+def _agreement(table: pd.DataFrame, column: str = "agreement", **match) -> Stats | None:
+    """(mean, sd, n seeds) of `column` over the rows at BUDGET that match every `column=value`."""
+    if table.empty:
+        return None
+    rows = table[table["budget"] == BUDGET]
+    for key, value in match.items():
+        rows = rows[rows[key].isna()] if value is None else rows[rows[key] == value]
+    if rows.empty:
+        return None
+    return rows[column].mean(), rows[column].std(), int(rows["seed"].nunique())
+
+
+def compare(first: Stats, second: Stats, first_name: str, second_name: str) -> str:
+    """"A 83.8% ± 0.1 (n=3) against B 80.1% ± 0.4 (n=3): +3.7 points, ..." with a verdict that holds for
+    the numbers: a gap no larger than the two spreads together is called no clear difference."""
+    gap = 100 * (first[0] - second[0])
+    spread = 100 * sum(s for s in (first[1], second[1]) if s == s)
+    text = f"{first_name} {pct(*first)} against {second_name} {pct(*second)}: {gap:+.1f} points"
+    if abs(gap) <= spread:
+        return text + f", within the seeds' spread ({spread:.1f} points): no clear difference"
+    return text + f", more than the seeds' spread ({spread:.1f} points)"
+
+
+def contrast_finding(precomputed_dir: str | Path = "precomputed") -> str:
+    """Pretrained features alone: a fine-tuned Lite0 victim against the scratch CNN, both fully trained at 32 px."""
+    table = grid_table("confound-cifar10", precomputed_dir)
+    pretrained = _agreement(table, victim=LITE0, victim_mode="fft", output="label")
+    scratch = _agreement(table, victim=SCRATCH, victim_mode="fft", output="label")
+    probe = _agreement(table, victim=LITE0, victim_mode="lp", output="label")
+    if pretrained is None or scratch is None:
+        return NOT_MEASURED
+    text = (f"Both victims are fully trained at 32 px, so only the pretrained start differs. Precomputed (the Lite0 "
+            f"thief, {BUDGET:,} label queries): " + compare(pretrained, scratch, "the fine-tuned Lite0 victim",
+                                                           "the scratch CNN") + ".")
+    if probe is not None:
+        text += (" The same Lite0 kept frozen as a linear probe (the paper's setting): " +
+                 compare(probe, pretrained, "linear probe", "fine-tuned") + ".")
+    return text
+
+
+def outputs_finding(precomputed_dir: str | Path = "precomputed") -> str:
+    """Label answers against probability vectors, on the offline grid's Lite0 victim and thief."""
+    table = grid_table("offline-cifar10", precomputed_dir)
+    pair = dict(victim=LITE0, thief=LITE0, victim_mode="lp")
+    probs, labels = _agreement(table, output="probs", **pair), _agreement(table, output="label", **pair)
+    if probs is None or labels is None:
+        return NOT_MEASURED
+    return (f"Precomputed (Lite0 victim and thief, 96 px, {BUDGET:,} queries): "
+            + compare(probs, labels, "probabilities", "labels") + ".")
+
+
+def bigger_thief_finding(precomputed_dir: str | Path = "precomputed") -> str:
+    """A bigger thief (Lite2) against the thief that shares the Lite0 victim's backbone."""
+    table = grid_table("offline-cifar10", precomputed_dir)
+    victim = dict(victim=LITE0, victim_mode="lp", output="label")
+    bigger, shared = _agreement(table, thief=LITE2, **victim), _agreement(table, thief=LITE0, **victim)
+    if bigger is None or shared is None:
+        return NOT_MEASURED
+    return (f"Precomputed (Lite0 victim, 96 px, {BUDGET:,} label queries): "
+            + compare(bigger, shared, "the bigger Lite2 thief", "the Lite0 thief that shares the victim's backbone")
+            + ".")
+
+
+def defence_finding(precomputed_dir: str | Path = "precomputed") -> str:
+    """Reverse sigmoid (its default beta=1.0) against the undefended API, on probability answers."""
+    table = grid_table("defences-cifar10", precomputed_dir)
+    victim = dict(victim=LITE0, victim_mode="lp", output="probs")
+    if table.empty:
+        return NOT_MEASURED
+    defended = _agreement(table, defence="reverse-sigmoid", defence_params="beta=1.0", **victim)
+    plain = _agreement(table, defence="none", **victim)
+    honest = _agreement(table, "api_accuracy", defence="reverse-sigmoid", defence_params="beta=1.0", **victim)
+    clean = _agreement(table, "victim_acc", defence="none", **victim)  # an undefended API answers as the victim
+    if None in (defended, plain, honest, clean):
+        return NOT_MEASURED
+    return (f"Precomputed (Lite0 victim, probability answers, {BUDGET:,} queries, a thief that distils the answers): "
+            + compare(defended, plain, "thief agreement with the defence", "without") + "; honest users' accuracy "
+            + compare(honest, clean, "with the defence", "without") + ".")
