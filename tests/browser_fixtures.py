@@ -49,12 +49,13 @@ def fill(page, elem_id: str, value: object) -> None:
     box.press("Tab")
 
 
-def configure(page, data_dir: Path, budget: int, seed: int, fft: bool = False, evaluations: str = "examples") -> None:
+def configure(page, data_dir: Path, budget: int, seed: int, fft: bool = False, evaluations: str = "examples",
+              image_size: int = 64) -> None:
     """The form set for a small run on `data_dir` (evaluations: only the cheap ones unless asked)."""
     page.get_by_text("Advanced").click()
     fill(page, "data-dir", data_dir)
     fill(page, "evaluations", evaluations)
-    fill(page, "image-size", 64)
+    fill(page, "image-size", image_size)
     fill(page, "seed", seed)
     if fft:
         page.locator("#victim-mode").get_by_text("fft", exact=True).click()

@@ -36,7 +36,7 @@ def test_the_contrast_scenario_overlays_both_victims(browser, app_url, cifar_sub
 
 def test_a_share_link_reopens_the_run_in_a_fresh_browser(browser, app_url, cifar_subset):
     page = open_page(browser, app_url)
-    configure(page, cifar_subset, budget=120, seed=32, evaluations="default")
+    configure(page, cifar_subset, budget=120, seed=32, evaluations="default", image_size=32)  # every evaluation
     page.locator("#start").click()
     wait_for_run(page, "#confusion .heatmaplayer", 600_000)
     page.wait_for_selector("#transfer .barlayer .point", timeout=30_000)  # what the thief can do now

@@ -1,7 +1,10 @@
-"""The README's "Steal your own model" examples, run verbatim, so they cannot rot."""
+"""The code blocks of README.md and docs/, so they cannot rot: each is run verbatim here (`<!-- example: name -->`),
+is a command CI itself runs (`<!-- ci: what -->`), is a diagram or schema (a `text` block), or says visibly on
+its first line that the tests do not run it."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,15 +14,72 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+NOT_RUN = "# Not run by the tests:"
+
+
+def blocks() -> list[tuple[str, str, str, str]]:
+    """(file, marker or "", language, code) of every fenced block in README.md and docs/*.md."""
+    found = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = path.read_text()
+        for marker, language, code in re.findall(r"(<!-- [^\n]*? -->\n)?```(\w*)\n(.*?)```", text, re.S):
+            found.append((path.name, marker.strip(), language, code))
+    return found
+
+
 def examples() -> dict[str, str]:
     """{name: code} of the README blocks marked `<!-- example: name -->`."""
-    text = (REPO / "README.md").read_text()
-    return {name: code for name, code in re.findall(r"<!-- example: (\S+) -->\n```\w+\n(.*?)```", text, re.S)}
+    return {marker[len("<!-- example: "):-len(" -->")]: code for _, marker, _, code in blocks()
+            if marker.startswith("<!-- example: ")}
+
+
+def test_every_block_runs_here_or_in_ci_or_says_it_is_not_run():
+    seen = {"example": set(), "ci": set()}
+    for name, marker, language, code in blocks():
+        kind = re.match(r"<!-- (\w+): (\S+) -->", marker)
+        if kind and kind[1] in seen:
+            seen[kind[1]].add(kind[2])
+        else:
+            assert language == "text" or code.startswith(NOT_RUN), f"{name}: a block no test runs:\n{code[:200]}"
+    assert seen == {"example": {"my_model.py", "python", "shell", "blackbox", "cli"}, "ci": {"app", "tests"}}
+
+
+def test_ci_runs_the_readmes_test_command_and_the_app_command_installs_what_the_app_imports():
+    commands = {marker: code.strip() for _, marker, _, code in blocks() if marker.startswith("<!-- ci: ")}
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci == [commands["<!-- ci: tests -->"]]
+    assert commands["<!-- ci: app -->"] == "pip install -r requirements.txt && python app.py"
+    script = (REPO / "scripts" / "test.sh").read_text()
+    assert "-m venv --clear" in script and "pip install -q -r requirements-dev.txt" in script
+    assert (REPO / "requirements-dev.txt").read_text().splitlines()[0] == "-r requirements.txt"
+    assert 'Popen([sys.executable, "app.py"]' in (REPO / "tests" / "app_fixtures.py").read_text()
+
+
+def test_the_black_box_example_answers_labels_only_and_counts_queries():
+    done = subprocess.run([sys.executable, "-c", examples()["blackbox"]], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    labels, probs, used = re.fullmatch(r"(\[.*\]) (\w+) (\d+)\n", done.stdout).groups()
+    assert len(json.loads(labels)) == 8 and all(0 <= label < 10 for label in json.loads(labels))
+    assert probs == "None" and used == "8"
+
+
+def test_the_command_line_example_runs_as_written(cifar_mini, session_cache, tmp_path):
+    (tmp_path / "shared").symlink_to(cifar_mini.parents[1])  # ../shared/data/... as from a checkout
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    env = dict(os.environ, FMSTEAL_CACHE=str(session_cache), PYTHONPATH=str(REPO),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", "-ec", examples()["cli"]], cwd=checkout, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tf_efficientnet_lite0" in done.stdout and "prada" in done.stdout
+    (card,) = (checkout / "runs").glob("*.json")
+    assert '"budget": 1000' in card.read_text()
 
 
 def test_the_readme_examples_run_as_written(cifar_subset, session_cache, tmp_path):
     found = examples()
-    assert set(found) == {"my_model.py", "python", "shell"}
     (tmp_path / "my-images").symlink_to(cifar_subset)
     (tmp_path / "my_model.py").write_text(found["my_model.py"])
     (tmp_path / "example.py").write_text(found["python"])

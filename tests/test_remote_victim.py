@@ -168,14 +168,14 @@ def test_the_rate_limit_spaces_requests(server, cifar_images, tmp_path):
     ("nan", "NaN or infinite scores for 1 of 8 images"),
     ("shape", "7 rows for 8 images"),
     ("classes", "11 classes, but 10 were expected"),
-    ("timeout", "no answer from .* within 0.5 s"),
+    ("timeout", "no answer from .* within 3 s"),
     ("drop", "connection .* failed|cannot reach"),
 ])
 def test_a_bad_answer_gives_one_clear_error_and_keeps_earlier_answers(server, cifar_images, tmp_path, kind, message):
-    running = server(failures=[f"{kind}@2"], slow=2.0)
+    running = server(failures=[f"{kind}@2"], slow=6.0)  # a healthy answer takes far less than 3 s, even under load
     log = tmp_path / "answers.jsonl"
     victim = open_victim(f"url:{running.url}", {**FAST, "answer_log": str(log), "batch_size": 8, "retries": 0,
-                                                "timeout": 0.5})  # no num_classes: learned from the first batch
+                                                "timeout": 3.0})  # no num_classes: learned from the first batch
     with pytest.raises(VictimError, match=message) as caught:
         victim.probabilities(cifar_images[:16])
     assert f"The 8 answers received so far are kept in {log}" in str(caught.value)

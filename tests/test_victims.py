@@ -249,3 +249,31 @@ def test_cli_flags_give_a_spec_and_the_options_the_user_set(user_module):
         victim_from_arguments(parser.parse_args(["--victim-file", "m.onnx", "--victim-rate", "5"]))
     with pytest.raises(SystemExit):  # one source at a time
         parser.parse_args(["--victim-file", "m.onnx", "--victim-url", "http://h/p"])
+
+
+def test_the_help_examples_of_the_victim_sources_work_as_pasted(user_module, exported, cifar_images):
+    """`fmsteal attack --help` says e.g. `--victim-file model.onnx`: pasted as shown, each reaches its source with
+    the registered example's target; the api and file ones answer (a URL server and the Hub are not here)."""
+    import argparse
+    import os
+    import re
+    import shutil
+    import subprocess
+
+    from fmsteal.victims.options import add_victim_arguments, victim_from_arguments
+
+    shown = subprocess.run([sys.executable, "-m", "fmsteal", "attack", "--help"], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "250"}, check=True).stdout
+    pasted = dict(re.findall(r"\(e\.g\. (--victim-[a-z]+) (\S+)\)", shown))
+    assert set(pasted) == {entry.meta["flag"] for entry in VICTIM_SOURCES if "flag" in entry.meta}
+    parser = argparse.ArgumentParser()
+    add_victim_arguments(parser)
+    for entry in VICTIM_SOURCES:
+        if "flag" in entry.meta:
+            spec, _ = victim_from_arguments(parser.parse_args([entry.meta["flag"], pasted[entry.meta["flag"]]]))
+            assert spec == entry.meta["example"]
+    shutil.copy(exported["onnx"], "model.onnx")  # user_module made a temporary folder the current directory
+    for flag in ("--victim-api", "--victim-file"):
+        spec, params = victim_from_arguments(parser.parse_args([flag, pasted[flag]]))
+        with open_victim(spec, params, num_classes=10) as victim:
+            assert victim.probabilities(cifar_images[:4].float() / 255).shape == (4, 10)
