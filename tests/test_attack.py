@@ -83,3 +83,38 @@ def test_a_run_steals_through_fmsteal_attack(tiny_config, monkeypatch):
     assert calls[0]["curve"] == card["curve"] and calls[0]["agreement"] == card["agreement"]
     assert calls[0]["queries_spent"] == card["queries_spent"] == 200 and calls[0]["config"]["output"] == "topk"
     assert [e["phase"] for e in events if e["kind"] == "phase"] == ["data", "embed", "victim", "steal", "evaluate", "card"]
+
+
+def test_defaults_are_the_declared_fields_own_in_attack_its_help_and_the_layers_below():
+    import inspect
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from fmsteal.adversary.defences import plan_defence
+    from fmsteal.experiment.config import field_named
+
+    for function in (fmsteal.attack, BlackBoxVictim.__init__, plan_defence):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.default is not inspect.Parameter.empty and name in ("budget", "output", "top_k", "decimals",
+                                                                             "thief", "strategy", "seed", "device",
+                                                                             "preset", "thief_mode", "image_size"):
+                assert parameter.default == field_named(name).default, f"{function.__qualname__}({name}=...)"
+    shown = subprocess.run([sys.executable, "-m", "fmsteal", "attack", "--help"], capture_output=True, text=True,
+                           check=True, env={**os.environ, "COLUMNS": "250"}).stdout
+    assert re.search(r"--budget BUDGET .*; default (\d+)\)", shown).group(1) == str(
+        inspect.signature(fmsteal.attack).parameters["budget"].default)
+
+
+def test_the_attack_command_without_a_budget_spends_the_declared_default(cifar_mini, tmp_path):
+    """What runs is what --help says: 5,000 queries do not fit the 3,000-image pool, and the message says so."""
+    import subprocess
+    import sys
+
+    (tmp_path / "colour_model.py").write_text("def predict(images):\n    return images.mean((2, 3))\n")
+    done = subprocess.run([sys.executable, "-m", "fmsteal", "attack", "--victim-api", "colour_model:predict",
+                           "--test", str(cifar_mini), "--out", str(tmp_path / "runs")], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "The budget (5,000 queries) is larger than the query pool (3,000 images)" in done.stderr

@@ -116,3 +116,14 @@ def test_pyproject_declares_what_requirements_txt_pins():
     assert all("==" in line for line in (REPO / "requirements.txt").read_text().splitlines()
                if line.strip() and not line.startswith("#")), "requirements.txt pins exact versions"
 
+
+
+def test_every_module_of_the_package_imports_in_a_fresh_interpreter():
+    import subprocess
+
+    modules = sorted(".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+                     for path in (REPO / "fmsteal").rglob("*.py") if path.name != "__main__.py")
+    done = subprocess.run([sys.executable, "-c", "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)",
+                           *modules], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(modules) > 80
