@@ -117,3 +117,33 @@ def test_runs_queued_before_they_have_points_are_shown_once_they_do(tmp_path, mo
     wait_for(store, second, OWNER)
     page = app.poll([first, second], hidden_by_visitor, [], OWNER)  # the visitor unticked the first run
     assert page["shown"].value == [second] and len(shown_in_comparison(page)) == 1
+
+
+def test_the_reference_curve_during_a_run_is_the_finished_runs(tiny_config, tmp_path):
+    """The dotted precomputed curve of a 32 px Lite0 run is the confound grid's 32 px cells from the first point on,
+    not a mix with the offline grid's 96 px cells of the same pair (the run's sizes come with its plan)."""
+    from fmsteal.service import classroom, live, results, runners
+
+    paused, release = threading.Event(), threading.Event()
+
+    def held_after_two_points(config, cancel, estimate_s=None):
+        points = 0
+        for event in runners.local_runner(config, cancel, estimate_s):
+            yield event
+            points += event["kind"] == "checkpoint"
+            if points == 2 and not paused.is_set():
+                paused.set()
+                release.wait(120)
+
+    store = JobStore(tmp_path, runner=held_after_two_points, settings=settings())
+    config = tiny_config(image_size=32, budget=300, seed=7)
+    job_id = store.submit(config, OWNER)
+    assert paused.wait(300)
+    table = results.load_tables()
+    (running,) = live.session_runs({job_id: store.snapshot(job_id, OWNER)})
+    release.set()
+    (finished,) = live.session_runs({job_id: wait_for(store, job_id, OWNER, timeout=300)})
+    assert running["status"] == "running" and finished["status"] == "done"
+    during = classroom.reference_curve(table, running["config"], running["sizes"])
+    assert during is not None and during == classroom.reference_curve(table, finished["config"], finished["sizes"])
+    assert during != classroom.reference_curve(table, running["config"], None)  # sizes matter for this pair

@@ -34,8 +34,10 @@ def run(config: ExperimentConfig, cancel: threading.Event | None = None) -> Iter
     with cancel_scope(cancel):
         device = resolve_device(config.device)
         torch.manual_seed(config.seed)
-        seconds, _, _ = price(config, device.type)
+        seconds, _, plan = price(config, device.type)
         state = RunState(config, device, {"phases": seconds, "total": round(sum(seconds.values()), 2)})
+        yield {"kind": "plan", "image_size": {"victim": plan.victim_size, "thief": plan.thief_size},
+               "estimate": state.estimate, "elapsed_s": round(time.perf_counter() - started, 3)}
         for phase in PHASES:
             phase_started = time.perf_counter()
             yield {"kind": "phase", "phase": phase.name, "message": phase.message(config),

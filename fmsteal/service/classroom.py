@@ -75,12 +75,13 @@ def run_label(config: dict, names: dict[str, str]) -> str:
 
 
 def reference_curve(table, config: dict, sizes: dict | None = None) -> tuple[list[int], list[float], int] | None:
-    """(budgets, mean agreement %, seeds) of a shipped measured grid for this pair, output and (when `sizes`
-    {"victim", "thief"} px are known) resolutions, or None."""
+    """(budgets, mean agreement %, seeds) of a shipped measured grid for this pair, victim training mode, output
+    and (when `sizes` {"victim", "thief"} px are known) resolutions, or None."""
     if table is None or table.empty:
         return None
     rows = table[(table["source"] == "fmsteal") & (table["victim"] == config["victim"])
-                 & (table["thief"] == config["thief"]) & (table["output"] == config["output"])]
+                 & (table["thief"] == config["thief"]) & (table["output"] == config["output"])
+                 & (table["victim_mode"] == config.get("victim_mode"))]  # a probe and a fine-tuned net differ
     if sizes:
         rows = rows[(rows["victim_size"] == sizes["victim"]) & (rows["thief_size"] == sizes["thief"])]
     if "strategy" in rows:

@@ -57,10 +57,12 @@ def snapshot_of(job: Job, position: int, describe: Describe = default_describe, 
     No absolute server paths: the config shows its data's description and the card has no file path
     (downloads go through `JobStore.files`).
     """
-    phase, phase_start, progress, checkpoints, logs = None, 0.0, None, [], []
+    phase, phase_start, progress, checkpoints, logs, sizes = None, 0.0, None, [], [], None
     for event in job.events:
         kind = event["kind"]
-        if kind == "phase":
+        if kind == "plan":
+            sizes = event["image_size"]
+        elif kind == "phase":
             phase, phase_start, progress = event["phase"], event["elapsed_s"], None
         elif kind == "progress":
             progress = event
@@ -76,6 +78,7 @@ def snapshot_of(job: Job, position: int, describe: Describe = default_describe, 
         "config": public_config(job.config, describe), "error": _scrub(job.error, job.config, describe),
         "phase": phase, "progress": progress and {k: progress[k] for k in ("done", "total", "message")},
         "checkpoints": checkpoints, "logs": logs, "card": card, "has_files": job.saved,
+        "image_size": job.card["image_size"] if job.card else sizes,
         "elapsed_s": round(elapsed, 1), "estimate_s": job.estimate_s, "version": job.version,
         "eta_s": _eta(job, phase, phase_start, progress, checkpoints, elapsed),
     }
@@ -86,7 +89,7 @@ def lost_snapshot(job_id: str) -> dict:
     return {"id": job_id, "status": "lost", "position": 0, "stopping_ahead": False, "started": False,
             "config": None, "error": LOST,
             "phase": None, "progress": None, "checkpoints": [], "logs": [], "card": None, "has_files": False,
-            "elapsed_s": 0.0, "estimate_s": None, "version": 0, "eta_s": None}
+            "image_size": None, "elapsed_s": 0.0, "estimate_s": None, "version": 0, "eta_s": None}
 
 
 def _eta(job: Job, phase, phase_start: float, progress, checkpoints: list[dict], elapsed: float) -> float | None:

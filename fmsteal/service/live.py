@@ -40,7 +40,7 @@ def session_runs(snapshots: Snapshots) -> list[dict]:
     for job_id, snap in snapshots.items():
         if snap and snap["config"] and (snap["card"] or snap["checkpoints"]):
             runs.append({"id": job_id, "config": snap["config"], "status": snap["status"],
-                         "sizes": snap["card"]["image_size"] if snap["card"] else None,
+                         "sizes": snap.get("image_size"),  # the plan's before the card: the reference cannot change
                          "points": snap["card"]["curve"] if snap["card"] else snap["checkpoints"]})
     return runs
 
