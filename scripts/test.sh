@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${FMSTEAL_TEST_VENV:-.venv-test}"
 python3 -m venv --clear "$venv"
-"$venv/bin/python" -m pip install -q -r requirements-dev.txt
-"$venv/bin/python" -m pip install -q --no-deps -e .  # the `fmsteal` command the README's examples use
+"$venv/bin/python" -m pip install -q --no-compile -r requirements-dev.txt  # bytecode is made on first import
+"$venv/bin/python" -m pip install -q --no-compile --no-deps -e .  # the `fmsteal` command the README's examples use
 if ! command -v chromium >/dev/null 2>&1; then
   # The browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
   SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo "sudo")

@@ -26,6 +26,8 @@ def test_a_run_streams_plain_events_and_ends_with_a_complete_card(tiny_config):
     assert phases == ["data", "embed", "victim", "steal", "evaluate", "card"]
     assert set(card["timings"]) == set(phases) | {"total"}
     assert set(card["estimate"]["phases"]) == set(phases)  # predicted before the run, per phase
+    assert events[0]["kind"] == "plan"  # announced before any work: what the card will say
+    assert (events[0]["image_size"], events[0]["estimate"]) == (card["image_size"], card["estimate"])
     assert card["estimate"]["total"] == pytest.approx(sum(card["estimate"]["phases"].values()), abs=0.05)
     checkpoints = [e for e in events if e["kind"] == "checkpoint"]
     assert [c["queries"] for c in checkpoints] == [p["queries"] for p in card["curve"]] == curve_checkpoints(300)
@@ -87,7 +89,7 @@ def test_cancel_reaches_into_decoding_before_anything_is_cached(tiny_config, tmp
     before = set(datasets.iterdir())
     cancel = threading.Event()
     events = run(tiny_config(data_dir=str(folder), train_per_class=None, test_per_class=None, budget=50), cancel)
-    assert next(events)["phase"] == "data"
+    assert next(events)["kind"] == "plan" and next(events)["phase"] == "data"
     cancel.set()
     with pytest.raises(Cancelled):
         next(events)

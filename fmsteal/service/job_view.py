@@ -78,7 +78,7 @@ def snapshot_of(job: Job, position: int, describe: Describe = default_describe, 
         "config": public_config(job.config, describe), "error": _scrub(job.error, job.config, describe),
         "phase": phase, "progress": progress and {k: progress[k] for k in ("done", "total", "message")},
         "checkpoints": checkpoints, "logs": logs, "card": card, "has_files": job.saved,
-        "image_size": job.card["image_size"] if job.card else sizes,
+        "image_size": (job.card or {}).get("image_size", sizes),
         "elapsed_s": round(elapsed, 1), "estimate_s": job.estimate_s, "version": job.version,
         "eta_s": _eta(job, phase, phase_start, progress, checkpoints, elapsed),
     }
