@@ -44,6 +44,7 @@ def test_the_contrast_sentence_states_the_confound_grids_numbers():
         mean, sd, n = summary[key]["agreement"]
         assert f"{100 * mean:.1f}% ± {100 * sd:.1f} (n={n})" in text
     assert text.startswith("**The paper's contrast.** Look for ")
+    assert classroom.look_for("bigger-thief", REPO / "precomputed").startswith("**Does a bigger thief help?** Look")
     assert "far more closely" not in text  # the old hand-written claim the grid contradicted
 
 
@@ -64,13 +65,13 @@ def test_the_sentences_follow_the_data_when_it_changes(tmp_path):
 
     text = scenario_findings.contrast_finding(_grid_with(tmp_path, "confound-cifar10", scratch_far_ahead))
     gap = float(re.search(r"scratch CNN [^:]+: ([+-]\d+\.\d) points", text).group(1))
-    assert gap < -15 and "more than the seeds' spread" in text
+    assert gap < -15 and ", a clear difference" in text
 
     def labels_equal_probabilities(table):
         table.loc[table["output"] == "probs", "agreement"] = table.loc[table["output"] == "label", "agreement"].values
 
     text = scenario_findings.outputs_finding(_grid_with(tmp_path / "b", "offline-cifar10", labels_equal_probabilities))
-    assert "+0.0 points" in text and "no clear difference" in text
+    assert "+0.0 points, not a clear difference" in text
 
 
 def test_a_grid_that_is_not_shipped_gives_no_finding(tmp_path):
@@ -78,8 +79,11 @@ def test_a_grid_that_is_not_shipped_gives_no_finding(tmp_path):
         assert classroom.look_for(name, tmp_path).endswith(scenario_findings.NOT_MEASURED)
 
 
-def test_compare_calls_a_gap_within_the_seeds_spread_no_clear_difference():
-    assert "no clear difference" in scenario_findings.compare((0.50, 0.01, 3), (0.49, 0.01, 3), "a", "b")
-    beyond = scenario_findings.compare((0.55, 0.01, 3), (0.49, 0.01, 3), "a", "b")
-    assert "+6.0 points, more than the seeds' spread (2.0 points)" in beyond
-    assert "+1.0 points" in scenario_findings.compare((0.5, float("nan"), 1), (0.49, float("nan"), 1), "a", "b")
+def test_compare_calls_a_difference_clear_only_when_the_seeds_show_it():
+    small = scenario_findings.compare((0.484, 0.005, 3), (0.476, 0.002, 3), "a", "b")  # the confound grid's gap
+    assert "+0.8 points, not a clear difference (Welch's t-test p = 0.094; 3 seeds" in small
+    large = scenario_findings.compare((0.878, 0.002, 3), (0.838, 0.001, 3), "a", "b")
+    assert "+4.0 points, a clear difference (Welch's t-test p = " in large
+    assert ": +0.0 points" in scenario_findings.compare((0.7654, 0.002, 3), (0.7658, 0.002, 3), "a", "b")
+    single = scenario_findings.compare((0.5, float("nan"), 1), (0.49, float("nan"), 1), "a", "b")
+    assert "+1.0 points (one seed: too few" in single

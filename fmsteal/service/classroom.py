@@ -64,7 +64,8 @@ def defended_vs_undefended(values: dict) -> list[dict]:
 def look_for(name: str, precomputed_dir: str | Path = "precomputed") -> str:
     """A scenario's sentence for the page: what to look for, then what the precomputed grids found."""
     entry = SCENARIOS.get(name)
-    return f"**{entry.help}.** Look for {entry.meta['look_for']}. {entry.meta['finding'](precomputed_dir)}"
+    title = entry.help if entry.help.endswith("?") else f"{entry.help}."
+    return f"**{title}** Look for {entry.meta['look_for']}. {entry.meta['finding'](precomputed_dir)}"
 
 
 def run_label(config: dict, names: dict[str, str]) -> str:
