@@ -463,7 +463,8 @@ def main() -> None:
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
         theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="orange"), css=CSS,
-        allowed_paths=[str(settings.current().runs)], footer_links=["api"])
+        allowed_paths=[str(settings.current().runs)], footer_links=["api"],
+        max_file_size=settings.current().upload_max_bytes)  # refused by Gradio before a byte is stored
 
 
 if __name__ == "__main__":

@@ -82,11 +82,21 @@ def app_url(session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> st
     stop_app(server, log)
 
 
+PUBLIC_UPLOAD_MAX_MB = 8  # the public app's upload cap under test: above every archive the tests upload
+
+
 @pytest.fixture(scope="session")
-def public_app_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def public_gradio_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the public app's Gradio stores uploads (GRADIO_TEMP_DIR)."""
+    return tmp_path_factory.mktemp("public-gradio-temp")
+
+
+@pytest.fixture(scope="session")
+def public_app_url(tmp_path_factory: pytest.TempPathFactory, public_gradio_temp: Path) -> str:
     """The app in public mode, as on a freshly started Hugging Face Space (uploads only, visitor limits, an empty
     cache of its own: nothing measured or decoded yet), stopped at the end."""
     url, server, log = launch_app(tmp_path_factory.mktemp("public-cache"), tmp_path_factory, FMSTEAL_PUBLIC="1",
-                                  FMSTEAL_UPLOADS=str(tmp_path_factory.mktemp("uploads")))
+                                  FMSTEAL_UPLOADS=str(tmp_path_factory.mktemp("uploads")),
+                                  FMSTEAL_UPLOAD_MAX_MB=str(PUBLIC_UPLOAD_MAX_MB), GRADIO_TEMP_DIR=str(public_gradio_temp))
     yield url
     stop_app(server, log)

@@ -149,3 +149,34 @@ def test_public_mode_reads_no_server_paths(public_app_url, cifar_subset):
     assert reply["job_id"] == "" and "reads no server folders" in reply["status"]
     reply = stranger.start(None, budget=50_000)
     assert reply["job_id"] == "" and "at most 20,000 queries per run" in reply["status"]
+
+
+def _upload(url: str, payload: bytes) -> int:
+    """POST one file to the app's upload endpoint, as the page does; the HTTP status."""
+    import urllib.error
+    import urllib.request
+
+    boundary = "fmsteal-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"images.zip\"\r\n"
+            f"Content-Type: application/zip\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_an_upload_over_the_cap_is_refused_before_it_is_stored(public_app_url, public_gradio_temp):
+    from app_fixtures import PUBLIC_UPLOAD_MAX_MB
+
+    def stored() -> list[int]:
+        return sorted(p.stat().st_size for p in public_gradio_temp.rglob("*") if p.is_file())
+
+    before = stored()
+    assert _upload(public_app_url, b"\0" * 2**20) == 200  # under the cap: Gradio keeps it for the app to check
+    assert stored() != before and 2**20 in stored()
+    kept = stored()
+    assert _upload(public_app_url, b"\0" * (PUBLIC_UPLOAD_MAX_MB + 1) * 2**20) == 413
+    assert stored() == kept  # nothing of the refused upload is left on disk
