@@ -17,7 +17,7 @@ def fmsteal(*args: str, env_cache: Path) -> subprocess.CompletedProcess:
 def test_run_writes_a_card_and_prints_a_summary(cifar_mini, session_cache, tmp_path):
     done = fmsteal("run", "--victim", "tf_efficientnet_lite0", "--thief", "tf_efficientnet_lite0", "--budget", "200",
                    "--output", "probs", "--data-dir", str(cifar_mini), "--train-per-class", "60",
-                   "--test-per-class", "20", "--image-size", "64", "--out", str(tmp_path), env_cache=session_cache)
+                   "--test-per-class", "20", "--image-size", "32", "--out", str(tmp_path), env_cache=session_cache)
     assert done.returncode == 0, done.stderr
     cards = list(tmp_path.glob("*.json"))
     assert len(cards) == 1
@@ -38,7 +38,7 @@ def test_run_writes_a_card_and_prints_a_summary(cifar_mini, session_cache, tmp_p
 def test_no_transfer_skips_that_stage(cifar_mini, session_cache, tmp_path):
     done = fmsteal("run", "--victim", "tf_efficientnet_lite0", "--thief", "tf_efficientnet_lite0", "--budget", "100",
                    "--data-dir", str(cifar_mini), "--train-per-class", "60", "--test-per-class", "20",
-                   "--image-size", "64", "--no-transfer", "--no-corruptions", "--out", str(tmp_path),
+                   "--image-size", "32", "--no-transfer", "--no-corruptions", "--out", str(tmp_path),
                    env_cache=session_cache)
     assert done.returncode == 0, done.stderr
     card = json.loads(next(tmp_path.glob("*.json")).read_text())

@@ -8,6 +8,7 @@ fresh venv and on a Space (scipy in PRADA did exactly that).
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import sys
@@ -69,9 +70,14 @@ def imports(paths: list[Path]) -> dict[str, dict[str, bool]]:
     return found
 
 
+@functools.cache
+def _providers() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()  # reads every installed distribution's files: once
+
+
 def distributions(module: str) -> set[str]:
     """The installed distributions that provide `module` (empty when it is not installed)."""
-    return {_normal(name) for name in importlib.metadata.packages_distributions().get(module, [])}
+    return {_normal(name) for name in _providers().get(module, [])}
 
 
 def _undeclared(found: dict[str, dict[str, bool]], allowed: set[str]) -> list[str]:
