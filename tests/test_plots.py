@@ -55,8 +55,12 @@ def test_per_class_bars_and_overall_line():
 
 
 def test_placeholders_before_the_card():
-    for figure in (confusion_figure(None), per_class_figure(None)):
-        assert not figure.data and "at the end" in figure.layout.annotations[0].text
+    from fmsteal.service.classroom import comparison_figure
+    from fmsteal.service.consequences import transfer_figure
+
+    for figure in (confusion_figure(None), per_class_figure(None), transfer_figure(None), comparison_figure([], {})):
+        assert not figure.data and "appear" in figure.layout.annotations[0].text  # a message, not empty axes
+        assert figure.layout.xaxis.visible is False and figure.layout.yaxis.visible is False
 
 
 def test_summary_in_plain_words():

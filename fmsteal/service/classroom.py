@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from fmsteal.registry import Registry
 from fmsteal.service import scenario_findings
+from fmsteal.service.plots import placeholder
 
 __all__ = ["SCENARIOS", "look_for", "run_label", "comparison_figure", "reference_curve"]
 
@@ -96,7 +97,9 @@ def reference_curve(table, config: dict, sizes: dict | None = None) -> tuple[lis
 
 def comparison_figure(runs: list[dict], names: dict[str, str], table=None, hidden: frozenset = frozenset()) -> go.Figure:
     """The session's curves over one another; `runs` are {"id", "config", "points"} (points: queries, agreement)."""
-    figure = go.Figure()
+    figure = go.Figure(layout={"template": "plotly_white"})
+    if not runs:
+        return placeholder(figure, "This session's runs appear here, one curve each, to compare them.", height=420)
     for index, run in enumerate(runs):
         colour = PALETTE[index % len(PALETTE)]
         label = run_label(run["config"], names)

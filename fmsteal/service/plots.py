@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from fmsteal.service.conditions import dataset_name, pool_name, preset_name, strategy_name
 
 __all__ = ["curve_figure", "confusion_figure", "per_class_figure", "summary_markdown", "run_conditions",
-           "round_log_ticks"]
+           "placeholder", "round_log_ticks"]
 
 AGREEMENT, THIEF, VICTIM = "#4f46e5", "#f97316", "#64748b"
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), font=dict(size=13))
@@ -48,7 +48,7 @@ def confusion_figure(card: dict | None) -> go.Figure:
     """Victim's prediction (rows) vs thief's prediction (columns), counts, with class names."""
     figure = go.Figure(layout=LAYOUT)
     if not card:
-        return _placeholder(figure, "The confusion matrix<br>appears at the end.")
+        return placeholder(figure, "The confusion matrix<br>appears at the end.")
     labels, matrix = card["confusion"]["labels"], card["confusion"]["matrix"]
     row_share = [[100 * v / max(sum(row), 1) for v in row] for row in matrix]
     figure.add_trace(go.Heatmap(z=row_share, x=labels, y=labels, text=matrix, texttemplate="%{text}",
@@ -64,7 +64,7 @@ def per_class_figure(card: dict | None) -> go.Figure:
     """Agreement (%) per class of the victim's prediction, with the overall agreement as a line."""
     figure = go.Figure(layout=LAYOUT)
     if not card:
-        return _placeholder(figure, "Per-class agreement<br>appears at the end.")
+        return placeholder(figure, "Per-class agreement<br>appears at the end.")
     values = [None if v is None else 100 * v for v in card["per_class_agreement"]]  # None: never predicted
     figure.add_trace(go.Bar(x=[v or 0 for v in values], y=card["class_names"], orientation="h", marker_color=AGREEMENT,
                             text=["never predicted" if v is None else f"{v:.0f}%" for v in values], textposition="auto",
@@ -113,10 +113,11 @@ def run_conditions(card: dict) -> str:
     return " · ".join(parts)
 
 
-def _placeholder(figure: go.Figure, text: str) -> go.Figure:
+def placeholder(figure: go.Figure, text: str, height: int = 440) -> go.Figure:
+    """`figure` as a message where its plot will be: no axes, no empty grid (an empty plot's axes read -1..4)."""
     figure.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
                           font=dict(color=VICTIM))
-    figure.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False), height=440)
+    figure.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False), height=height)
     return figure
 
 
