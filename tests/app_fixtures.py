@@ -97,6 +97,7 @@ def public_app_url(tmp_path_factory: pytest.TempPathFactory, public_gradio_temp:
     cache of its own: nothing measured or decoded yet), stopped at the end."""
     url, server, log = launch_app(tmp_path_factory.mktemp("public-cache"), tmp_path_factory, FMSTEAL_PUBLIC="1",
                                   FMSTEAL_UPLOADS=str(tmp_path_factory.mktemp("uploads")),
-                                  FMSTEAL_UPLOAD_MAX_MB=str(PUBLIC_UPLOAD_MAX_MB), GRADIO_TEMP_DIR=str(public_gradio_temp))
+                                  FMSTEAL_UPLOAD_MAX_MB=str(PUBLIC_UPLOAD_MAX_MB),
+                                  GRADIO_TEMP_DIR=str(public_gradio_temp))
     yield url
     stop_app(server, log)

@@ -129,7 +129,7 @@ def test_every_module_of_the_package_imports_in_a_fresh_interpreter():
 
     modules = sorted(".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
                      for path in (REPO / "fmsteal").rglob("*.py") if path.name != "__main__.py")
-    done = subprocess.run([sys.executable, "-c", "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)",
-                           *modules], capture_output=True, text=True, timeout=300, cwd=REPO)
+    script = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
+    done = subprocess.run([sys.executable, "-c", script, *modules], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(modules) > 80

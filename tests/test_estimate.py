@@ -155,8 +155,8 @@ def test_durations_read_naturally():
 
 def test_work_an_earlier_run_left_in_the_cache_is_left_out(tiny_config):
     config = tiny_config(seed=7, image_size=48)  # a size no other test embeds at
-    cold = est.estimate(config)
-    assert cold["phases"]["embed"] > 0 and cold["phases"]["victim"] > 0
+    cold = est.estimate(config)  # (a linear-probe victim of 300 images may price at 0.00 s: judge by what is reused)
+    assert cold["phases"]["embed"] > 0
     assert not {"the EfficientNet-Lite0 features", "the trained victim"} & set(cold["reused"])
     run_to_card(config)
     warm = est.estimate(config)
@@ -165,7 +165,7 @@ def test_work_an_earlier_run_left_in_the_cache_is_left_out(tiny_config):
     assert warm["reused"] == ["the decoded images", "the EfficientNet-Lite0 features", "the trained victim"]
     assert "reusing the decoded images" in warm["message"] and warm["seconds"] < cold["seconds"]
     other_seed = est.estimate(replace(config, seed=8))  # its victim trains on another split
-    assert other_seed["phases"]["embed"] == warm["phases"]["embed"] and other_seed["phases"]["victim"] > 0
+    assert other_seed["phases"]["embed"] == warm["phases"]["embed"] and "the trained victim" not in other_seed["reused"]
     for features in (cache_dir("embeddings") / "tf_efficientnet_lite0").glob("48px-*.pt"):
         features.unlink()  # a record is believed only while its files are there
     again = est.estimate(config)

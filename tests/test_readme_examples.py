@@ -46,7 +46,8 @@ def test_every_block_runs_here_or_in_ci_or_says_it_is_not_run():
 
 def test_ci_runs_the_readmes_test_command_and_the_app_command_installs_what_the_app_imports():
     commands = {marker: code.strip() for _, marker, _, code in blocks() if marker.startswith("<!-- ci: ")}
-    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines()
+          if line and not line.startswith(("#", "set ", "cd "))]
     assert ci == [commands["<!-- ci: tests -->"]]
     assert commands["<!-- ci: app -->"] == "pip install -r requirements.txt && python app.py"
     script = (REPO / "scripts" / "test.sh").read_text()

@@ -59,8 +59,8 @@ def contrast_finding(precomputed_dir: str | Path = "precomputed") -> str:
     probe = _agreement(table, victim=LITE0, victim_mode="lp", output="label")
     if pretrained is None or scratch is None:
         return NOT_MEASURED
-    text = (f"Precomputed (both at 32 px, the Lite0 thief, {BUDGET:,} label queries): " + compare(pretrained, scratch, "the fine-tuned Lite0 victim",
-                                                           "the scratch CNN") + ".")
+    text = (f"Precomputed (both at 32 px, the Lite0 thief, {BUDGET:,} label queries): "
+            + compare(pretrained, scratch, "the fine-tuned Lite0 victim", "the scratch CNN") + ".")
     if probe is not None:
         text += (" The same Lite0 kept frozen as a linear probe (the paper's setting): " +
                  compare(probe, pretrained, "linear probe", "fine-tuned") + ".")
