@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from fmsteal.service.conditions import pct
+from fmsteal.service.confound_results import CONFOUND_GRID, confound_summary
 from fmsteal.service.results import grid_table
 
 __all__ = ["BUDGET", "compare", "contrast_finding", "outputs_finding", "bigger_thief_finding", "defence_finding"]
@@ -24,7 +25,7 @@ NOT_MEASURED = "The precomputed grids do not hold this comparison yet: watch the
 
 
 def _agreement(table: pd.DataFrame, column: str = "agreement", **match) -> Stats | None:
-    """(mean, sd, n seeds) of `column` over the rows at BUDGET that match every `column=value`."""
+    """(mean, sd, n seeds) of `column` over the rows at BUDGET whose columns equal every `match` value."""
     if table.empty:
         return None
     rows = table[table["budget"] == BUDGET]
@@ -40,7 +41,7 @@ def compare(first: Stats, second: Stats, first_name: str, second_name: str) -> s
     p = 0.0001)": the verdict holds for the numbers; with too few seeds for a test it says so."""
     gap = round(100 * (first[0] - second[0]), 1) or 0.0  # never "-0.0"
     text = f"{first_name} {pct(*first)} against {second_name} {pct(*second)}: {gap:+.1f} points"
-    if min(first[2], second[2]) < 2 or first[1] != first[1] or second[1] != second[1]:
+    if min(first[2], second[2]) < 2:  # one seed has no sd
         return text + " (one seed: too few to tell a difference from chance)"
     from scipy.stats import ttest_ind_from_stats
 
@@ -53,10 +54,9 @@ def compare(first: Stats, second: Stats, first_name: str, second_name: str) -> s
 
 def contrast_finding(precomputed_dir: str | Path = "precomputed") -> str:
     """Pretrained features alone: a fine-tuned Lite0 victim against the scratch CNN, both fully trained at 32 px."""
-    table = grid_table("confound-cifar10", precomputed_dir)
-    pretrained = _agreement(table, victim=LITE0, victim_mode="fft", output="label")
-    scratch = _agreement(table, victim=SCRATCH, victim_mode="fft", output="label")
-    probe = _agreement(table, victim=LITE0, victim_mode="lp", output="label")
+    summary = confound_summary(grid_table(CONFOUND_GRID, precomputed_dir), BUDGET)
+    pretrained, scratch, probe = (summary.get(key, {}).get("agreement")
+                                  for key in ((LITE0, "fft"), (SCRATCH, "fft"), (LITE0, "lp")))
     if pretrained is None or scratch is None:
         return NOT_MEASURED
     text = (f"Precomputed (both at 32 px, the Lite0 thief, {BUDGET:,} label queries): "
@@ -94,8 +94,6 @@ def defence_finding(precomputed_dir: str | Path = "precomputed") -> str:
     """Reverse sigmoid (its default beta=1.0) against the undefended API, on probability answers."""
     table = grid_table("defences-cifar10", precomputed_dir)
     victim = dict(victim=LITE0, victim_mode="lp", output="probs")
-    if table.empty:
-        return NOT_MEASURED
     defended = _agreement(table, defence="reverse-sigmoid", defence_params="beta=1.0", **victim)
     plain = _agreement(table, defence="none", **victim)
     honest = _agreement(table, "api_accuracy", defence="reverse-sigmoid", defence_params="beta=1.0", **victim)
