@@ -35,7 +35,7 @@ def requirements(path: Path) -> set[str]:
         if line.startswith("-r"):
             names |= requirements(path.parent / line[2:].strip())
         elif line:
-            names.add(_normal(re.split(r"[<>=!~\[; ]", line)[0]))
+            names |= _names([line])
     return names
 
 
