@@ -51,7 +51,7 @@ def test_ci_runs_the_readmes_test_command_and_the_app_command_installs_what_the_
     assert ci == [commands["<!-- ci: tests -->"]]
     assert commands["<!-- ci: app -->"] == "pip install -r requirements.txt && python app.py"
     script = (REPO / "scripts" / "test.sh").read_text()
-    assert "-m venv --clear" in script and "pip install -q --no-compile -r requirements-dev.txt" in script
+    assert "-m venv --clear" in script and "pip install -q --python \"$venv/bin/python\" -r requirements-dev.txt" in script
     assert (REPO / "requirements-dev.txt").read_text().splitlines()[0] == "-r requirements.txt"
     assert 'Popen([sys.executable, "app.py"]' in (REPO / "tests" / "app_fixtures.py").read_text()
 

@@ -31,7 +31,7 @@ def preprocess(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1])
     mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean_t) / std_t
+    return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)  # as `load_backbone`'s models
 
 
 def autocast(device: torch.device, fp32: bool = False):

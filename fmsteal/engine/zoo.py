@@ -152,7 +152,14 @@ def scaled_name(name: str, scaling: str) -> str:
 
 
 def load_backbone(spec: BackboneSpec, image_size: int, pretrained: bool = True) -> "nn.Module":
-    """Build `spec` as a feature extractor (pooled features of size `spec.feature_dim`)."""
+    """Build `spec` as a feature extractor (pooled features of size `spec.feature_dim`), in channels-last
+    memory format (with channels-last inputs from `preprocess`: 1.4-2.2x faster on these CPUs, bench_embed)."""
+    import torch
+
+    return _build(spec, image_size, pretrained).to(memory_format=torch.channels_last)
+
+
+def _build(spec: BackboneSpec, image_size: int, pretrained: bool) -> "nn.Module":
     if spec.weight_source == "none":
         from fmsteal.engine.scratch_cnn import ScratchCNN
 
