@@ -124,7 +124,7 @@ def test_a_blocking_detector_refuses_without_spending_the_budget():
     near_copies = (seed + 0.01 * torch.randn(400, 3, 8, 8, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     stream = torch.cat([images(60), near_copies])  # probing around one point, as a synthetic attack does
     victim = BlackBoxVictim(constant_victim, 5, budget=1000,
-                            defence=build_defence("prada", {"block": True, "min_queries": 50}, DefenceContext(5, 0)))
+                            defence=build_defence("prada", {"block": True}, DefenceContext(5, 0)))
     with pytest.raises(QueryRefused, match="flagged as a model-stealing attack after"):
         for batch in stream.split(20):
             victim(batch)

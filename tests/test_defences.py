@@ -1,4 +1,4 @@
-"""The defences inside the black box: each one's defining property, its validation, and PRADA on real CIFAR-10."""
+"""The defences inside the black box: each one's defining property and its validation (PRADA: test_prada.py)."""
 
 import math
 import subprocess
@@ -9,7 +9,6 @@ import torch
 
 from fmsteal.adversary.defences import DEFENCES, DefenceContext, build_defence, plan_defence
 from fmsteal.adversary.defences.mad import mad_perturb, random_head_surrogate
-from fmsteal.adversary.defences.prada import false_alarms
 from fmsteal.adversary.defences.watermark import binomial_log10_tail, verify_watermark
 from fmsteal.errors import ConfigError
 
@@ -210,60 +209,3 @@ def test_plans_coerce_text_and_map_truncations_to_output_modes():
     for entry in DEFENCES:  # every parameter is declared with a default inside its range
         entry.validate({})
         assert all(f.help for f in entry.params)
-
-
-def near_duplicate_stream(images: torch.Tensor, copies: int, step: float, seed: int = 0) -> torch.Tensor:
-    """A synthetic attack stream (as Papernot/JbDA-style probing): each seed image, then `copies`
-    small random-sign perturbations of it."""
-    generator = torch.Generator().manual_seed(seed)
-    seeds = images.float() / 255
-    stream = [seeds]
-    for _ in range(copies):
-        stream.append((seeds + step * torch.randint(0, 2, seeds.shape, generator=generator).mul(2).sub(1)).clamp(0, 1))
-    return torch.stack(stream, 1).flatten(0, 1)
-
-
-@pytest.fixture(scope="module")
-def cifar(cifar_mini):
-    from fmsteal.engine.data import load_splits, stratified_subset
-
-    splits = load_splits(str(cifar_mini))
-    return stratified_subset(splits.train, 30), stratified_subset(splits.test, 60)
-
-
-def one_hot(labels: torch.Tensor) -> torch.Tensor:
-    """A perfect victim's answers (a stand-in: PRADA reads only the predicted class)."""
-    return torch.nn.functional.one_hot(labels, K).float()
-
-
-def test_prada_flags_a_synthetic_stream_and_not_a_natural_one(cifar):
-    train, test = cifar
-    seeds = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:60])
-    synthetic = near_duplicate_stream(seeds.images, copies=4, step=0.02)
-    labels = seeds.labels.repeat_interleave(5)
-    attack = build_defence("prada", {}, DefenceContext(K, 0))
-    for batch, batch_labels in zip(synthetic.split(50), labels.split(50)):
-        attack.answer(batch, one_hot(batch_labels))
-    report = attack.report()
-    assert report["detected_at"] is not None and report["detected_at"] <= 200, report
-    assert report["shapiro_w"] < 0.9
-
-    natural = build_defence("prada", {}, DefenceContext(K, 0))
-    natural.answer(test.images, one_hot(test.labels))
-    assert natural.report()["detected_at"] is None and natural.report()["shapiro_w"] > 0.9
-
-
-def test_prada_reports_its_false_alarm_rate_on_real_test_images(cifar):
-    _, test = cifar  # 600 CIFAR-10 test images; the archive's natural order is class by class
-    in_order = false_alarms(test.images, one_hot(test.labels), 0.9, 100, queries=200)
-    shuffled = false_alarms(test.images, one_hot(test.labels), 0.9, 100, queries=200, seed=0)
-    for measured in (in_order, shuffled):
-        assert measured["benign_clients"] == 3 and measured["benign_queries_per_client"] == 200
-        assert measured["false_alarm_rate"] == sum(f is not None for f in measured["benign_flagged_at"]) / 3
-    print(f"PRADA false alarms (delta 0.9, 3 honest clients x 200 real test images): in archive order "
-          f"{in_order['false_alarm_rate']:.2f}, shuffled {shuffled['false_alarm_rate']:.2f}")
-    assert in_order["false_alarm_rate"] <= 1 / 3 and shuffled["false_alarm_rate"] <= 1 / 3
-
-    context = DefenceContext(K, 0, benign=(test.images, one_hot(test.labels)))
-    report = build_defence("prada", {}, context).report()
-    assert report["benign_queries_per_client"] == 600 and report["false_alarm_rate"] in (0.0, 1.0)

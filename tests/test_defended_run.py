@@ -10,6 +10,9 @@ import pytest
 
 from engine_fixtures import run_to_card
 
+from fmsteal.cli.run import summary
+from fmsteal.service import live
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -30,6 +33,25 @@ def test_an_argmax_preserving_defence_costs_honest_users_nothing(tiny_config):
     defence = card["defence"]
     assert defence["answers_changed"] == 0 and defence["api_accuracy"] == defence["undefended_accuracy"]
     assert defence["mean_l1"] > 0
+
+
+def test_a_defended_card_holds_the_argmax_thief_which_sees_through_a_kept_argmax(tiny_config):
+    defended, _ = run_to_card(tiny_config(defence="mad", defence_params="epsilon=0.5,keep_argmax=true",
+                                          output="probs", evaluations="none", seed=43))
+    label_only, _ = run_to_card(tiny_config(output="label", evaluations="none", seed=43))
+    defence = defended["defence"]
+    thieves = defence["thieves"]
+    assert set(thieves) == {"distil", "argmax"} and thieves["distil"]["agreement"] == defended["agreement"]
+    assert defence["answers_changed"] == 0 and defence["mean_l1"] > 0  # poisoned probabilities, every top class kept
+    # so the argmax thief learns exactly what a label-only client of the undefended victim learns
+    assert thieves["argmax"] == {key: label_only[key] for key in ("agreement", "thief_accuracy", "macro_f1")}
+    assert defence["worst_case_agreement"] == max(t["agreement"] for t in thieves.values())
+    assert thieves[defence["strongest_thief"]]["agreement"] == defence["worst_case_agreement"]
+    printed = summary(defended, Path("card.json"))  # the command line's summary: the defender's worst case
+    assert f"the strongest thief ({defence['strongest_thief']}) agrees {defence['worst_case_agreement']:.2%}" in printed
+    summary_text = live.defence_summary(defended)  # the page's paragraph names both thieves
+    assert (f"top class agrees on {100 * thieves['argmax']['agreement']:.1f}%" in summary_text
+            or thieves["argmax"]["agreement"] == defended["agreement"])
 
 
 @pytest.mark.parametrize("args, message", [

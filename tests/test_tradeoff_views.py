@@ -45,6 +45,11 @@ def test_the_defence_table_holds_each_cells_trade_off_from_its_card(defence_swee
             continue
         assert rows["api_accuracy"].iloc[0] == pytest.approx(card["defence"]["api_accuracy"])
         assert rows["answers_changed"].iloc[0] == pytest.approx(card["defence"]["answers_changed"])
+        thieves = card["defence"]["thieves"]  # the default and the argmax thief on the same answers
+        assert rows["argmax_agreement"].iloc[0] == pytest.approx(thieves["argmax"]["agreement"])
+        assert rows["worst_case_agreement"].iloc[0] == max(t["agreement"] for t in thieves.values())
+        if config.output == "label":  # label answers teach every thief the same targets
+            assert thieves["argmax"] == thieves["distil"]
         if config.defence == "watermark":
             assert rows["watermark_thief_log10_p"].iloc[0] == pytest.approx(
                 card["defence"]["watermark_thief"]["log10_p_value"])
@@ -62,13 +67,19 @@ def test_protection_view_and_finding_follow_the_measured_cells(defence_sweep) ->
     figure = defence_results.protection_figure(cells, "label")
     points = {trace.name: trace for trace in figure.data}
     assert set(points) == {"undefended", "gaussian-noise", "watermark", "prada"}
-    assert points["gaussian-noise"].y[0] == pytest.approx(100 * noise["agreement"])
+    assert points["gaussian-noise"].y[0] == pytest.approx(100 * noise["worst_case_agreement"])
     assert "n=1 seed ·" in figure.layout.title.text
     finding = defence_results.protection_finding(cells, "label")
     base = cells[(cells["defence"] == "none") & (cells["output"] == "label")].iloc[0]
     assert f"the thief reaches {100 * base['agreement']:.1f}% (n=1)" in finding
-    lowest = cells[(cells["defence"] != "none") & (cells["output"] == "label")].sort_values("agreement").iloc[0]
+    defended = cells[(cells["defence"] != "none") & (cells["output"] == "label")]
+    lowest = defended.sort_values("worst_case_agreement").iloc[0]
     assert f"The largest drop is {lowest['defence']}" in finding
+    assert "for the stronger of the distilling and argmax thieves" in finding  # every cell here ran both thieves
+    assert "not yet run" not in finding
+    older = cells.assign(worst_case_agreement=cells["worst_case_agreement"].where(cells["defence"] == "none"))
+    assert "for the distilling thief (the argmax thief not yet run on these cells)" in \
+        defence_results.protection_finding(older, "label")
     mark = cells[(cells["defence"] == "watermark") & (cells["output"] == "label")].iloc[0]
     convicted = int(mark["watermark_thief_log10_p"] < -2)  # p < 0.01
     assert (f"Ownership test (p < 0.01 convicts): watermark (rate=0.2) convicted the stolen copy in {convicted} of "

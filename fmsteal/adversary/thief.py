@@ -18,6 +18,7 @@ from fmsteal.engine.augment import feature_transform, image_transform, view_feat
 from fmsteal.adversary.blackbox import Answers, VictimAPI
 from fmsteal.adversary.budget import curve_checkpoints
 from fmsteal.adversary.strategies import Selection, select
+from fmsteal.adversary.thieves import THIEVES
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import Recipe
 from fmsteal.engine.train import fit, predict
@@ -40,6 +41,7 @@ class Thief:
     num_classes: int
     seed: int
     network: nn.Module | None = None
+    bought: tuple[torch.Tensor, Answers] | None = None  # the queried pool images and their answers (set by `steal`)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """The thief's logits for uint8 images."""
@@ -65,24 +67,19 @@ class Thief:
         self.network = yield from fit(network, inputs, targets, self.recipe, transform, self.device, self.seed,
                                       self.num_classes, validation, phase="steal", label=label)
 
+    def learn(self, images: torch.Tensor, answers: Answers, learns: str = "distil") -> Generator[dict, None, None]:
+        """Train on bought answers as the registered thief `learns` reads them, every 10th kept for validation."""
+        targets = THIEVES.get(learns).fn(answers, self.num_classes)
+        is_val = torch.arange(len(images)) % VALIDATION_EVERY == VALIDATION_EVERY - 1
+        validation = (images[is_val], answers.labels[is_val]) if is_val.any() else None
+        self.bought = (images, answers)
+        how = "" if learns == "distil" else f" ({learns})"
+        yield from self.train(images[~is_val], targets[~is_val], validation,
+                              label=f"Training the {self.spec.label} thief{how} on {len(images):,} answers")
+
     def _image_transform(self, train: bool):
         return image_transform(self.spec, self.image_size, self.device, self.recipe.augment and train,
                                self.recipe.rotate if train else 0.0)
-
-
-def targets_from(answers: Answers, num_classes: int) -> torch.Tensor:
-    """Training targets: class indices for labels, rank-weighted rows for top-k, probabilities otherwise."""
-    if answers.probs is not None:
-        probs = answers.probs.clamp(min=0)
-        sums = probs.sum(1, keepdim=True)
-        one_hot = nn.functional.one_hot(answers.labels, num_classes).float()
-        return torch.where(sums > 0, probs / sums.clamp(min=1e-12), one_hot)
-    if answers.topk is not None:
-        weights = 1.0 / torch.arange(1, answers.topk.shape[1] + 1, dtype=torch.float)
-        rows = torch.zeros(len(answers.topk), num_classes)
-        rows.scatter_(1, answers.topk, (weights / weights.sum()).expand_as(answers.topk).contiguous())
-        return rows
-    return answers.labels
 
 
 def steal(victim: VictimAPI, pool: torch.Tensor, thief: Thief, budget: int, strategy: str, seed: int,
@@ -106,10 +103,5 @@ def steal(victim: VictimAPI, pool: torch.Tensor, thief: Thief, budget: int, stra
         chosen.extend(new)
         merged = Answers(*(torch.cat(parts) if parts[0] is not None else None
                            for parts in zip(*((a.labels, a.topk, a.probs) for a in answers))))
-        targets = targets_from(merged, thief.num_classes)
-        is_val = torch.arange(len(chosen)) % VALIDATION_EVERY == VALIDATION_EVERY - 1
-        queried = pool[chosen]
-        validation = (queried[is_val], merged.labels[is_val]) if is_val.any() else None
-        yield from thief.train(queried[~is_val], targets[~is_val], validation,
-                               label=f"Training the {thief.spec.label} thief on {len(chosen):,} answers")
+        yield from thief.learn(pool[chosen], merged)
         yield {"kind": "checkpoint", "queries": len(chosen), "queries_spent": len(chosen), **evaluate(thief)}

@@ -67,6 +67,11 @@ def summary(card: dict, path: Path) -> str:
     config = card["config"]
     victim, thief = get_backbone(config["victim"]), get_backbone(config["thief"])
     timings = ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in card["timings"].items())
+    defence = card.get("defence")
+    defended = [] if not defence else [
+        f"Defence {defence['name']}: the strongest thief ({defence['strongest_thief']}) agrees "
+        f"{defence['worst_case_agreement']:.2%}; honest users' accuracy {defence['api_accuracy']:.2%} "
+        f"(undefended {defence['undefended_accuracy']:.2%})"]
     return "\n".join([
         "",
         f"Victim  {victim.label} ({config['victim_mode'].upper()}, {card['image_size']['victim']}px): "
@@ -75,6 +80,7 @@ def summary(card: dict, path: Path) -> str:
         f"{card['queries_spent']:,} {config['output']} queries ({config['strategy']}):",
         f"        agreement {card['agreement']:.2%} on {card['test_size']:,} test images, "
         f"accuracy {card['thief_accuracy']:.2%}, macro-F1 {card['macro_f1']:.3f}",
+        *defended,
         f"Device  {card['device']}; time: {timings}",
         f"Card    {path}",
     ])

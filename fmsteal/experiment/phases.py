@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import torch
@@ -23,6 +23,7 @@ from fmsteal.adversary.defences.mad import random_head_surrogate
 from fmsteal.adversary.defences.watermark import verify_watermark
 from fmsteal.adversary.strategies import STRATEGIES
 from fmsteal.adversary.thief import VALIDATION_EVERY, Thief
+from fmsteal.adversary.thieves import THIEVES
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import full_precision, recipe_for
@@ -247,7 +248,8 @@ def defence_results(state: RunState) -> Iterator[dict]:
     api = api_predictions(victim.probabilities, test.images, defence_for(state))
     result = {"name": config.defence, "params": config.defence_plan().params, **state.black_box.defence_report(),
               "api_accuracy": accuracy(api, test.labels), "undefended_accuracy": state.victim_accuracy,
-              "agreement_with_api": agreement(state.thief_test, api)}
+              "agreement_with_api": agreement(state.thief_test, api),
+              **(yield from strongest_thief(state))}
     if config.defence == "watermark":
         marks = state.black_box.defence_evidence()
         innocent = Thief(thief.spec, thief.mode, thief.image_size, thief.device, thief.embedder, thief.recipe,
@@ -260,10 +262,33 @@ def defence_results(state: RunState) -> Iterator[dict]:
     return result
 
 
+def strongest_thief(state: RunState) -> Iterator[dict]:
+    """Every registered thief on the answers the default one bought (an argmax thief ignores poisoned
+    probabilities): each one's agreement and accuracy, and the strongest, the defender's worst case.
+    On label answers every thief learns the same targets, so the default thief stands for all."""
+    thief, test = state.thief, state.test
+    scores = {"distil": comparison(state.thief_test, state.victim_test, test)}
+    images, answers = thief.bought
+    for learns in THIEVES.names():
+        if learns in scores:
+            continue
+        if answers.probs is None and answers.topk is None:
+            scores[learns] = scores["distil"]
+            continue
+        other = replace(thief, network=None, bought=None)
+        yield from other.learn(images, answers, learns)
+        scores[learns] = comparison(other.logits(test.images).argmax(1), state.victim_test, test)
+    thieves = {name: {key: score[key] for key in ("agreement", "thief_accuracy", "macro_f1")}
+               for name, score in scores.items()}
+    strongest = max(thieves, key=lambda name: thieves[name]["agreement"])
+    return {"thieves": thieves, "strongest_thief": strongest, "worst_case_agreement": thieves[strongest]["agreement"]}
+
+
 def cost_evaluate(p: Pricing) -> float:
     seconds = p.test_pass("victim") + p.test_pass("thief")  # both sides' probabilities on the test images
-    if p.plan.config.defence != "none":  # the honest client's answers; a watermark's innocent model
-        seconds += p.test_pass("victim") + p.thief_training(p.plan.config.budget)
+    if p.plan.config.defence != "none":  # the honest client's answers; a watermark's innocent model; the argmax thief
+        extra_thieves = 0 if p.plan.config.defence_plan().output == "label" else len(THIEVES.names()) - 1
+        seconds += p.test_pass("victim") + (1 + extra_thieves) * p.thief_training(p.plan.config.budget)
     for name in p.plan.config.evaluation_names():
         entry = EVALUATIONS.get(name)
         seconds += entry.meta["cost"](p, entry.defaults()) if "cost" in entry.meta else 0.0

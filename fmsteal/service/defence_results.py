@@ -4,7 +4,9 @@ what it costs the API's honest users, for a pretrained and a scratch victim side
 Reads the table `python -m fmsteal sweep --preset defences-cifar10` writes (a row per cell and curve
 checkpoint; the defence's results repeated on every row of its cell) and keeps each cell's last
 checkpoint. Utility lost is the victim's undefended test accuracy minus what honest clients get from
-the defended API (a refused query counts as wrong). Every number is a mean ± sd over the seeds with n
+the defended API (a refused query counts as wrong). Protection is judged by the strongest thief on the same
+answers (the distilling thief or the argmax thief, `fmsteal.adversary.thieves`): the defender's worst case.
+Cells measured before the argmax thief existed count with the distilling thief alone, and say so. Every number is a mean ± sd over the seeds with n
 beside it; the finding is computed from the table. No torch here.
 """
 
@@ -32,7 +34,8 @@ FINDING_KINDS = {"lp": "pretrained, linear probe", "fft": "trained from scratch"
 SHORT = {"lp": "pretrained, LP", "fft": "from scratch"}
 CHEAP = 1.0  # points of API accuracy: a defence costing honest users less than this is "cheap"
 CONVICTION_P = 0.01  # the ownership test convicts a model whose p-value is below this
-SUMMARY_HEADERS = ["victim", "answers", "defence", "thief agreement", "API accuracy lost (points)",
+SUMMARY_HEADERS = ["victim", "answers", "defence", "strongest thief's agreement", "distilling thief's agreement",
+                   "API accuracy lost (points)",
                    "answers changed", "detected at (queries)", "false alarms",
                    f"watermark convictions (p < {CONVICTION_P:g}): thief / innocent"]
 
@@ -48,6 +51,10 @@ def load_defence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFr
     undefended = last["defence"] == "none"
     last.loc[undefended, "api_accuracy"] = last.loc[undefended, "victim_acc"]
     last.loc[undefended, "answers_changed"] = 0.0
+    for column in ("worst_case_agreement", "strongest_thief"):  # absent from grids measured before the argmax thief
+        if column not in last:
+            last[column] = np.nan
+    last.loc[undefended, "worst_case_agreement"] = last.loc[undefended, "agreement"]  # the baseline: the default thief
     return last.assign(utility_lost=last["victim_acc"] - last["api_accuracy"],
                        victim_kind=last["victim_mode"].map(lambda m: "lp" if m == "lp" else "fft"))
 
@@ -64,8 +71,18 @@ def defence_summary(cells: pd.DataFrame) -> pd.DataFrame:
                       thief_log10_p=("watermark_thief_log10_p", "min"),
                       innocent_log10_p=("watermark_innocent_log10_p", "min"),
                       thief_convicted=("watermark_thief_log10_p", _convictions),
-                      innocent_convicted=("watermark_innocent_log10_p", _convictions))
+                      innocent_convicted=("watermark_innocent_log10_p", _convictions),
+                      worst=("worst_case_agreement", "mean"), worst_sd=("worst_case_agreement", "std"),
+                      worst_n=("worst_case_agreement", "count"), strongest=("strongest_thief", _most_often))
+    out["adaptive"] = out["worst_n"] == out["n"]  # every seed measured against the strongest thief
+    out["protected"] = out["worst"].where(out["adaptive"], out["agreement"])
+    out["protected_sd"] = out["worst_sd"].where(out["adaptive"], out["agreement_sd"])
     return out.reset_index()
+
+
+def _most_often(names: pd.Series) -> str | None:
+    names = names.dropna()
+    return names.mode().iat[0] if len(names) else None
 
 
 def _convictions(log10_p: pd.Series) -> int:
@@ -108,19 +125,19 @@ def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
                                  annotation_text=f"undefended {pct(base.agreement, base.agreement_sd, base.n)}",
                                  annotation_position="top right")
             figure.add_trace(go.Scatter(
-                x=100 * points["utility_lost"], y=100 * points["agreement"], mode="markers+text",
+                x=100 * points["utility_lost"], y=100 * points["protected"], mode="markers+text",
                 text=list(points["defence_params"]), textposition="top center",
                 marker={"size": 11, "color": colours[defence], "symbol": "x" if defence == "none" else "circle"},
                 error_x={"array": 100 * points["utility_lost_sd"].fillna(0), "thickness": 1},
-                error_y={"array": 100 * points["agreement_sd"].fillna(0), "thickness": 1},
+                error_y={"array": 100 * points["protected_sd"].fillna(0), "thickness": 1},
                 name="undefended" if defence == "none" else defence, legendgroup=defence, showlegend=col == 1,
-                customdata=np.stack([points["n"], 100 * points["answers_changed"]], axis=1),
-                hovertemplate=(f"{defence} %{{text}}<br>thief agreement %{{y:.1f}}%<br>accuracy lost %{{x:.2f}} "
-                               "points<br>answers changed %{customdata[1]:.1f}%<br>n=%{customdata[0]} seeds"
-                               "<extra></extra>")), row=1, col=col)
+                customdata=np.stack([points["n"], 100 * points["answers_changed"], 100 * points["agreement"]], axis=1),
+                hovertemplate=(f"{defence} %{{text}}<br>strongest thief's agreement %{{y:.1f}}%<br>distilling "
+                               "thief's %{customdata[2]:.1f}%<br>accuracy lost %{x:.2f} points<br>answers changed "
+                               "%{customdata[1]:.1f}%<br>n=%{customdata[0]} seeds<extra></extra>")), row=1, col=col)
         figure.update_xaxes(title_text="honest users' accuracy lost (points)", row=1, col=col)
     n = int(summary["n"].min())
-    figure.update_yaxes(title_text="thief agreement %", row=1, col=1)
+    figure.update_yaxes(title_text="strongest thief's agreement %", row=1, col=1)
     figure.update_layout(title=f"Protection vs utility: {output_name(output)} answers<br><sup>measured here (grid "
                                f"{DEFENCE_GRID}) · thief {summary_thief(cells)} · mean ± 1 sd over n={seeds(n)} · "
                                f"{int(cells['budget'].max()):,} queries</sup>",
@@ -133,9 +150,9 @@ def summary_thief(cells: pd.DataFrame) -> str:
 
 
 def protection_finding(cells: pd.DataFrame, output: str) -> str:
-    """Per victim kind, a paragraph each: the undefended agreement, the defence that lowered it most and what that
-    cost, and the most any cheap defence (< CHEAP points of accuracy lost) achieved; detection and watermark
-    verdicts."""
+    """Per victim kind, a paragraph each: the undefended agreement, the defence that lowered the strongest thief's
+    agreement most and what that cost, the most any cheap defence (< CHEAP points of accuracy lost) achieved,
+    where the distilling thief alone overstated a defence; detection and watermark verdicts."""
     if cells.empty:
         return f"No precomputed defence results for {output_name(output)}."
     summary = defence_summary(cells[cells["output"] == output])
@@ -147,22 +164,41 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
         if base.empty or defended.empty:
             continue
         base = base.iloc[0]
-        best = defended.loc[defended["agreement"].idxmin()]
+        best = defended.loc[defended["protected"].idxmin()]
         cheap = defended[defended["utility_lost"] < CHEAP / 100]
         partial = (f" Only {len(defended)} of the {settings} defence settings are measured for this victim so far; "
                    "what follows is among those." if len(defended) < settings else "")
         text = (f"{base.victim_label} victim ({FINDING_KINDS[kind]}), {output_name(output)}: undefended, the thief reaches "
-                f"{pct(base.agreement, base.agreement_sd, base.n)}.{partial} The largest drop is {setting_name(best)}, to "
-                f"{pct(best.agreement, best.agreement_sd, best.n)}, at a cost of {100 * best.utility_lost:.1f} "
+                f"{pct(base.agreement, base.agreement_sd, base.n)}.{partial} The largest drop is {setting_name(best)}, "
+                f"to {pct(best.protected, best.protected_sd, best.n)}{_against(best)}, at a cost of "
+                f"{100 * best.utility_lost:.1f} "
                 f"points of honest users' accuracy ({100 * best.answers_changed:.0f}% of answers changed).")
         if not cheap.empty:
-            top = cheap.loc[cheap["agreement"].idxmin()]
-            drop = 100 * (base.agreement - top.agreement)
+            top = cheap.loc[cheap["protected"].idxmin()]
+            drop = 100 * (base.agreement - top.protected)
             text += (f" Of the defences costing under {CHEAP:g} point, {setting_name(top)} lowers agreement most: by "
-                     f"{drop:.1f} points." if drop >= 0.05 else
+                     f"{drop:.1f} points{_against(top)}." if drop >= 0.05 else
                      f" No defence costing under {CHEAP:g} point lowers agreement by 0.1 points or more.")
-        sentences.append(text + _detection_text(defended) + _watermark_text(defended))
+        sentences.append(text + _overstated_text(defended) + _detection_text(defended) + _watermark_text(defended))
     return "\n\n".join(sentences) or f"No precomputed defence results for {output_name(output)}."
+
+
+def _against(row) -> str:
+    """Which thief a protection figure is for."""
+    return (" for the stronger of the distilling and argmax thieves" if row.adaptive
+            else " for the distilling thief (the argmax thief not yet run on these cells)")
+
+
+def _overstated_text(defended: pd.DataFrame) -> str:
+    """The setting whose protection the distilling thief alone overstates most (by more than a point)."""
+    measured = defended[defended["adaptive"]]
+    gaps = measured["worst"] - measured["agreement"]
+    if gaps.empty or gaps.max() <= 0.01:
+        return ""
+    row = measured.loc[gaps.idxmax()]
+    return (f" A thief that distils the answers would make {setting_name(row)} look stronger: it reaches "
+            f"{pct(row.agreement, row.agreement_sd, row.n)}, the {row.strongest} thief on the same answers "
+            f"{pct(row.worst, row.worst_sd, row.n)}.")
 
 
 def _detection_text(defended: pd.DataFrame) -> str:
@@ -206,7 +242,8 @@ def summary_rows(cells: pd.DataFrame) -> list[list]:
             f"{_conviction_text(row.thief_convicted, row.n, row.thief_log10_p)} / "
             f"{_conviction_text(row.innocent_convicted, row.n, row.innocent_log10_p)}")
         out.append([f"{row.victim_label} ({SHORT[row.victim_kind]})", output_name(row.output),
-                    setting_name(row), pct(row.agreement, row.agreement_sd, row.n),
+                    setting_name(row), pct(row.protected, row.protected_sd, row.n) if row.adaptive else "",
+                    pct(row.agreement, row.agreement_sd, row.n),
                     f"{100 * row.utility_lost:.2f}" + (f" ± {100 * row.utility_lost_sd:.2f}" if row.n > 1 else ""),
                     f"{100 * row.answers_changed:.1f}%", detection, alarms, watermark])
     return out

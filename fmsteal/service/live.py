@@ -78,6 +78,19 @@ def defence_summary(card: dict | None) -> str:
             f"{100 * defence['answers_changed']:.1f}% of the thief's answers changed")
     if defence.get("mean_l1") is not None:
         text += f", mean L1 change {defence['mean_l1']:.3f}"
+    thieves = defence.get("thieves") or {}
+    if thieves.get("argmax", {}).get("agreement") not in (None, card["agreement"]):
+        text += (f". A thief that keeps only each answer's top class agrees on "
+                 f"{100 * thieves['argmax']['agreement']:.1f}% (the strongest, the {defence['strongest_thief']} "
+                 f"thief, is the defender's worst case)")
+    if "detected_at" in defence:
+        caught = (f"flagged the thief after {defence['detected_at']:,} queries" if defence["detected_at"]
+                  else "never flagged the thief")
+        text += f". PRADA {caught}"
+        if defence.get("false_alarm_rate") is not None:
+            clients = defence["benign_clients"]
+            text += (f"; on {clients} honest client{'s' * (clients != 1)} ({defence['benign_queries_per_client']:,} "
+                     f"shuffled test images each) it raised {100 * defence['false_alarm_rate']:.0f}% false alarms")
     if "watermark_thief" in defence:
         text += (f". Watermark: p = {defence['watermark_thief']['p_value']:.2g} for the stolen copy, "
                  f"{defence['watermark_innocent']['p_value']:.2g} for an innocent model")

@@ -25,10 +25,11 @@ NOT_MEASURED = "The precomputed grids do not hold this comparison yet: watch the
 
 
 def _agreement(table: pd.DataFrame, column: str = "agreement", **match) -> Stats | None:
-    """(mean, sd, n seeds) of `column` over the rows at BUDGET whose columns equal every `match` value."""
-    if table.empty:
+    """(mean, sd, n seeds) of `column` over the rows at BUDGET whose columns equal every `match` value and
+    that hold a value in `column`."""
+    if table.empty or column not in table:
         return None
-    rows = table[table["budget"] == BUDGET]
+    rows = table[(table["budget"] == BUDGET) & table[column].notna()]
     for key, value in match.items():
         rows = rows[rows[key] == value]
     if rows.empty:
@@ -100,6 +101,11 @@ def defence_finding(precomputed_dir: str | Path = "precomputed") -> str:
     clean = _agreement(table, "victim_acc", defence="none", **victim)  # an undefended API answers as the victim
     if None in (defended, plain, honest, clean):
         return NOT_MEASURED
-    return (f"Precomputed (Lite0 victim, probability answers, {BUDGET:,} queries, a thief that distils the answers): "
+    text = (f"Precomputed (Lite0 victim, probability answers, {BUDGET:,} queries, a thief that distils the answers): "
             + compare(defended, plain, "thief agreement with the defence", "without") + "; honest users' accuracy "
             + compare(honest, clean, "with the defence", "without") + ".")
+    strongest = _agreement(table, "worst_case_agreement", defence="reverse-sigmoid", defence_params="beta=1.0", **victim)
+    if strongest is None:  # cells measured before the argmax thief
+        return text + " Not yet measured against a thief that keeps only each answer's top class."
+    return (text + " The strongest thief on the same answers (distilling or argmax): "
+            + compare(strongest, plain, "with the defence", "the distilling thief without") + ".")

@@ -37,6 +37,7 @@ TABLE_COLUMNS = ["source", "dataset", "victim_mode", "victim", "victim_label", "
 # Added to the table when the grid has defences: the whole run's trade-off, repeated on each checkpoint row.
 DEFENCE_COLUMNS = ["defence", "defence_params", "api_accuracy", "answers_changed", "mean_l1", "agreement_with_api",
                    "detected_at", "false_alarm_rate", "out_of_distribution_fraction", "marked_fraction",
+                   "worst_case_agreement", "strongest_thief", "argmax_agreement",
                    "watermark_thief_log10_p", "watermark_innocent_log10_p"]
 Progress = Callable[[dict], None]
 
@@ -367,10 +368,11 @@ def evaluation_columns(config: ExperimentConfig, card: dict) -> dict:
 def defence_columns(config: ExperimentConfig, result: dict | None) -> dict:
     """The DEFENCE_COLUMNS of one cell from its card's `defence` object (an undefended cell has none)."""
     result = result or {}
-    watermark = {f"watermark_{side}_log10_p": result.get(f"watermark_{side}", {}).get("log10_p_value")
-                 for side in ("thief", "innocent")}
-    return {"defence": config.defence, "defence_params": config.defence_params,
-            **{key: result.get(key) for key in DEFENCE_COLUMNS[2:-2]}, **watermark}
+    columns = {key: result.get(key) for key in DEFENCE_COLUMNS[2:]}  # the defence's report, by name
+    columns["argmax_agreement"] = result.get("thieves", {}).get("argmax", {}).get("agreement")
+    for side in ("thief", "innocent"):
+        columns[f"watermark_{side}_log10_p"] = result.get(f"watermark_{side}", {}).get("log10_p_value")
+    return {"defence": config.defence, "defence_params": config.defence_params, **columns}
 
 
 def write_table(grid: Grid, out_dir: str | Path) -> Path:
