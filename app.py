@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces"):
@@ -49,6 +51,7 @@ CPU_SPACE_NOTE = ("This Space runs on a CPU: live runs use the offline backbones
                   "CNN) at small sizes and budgets; the full-size grids, ViT-L/16 included, are in **Results**.")
 _store: JobStore | None = None
 _table = None
+_served: Path | None = None  # a temporary folder of copies of run files for downloads
 
 
 def store() -> JobStore:
@@ -57,6 +60,20 @@ def store() -> JobStore:
     if _store is None:
         _store = JobStore(settings.current().runs)
     return _store
+
+
+def served_copies(files: tuple[Path, Path] | None, job_id: str) -> list[str | None]:
+    """Copies of a run's card and curve for Gradio to hand out (it moves them into its cache under a hash of
+    their content). The runs folder itself is never served, so no URL reaches another visitor's run or the
+    share index."""
+    global _served
+    if not files:
+        return [None, None]
+    if _served is None:
+        _served = Path(tempfile.mkdtemp(prefix="fmsteal-downloads-"))
+    folder = _served / job_id
+    folder.mkdir(exist_ok=True)
+    return [str(shutil.copyfile(path, folder / path.name)) for path in files]
 
 
 def results_table():
@@ -120,13 +137,17 @@ def cancel_run(job_id: str, owner: str) -> str:
     return status_line(store().snapshot(job_id, owner))
 
 
-def run_outputs(card: dict | None, checkpoints: list[dict], budget: int) -> dict:
+def run_outputs(card: dict | None, checkpoints: list[dict], budget: int, stolen: dict | None = None) -> dict:
     """Curve, confusion, per-class, summary, gallery and consequences of one run (a live job's or a shared
-    card's), by live-output name."""
-    victim_accuracy = card["victim_accuracy"] if card else None
-    return {"curve": plots.curve_figure(card["curve"] if card else checkpoints, victim_accuracy, budget),
-            "confusion": plots.confusion_figure(card), "per_class": plots.per_class_figure(card),
-            "summary": plots.summary_markdown(card, labels()) + live.defence_summary(card) if card else "",
+    card's), by live-output name. `stolen` (the card without evaluations, while they run) stands in for the
+    result until `card` comes."""
+    result = card or stolen
+    victim_accuracy = result["victim_accuracy"] if result else None
+    running = "" if card or not stolen else (
+        "\n\n*The evaluations are running; their results appear below when they finish (see the status line).*")
+    return {"curve": plots.curve_figure(result["curve"] if result else checkpoints, victim_accuracy, budget),
+            "confusion": plots.confusion_figure(result), "per_class": plots.per_class_figure(result),
+            "summary": plots.summary_markdown(result, labels()) + running + live.defence_summary(card) if result else "",
             "gallery": live.gallery_items(card), "transfer": consequences.transfer_figure(card),
             "examples": consequences.example_items(card), "corruptions": consequences.corruption_table(card)}
 
@@ -156,11 +177,12 @@ def poll(session: list[str], drawn: dict | None, shown: list[str] | None, owner:
     hidden = frozenset(r["id"] for r in runs) - set(visible)
     comparison = classroom.comparison_figure(runs, names, results_table(), hidden)
     card = snap["card"]
-    files = store().files(job_id, owner) if card else None
+    files = served_copies(store().files(job_id, owner) if card else None, job_id)
     budget = snap["config"]["budget"] if snap["config"] else START_BUDGET
-    return {"job": job_id, "status": status_line(snap), **run_outputs(card, snap["checkpoints"], budget),
-            "card_file": gr.DownloadButton(value=str(files[0]) if files else None, visible=bool(files)),
-            "curve_file": gr.DownloadButton(value=str(files[1]) if files else None, visible=bool(files)),
+    return {"job": job_id, "status": status_line(snap),
+            **run_outputs(card, snap["checkpoints"], budget, snap.get("stolen")),
+            "card_file": gr.DownloadButton(value=files[0], visible=files[0] is not None),
+            "curve_file": gr.DownloadButton(value=files[1], visible=files[1] is not None),
             "comparison": comparison, "shown": gr.CheckboxGroup(choices=choices, value=visible),
             "share": gr.Button(visible=bool(card)), "timer": timer,
             "drawn": {"view": showing, "offered": [r["id"] for r in runs]}}
@@ -463,7 +485,7 @@ def main() -> None:
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
         theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="orange"), css=CSS,
-        allowed_paths=[str(settings.current().runs)], footer_links=["api"],
+        footer_links=["api"],
         max_file_size=settings.current().upload_max_bytes)  # refused by Gradio before a byte is stored
 
 

@@ -3,12 +3,16 @@ against the contiguous (NCHW) format they used before, in the same process.
 
 For each backbone and size: a forward pass (embedding) and a forward+backward pass to the pixels (what every
 PGD/FGSM step costs), over one batch of 32 random images, best of 3 repeats. Prints ms per image and the
-speed-up (contiguous / channels-last). Usage: python bench/bench_embed.py [--sizes 32 96] [--backbones ...]
+speed-up (contiguous / channels-last), and writes bench/results/bench_embed.json with the machine's details.
+Usage: python bench/bench_embed.py [--sizes 32 96] [--backbones ...] [--out PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -16,7 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from fmsteal.engine.embed import preprocess  # noqa: E402
 from fmsteal.engine.zoo import ZOO, load_backbone  # noqa: E402
@@ -57,7 +62,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 96])
     parser.add_argument("--backbones", nargs="+", default=["tf_efficientnet_lite0", "scratch_cnn", "resnet18"])
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "bench_embed.json"))
     args = parser.parse_args()
+    rows = []
     images = torch.randint(0, 256, (BATCH, 3, 32, 32), dtype=torch.uint8)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}; ms per image, best of 3")
     for name in args.backbones:
@@ -69,8 +76,16 @@ def main() -> None:
             old = passes(model, images, size, spec, torch.contiguous_format)
             new = passes(model, images, size, spec, torch.channels_last)
             for kind in ("forward", "gradient"):
+                speedup = old[kind] / new[kind]
                 print(f"{name:22s} {size:4d} px {kind:8s}  contiguous {old[kind]:7.2f}  channels-last "
-                      f"{new[kind]:7.2f}  speed-up {old[kind] / new[kind]:.2f}x")
+                      f"{new[kind]:7.2f}  speed-up {speedup:.2f}x")
+                rows.append({"backbone": name, "size": size, "pass": kind, "contiguous_ms": round(old[kind], 3),
+                             "channels_last_ms": round(new[kind], 3), "speedup": round(speedup, 2)})
+    Path(args.out).write_text(json.dumps({
+        "benchmark": "bench_embed", "when": time.strftime("%Y-%m-%d %H:%M:%S"), "batch": BATCH,
+        "threads": torch.get_num_threads(), "rows": rows, "load_average": os.getloadavg(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+    }, indent=1) + "\n")
 
 
 if __name__ == "__main__":

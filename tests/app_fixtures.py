@@ -46,11 +46,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_app(cache: Path, tmp_path_factory: pytest.TempPathFactory, **extra_env: str):
-    """`python app.py` on a free port with its own run folder: (url, server process, log file)."""
+def launch_app(cache: Path, tmp_path_factory: pytest.TempPathFactory, runs: Path | None = None, **extra_env: str):
+    """`python app.py` on a free port with its own run folder (`runs`, or a new one): (url, server process, log file)."""
     port = _free_port()
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               FMSTEAL_CACHE=str(cache), FMSTEAL_RUNS=str(tmp_path_factory.mktemp("runs")),
+               FMSTEAL_CACHE=str(cache), FMSTEAL_RUNS=str(runs or tmp_path_factory.mktemp("runs")),
                GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **extra_env)
     log = (tmp_path_factory.mktemp("app-log") / "app.log").open("w")
     server = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -92,10 +92,17 @@ def public_gradio_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def public_app_url(tmp_path_factory: pytest.TempPathFactory, public_gradio_temp: Path) -> str:
+def public_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The public app's run folder (FMSTEAL_RUNS)."""
+    return tmp_path_factory.mktemp("public-runs")
+
+
+@pytest.fixture(scope="session")
+def public_app_url(tmp_path_factory: pytest.TempPathFactory, public_gradio_temp: Path, public_runs: Path) -> str:
     """The app in public mode, as on a freshly started Hugging Face Space (uploads only, visitor limits, an empty
     cache of its own: nothing measured or decoded yet), stopped at the end."""
-    url, server, log = launch_app(tmp_path_factory.mktemp("public-cache"), tmp_path_factory, FMSTEAL_PUBLIC="1",
+    url, server, log = launch_app(tmp_path_factory.mktemp("public-cache"), tmp_path_factory, public_runs,
+                                  FMSTEAL_PUBLIC="1",
                                   FMSTEAL_UPLOADS=str(tmp_path_factory.mktemp("uploads")),
                                   FMSTEAL_UPLOAD_MAX_MB=str(PUBLIC_UPLOAD_MAX_MB),
                                   GRADIO_TEMP_DIR=str(public_gradio_temp))

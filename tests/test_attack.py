@@ -118,3 +118,13 @@ def test_the_attack_command_without_a_budget_spends_the_declared_default(cifar_m
                           timeout=300, cwd=tmp_path)
     assert done.returncode == 2
     assert "The budget (5,000 queries) is larger than the query pool (3,000 images)" in done.stderr
+
+
+def test_the_card_records_the_victims_options_but_no_header_values():
+    from fmsteal.experiment.attack import _recorded
+
+    recorded = _recorded({"mean": "0.5,0.5,0.5", "std": "0.25,0.25,0.25", "image_size": 64,
+                          "header": "Authorization: Bearer s3cret; X-Team: red"})
+    assert recorded["mean"] == "0.5,0.5,0.5" and recorded["std"] == "0.25,0.25,0.25" and recorded["image_size"] == 64
+    assert recorded["header"] == "Authorization: (not recorded); X-Team: (not recorded)"
+    assert "s3cret" not in str(recorded) and _recorded(None) == {}

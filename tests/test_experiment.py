@@ -6,6 +6,7 @@ import threading
 import pytest
 import torch
 
+import app
 from engine_fixtures import run_to_card
 from fmsteal.engine.cache import cache_dir
 from fmsteal.cancel import cancel_scope
@@ -39,6 +40,14 @@ def test_a_run_streams_plain_events_and_ends_with_a_complete_card(tiny_config):
     assert card["confusion"]["labels"] == card["class_names"] and card["class_names"][0] == "airplane"
     assert card["victim_accuracy"] > 0.3  # pretrained features are far better than chance (0.1)
     assert card["agreement"] > card["curve"][0]["agreement"]  # more queries, closer copy
+    (stolen,) = [e for e in events if e["kind"] == "stolen"]  # the result, before the evaluations begin
+    assert events.index(stolen) < next(i for i, e in enumerate(events) if e.get("phase") == "evaluate")
+    for key in ("agreement", "confusion", "per_class_agreement", "curve", "victim_accuracy", "thief_accuracy"):
+        assert stolen["card"][key] == card[key], key
+    assert "examples" in card and "examples" not in stolen["card"] and "total" not in stolen["card"]["timings"]
+    outputs = app.run_outputs(None, [], 300, stolen["card"])  # what the page shows meanwhile
+    assert f"copied the victim on {100 * card['agreement']:.1f}%" in outputs["summary"]
+    assert "evaluations are running" in outputs["summary"] and outputs["confusion"].data
 
 
 def test_a_second_identical_run_is_served_from_the_cache(tiny_config):

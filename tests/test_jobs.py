@@ -346,6 +346,39 @@ def test_running_snapshot_reports_phase_progress_and_eta(tmp_path):
     wait_for(store, job_id)
 
 
+def test_the_result_shows_while_the_evaluations_run_and_they_count_in_the_time_left(tmp_path):
+    steps = {name: threading.Event() for name in ("stealing", "evaluating", "go_on", "finish")}
+
+    def engine(config: dict, cancel, estimate_s=None):
+        yield {"kind": "plan", "image_size": {"victim": 32, "thief": 32}, "elapsed_s": 0.0,
+               "estimate": {"phases": {"steal": 4.0, "evaluate": 50.0}, "total": 54.0}}
+        yield {"kind": "phase", "phase": "steal", "message": "stealing", "elapsed_s": 0.0}
+        yield {"kind": "checkpoint", "queries": 50, "agreement": 0.25, "thief_accuracy": 0.2, "macro_f1": 0.1,
+               "victim_accuracy": 0.9, "queries_spent": 50, "elapsed_s": 0.0}
+        steps["stealing"].set()
+        steps["go_on"].wait(10)
+        yield {"kind": "stolen", "card": fake_card(config), "elapsed_s": 0.0}
+        yield {"kind": "phase", "phase": "evaluate", "message": "evaluating", "elapsed_s": 0.0}
+        steps["evaluating"].set()
+        steps["finish"].wait(10)
+        yield {"kind": "result", "card": {**fake_card(config), "transfer": {}}, "elapsed_s": 0.0}
+
+    store = store_for(tmp_path, engine)
+    job_id = store.submit(config(budget=100), A)
+    assert steps["stealing"].wait(10)
+    snap = store.snapshot(job_id, A)
+    assert snap["stolen"] is None and snap["eta_s"] >= 50  # half the queries to go, then the evaluations
+    assert "(the evaluations included)" in status_line(snap)
+    steps["go_on"].set()
+    assert steps["evaluating"].wait(10)
+    snap = store.snapshot(job_id, A)
+    assert snap["card"] is None and snap["stolen"]["agreement"] == 0.5  # the result, before the evaluations end
+    assert 0 < snap["eta_s"] <= 50 and "for the evaluations (the result is above)" in status_line(snap)
+    steps["finish"].set()
+    done = wait_for(store, job_id)
+    assert done["card"]["transfer"] == {} and done["stolen"] is None
+
+
 # --- ZeroGPU ---
 
 @pytest.fixture

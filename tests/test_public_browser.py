@@ -18,7 +18,7 @@ def archive_of(folder, path):
     return path
 
 
-def test_a_visitor_uploads_runs_and_downloads(browser, public_app_url, cifar_subset, tmp_path):
+def test_a_visitor_uploads_runs_and_downloads(browser, public_app_url, public_runs, cifar_subset, tmp_path):
     page = open_page(browser, public_app_url)
     assert page.locator("#data-dir").count() == 0  # no server paths in public mode
     assert "runs on a CPU" in page.locator("#space-note").inner_text()
@@ -37,6 +37,10 @@ def test_a_visitor_uploads_runs_and_downloads(browser, public_app_url, cifar_sub
         page.locator("#card-file").click()
     card = json.loads(open(download.value.path()).read())
     assert card["config"]["data_dir"] == "mine" and card["queries_spent"] == 100
+    assert str(public_runs) not in download.value.url  # a copy out of Gradio's cache, not the run folder
+    (stored,) = [path for path in public_runs.glob("*/*.json") if path.name != "meta.json"]
+    for path in (stored, stored.with_suffix(".csv"), stored.parent / "meta.json"):  # by path: refused to anyone
+        assert _status(f"{public_app_url}gradio_api/file={path}") == 403, path
     page.screenshot(path=ARTIFACTS / "public_upload_done.png", full_page=True)
 
 
@@ -52,3 +56,14 @@ def test_a_hostile_archive_is_refused_with_a_message(browser, public_app_url, tm
     page.locator("#upload input[type=file]").set_input_files(str(hostile))
     page.wait_for_function("document.querySelector('#upload-note').innerText.includes('refused')", timeout=60_000)
     assert not (tmp_path.parent / "escape.jpg").exists()
+
+
+def _status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code

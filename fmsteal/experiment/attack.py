@@ -57,6 +57,16 @@ def _opened(victim, victim_params: dict | None, classes) -> contextlib.AbstractC
     return contextlib.nullcontext()
 
 
+def _recorded(victim_params: dict | None) -> dict:
+    """The victim's options as the card records them (they change its answers: normalisation, image size, ...);
+    header values, which may hold credentials, as their names only."""
+    recorded = dict(victim_params or {})
+    if recorded.get("header"):
+        names = [pair.partition(":")[0].strip() for pair in str(recorded["header"]).split(";") if pair.strip()]
+        recorded["header"] = "; ".join(f"{name}: (not recorded)" for name in names)
+    return recorded
+
+
 def _default(name: str):
     """The declared default of a config field: `attack`'s defaults are the CLI's and the app's."""
     return field_named(name).default
@@ -139,7 +149,8 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
         described = handle.description if handle is not None else "a BlackBoxVictim"
     yield {"kind": "result", "thief": copy, "test_predictions": last["predictions"], "card": {
         "fmsteal_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {"victim": described, **options, "thief_mode": mode, "image_size": size,
+        "config": {"victim": described, "victim_options": _recorded(victim_params), **options, "thief_mode": mode,
+                   "image_size": size,
                    "pool": pool if isinstance(pool, str) else "ImageSet", "test": test if isinstance(test, str) else "ImageSet"},
         "seed": seed, "class_names": classes, "image_size": {"thief": size}, "curve": curve,
         **comparison(last["predictions"], victim_test, test_set),

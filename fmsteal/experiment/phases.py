@@ -307,9 +307,15 @@ def comparison(thief_test: torch.Tensor, victim_test: torch.Tensor, test: ImageS
 
 
 def run_card(state: RunState) -> Iterator[dict]:
+    state.card = card_of(state)
+    yield from ()
+
+
+def card_of(state: RunState) -> dict:
+    """The run card as far as the run has got (after the steal: everything but the evaluations' results)."""
     config, test, plan = state.config, state.test, state.plan
     device = state.device
-    state.card = {
+    return {
         "fmsteal_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config.to_dict(),
@@ -331,7 +337,6 @@ def run_card(state: RunState) -> Iterator[dict]:
         "backbone_images_forwarded": sum(e.images_forwarded for e in set(state.embedders.values()) if e),
         **state.results,
     }
-    yield from ()
 
 
 def _versions() -> dict:

@@ -16,7 +16,7 @@ from fmsteal.cancel import cancel_scope, check
 from fmsteal.errors import DeviceUnavailable
 from fmsteal.experiment.config import ExperimentConfig
 from fmsteal.experiment.estimate import price
-from fmsteal.experiment.phases import PHASES, RunState
+from fmsteal.experiment.phases import PHASES, RunState, card_of
 
 __all__ = ["ExperimentConfig", "run", "resolve_device"]
 
@@ -29,7 +29,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run(config: ExperimentConfig, cancel: threading.Event | None = None) -> Iterator[dict]:
-    """Run `config`, yielding events; the last one is `{"kind": "result", "card": ...}`."""
+    """Run `config`, yielding events; `{"kind": "stolen", "card": ...}` as soon as the steal ends (the card
+    without the evaluations), the last one `{"kind": "result", "card": ...}`."""
     started = time.perf_counter()
     with cancel_scope(cancel):
         device = resolve_device(config.device)
@@ -47,5 +48,9 @@ def run(config: ExperimentConfig, cancel: threading.Event | None = None) -> Iter
                 event["elapsed_s"] = round(time.perf_counter() - started, 3)
                 yield event
             state.timings[phase.name] = round(time.perf_counter() - phase_started, 3)
+            if phase.name == "steal":  # the result is known: show it while the evaluations run
+                card = card_of(state)
+                yield {"kind": "stolen", "card": {**card, "timings": dict(state.timings)},  # no total yet
+                       "elapsed_s": round(time.perf_counter() - started, 3)}
         state.timings["total"] = round(time.perf_counter() - started, 3)
         yield {"kind": "result", "card": state.card, "elapsed_s": state.timings["total"]}

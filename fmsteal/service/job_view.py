@@ -57,11 +57,13 @@ def snapshot_of(job: Job, position: int, describe: Describe = default_describe, 
     No absolute server paths: the config shows its data's description and the card has no file path
     (downloads go through `JobStore.files`).
     """
-    phase, phase_start, progress, checkpoints, logs, sizes = None, 0.0, None, [], [], None
+    phase, phase_start, progress, checkpoints, logs, sizes, stolen, phases = None, 0.0, None, [], [], None, None, {}
     for event in job.events:
         kind = event["kind"]
         if kind == "plan":
-            sizes = event["image_size"]
+            sizes, phases = event["image_size"], event["estimate"]["phases"]
+        elif kind == "stolen":
+            stolen = event["card"]
         elif kind == "phase":
             phase, phase_start, progress = event["phase"], event["elapsed_s"], None
         elif kind == "progress":
@@ -72,15 +74,16 @@ def snapshot_of(job: Job, position: int, describe: Describe = default_describe, 
             logs.append(_scrub(event["message"], job.config, describe))
     elapsed = (job.finished or time.time()) - job.started if job.started else 0.0
     card = job.card and {**job.card, "config": public_config(job.card["config"], describe)}
+    stolen = None if card or not stolen else {**stolen, "config": public_config(stolen["config"], describe)}
     return {
         "id": job.id, "status": job.status, "position": position, "stopping_ahead": stopping_ahead,
         "started": job.started is not None,
         "config": public_config(job.config, describe), "error": _scrub(job.error, job.config, describe),
         "phase": phase, "progress": progress and {k: progress[k] for k in ("done", "total", "message")},
-        "checkpoints": checkpoints, "logs": logs, "card": card, "has_files": job.saved,
+        "checkpoints": checkpoints, "logs": logs, "card": card, "stolen": stolen, "has_files": job.saved,
         "image_size": (job.card or {}).get("image_size", sizes),
         "elapsed_s": round(elapsed, 1), "estimate_s": job.estimate_s, "version": job.version,
-        "eta_s": _eta(job, phase, phase_start, progress, checkpoints, elapsed),
+        "eta_s": _eta(job, phase, phase_start, progress, checkpoints, elapsed, phases),
     }
 
 
@@ -88,19 +91,23 @@ def lost_snapshot(job_id: str) -> dict:
     """What a poll of an unknown job (or somebody else's) gets: a terminal status that says to start again."""
     return {"id": job_id, "status": "lost", "position": 0, "stopping_ahead": False, "started": False,
             "config": None, "error": LOST,
-            "phase": None, "progress": None, "checkpoints": [], "logs": [], "card": None, "has_files": False,
+            "phase": None, "progress": None, "checkpoints": [], "logs": [], "card": None, "stolen": None,
+            "has_files": False,
             "image_size": None, "elapsed_s": 0.0, "estimate_s": None, "version": 0, "eta_s": None}
 
 
-def _eta(job: Job, phase, phase_start: float, progress, checkpoints: list[dict], elapsed: float) -> float | None:
-    """Seconds left: from the queries spent while stealing, from batch progress while embedding,
-    else from the up-front estimate."""
+def _eta(job: Job, phase, phase_start: float, progress, checkpoints: list[dict], elapsed: float,
+         phases: dict) -> float | None:
+    """Seconds left: from the queries spent while stealing, from batch progress while embedding, from the
+    evaluations' own estimate while evaluating, else from the up-front estimate."""
     if job.status != "running":
         return None
     in_phase = max(elapsed - phase_start, 0.0)
+    if phase == "evaluate" and "evaluate" in phases:
+        return round(max(phases["evaluate"] - in_phase, 0.0), 1)
     if phase == "steal" and checkpoints:
         spent, budget = checkpoints[-1]["queries"], job.config["budget"]
-        return round(in_phase * (budget - spent) / max(spent, 1), 1)
+        return round(in_phase * (budget - spent) / max(spent, 1) + phases.get("evaluate", 0.0), 1)
     if phase == "embed" and progress and progress["done"]:
         return round(in_phase * (progress["total"] - progress["done"]) / progress["done"], 1)
     if job.estimate_s:
@@ -143,6 +150,7 @@ def status_line(snapshot: dict | None) -> str:
         parts.append(f"{last['queries']:,}/{snapshot['config']['budget']:,} queries")
     parts.append(f"{duration(snapshot['elapsed_s'])} elapsed")
     if snapshot["eta_s"] is not None:
-        scope = {"embed": " in this step", "steal": " to the last query"}.get(snapshot["phase"], "")
+        scope = {"embed": " in this step", "steal": " (the evaluations included)",
+                 "evaluate": " for the evaluations (the result is above)"}.get(snapshot["phase"], "")
         parts.append(f"~{duration(snapshot['eta_s'])} left{scope}")
     return " · ".join(parts)

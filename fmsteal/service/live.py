@@ -50,7 +50,8 @@ def session_signature(snapshots: Snapshots) -> str:
     parts = []
     for job_id, snap in snapshots.items():
         snap = snap or {}
-        parts.append(f"{job_id}:{len(snap.get('checkpoints') or [])}:{snap.get('card') is not None}:{snap.get('status')}")
+        parts.append(f"{job_id}:{len(snap.get('checkpoints') or [])}:{snap.get('stolen') is not None}:"
+                     f"{snap.get('card') is not None}:{snap.get('status')}")
     return "|".join(parts)
 
 

@@ -96,7 +96,8 @@ def summary_markdown(card: dict, labels: dict[str, str] | None = None) -> str:
         f"The victim itself is right on {100 * card['victim_accuracy']:.1f}% of them, the stolen copy on "
         f"{100 * card['thief_accuracy']:.1f}%. The thief follows the victim best on *{best}* "
         f"({100 * per_class[best]:.0f}%) and worst on *{worst}* ({100 * per_class[worst]:.0f}%). "
-        f"Run on {card['device']} in {card['timings'].get('total', 0):.0f} s.\n\n"
+        + (f"Run on {card['device']} in {card['timings']['total']:.0f} s.\n\n" if "total" in card["timings"]
+           else f"Stolen on {card['device']} in {sum(card['timings'].values()):.0f} s.\n\n") +
         f"*Measured under:* {run_conditions(card)}."
     )
 
