@@ -24,7 +24,7 @@ from fmsteal import settings
 from fmsteal.engine.cache import remove_stale_temporaries
 from fmsteal.errors import FmstealError
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
-from fmsteal.experiment.estimate import estimate
+from fmsteal.experiment.estimate import duration, estimate
 from fmsteal.service import (classroom, consequence_results, consequences, defence_results, live, plots, results,
                              sharing, uploads)
 from fmsteal.service.conditions import output_name
@@ -117,6 +117,23 @@ def check(values: dict, upload: str | None = None) -> tuple[object | None, dict 
     if guess["refused"]:
         return None, guess, f"**Refused.** {guess['message']}"
     return config, guess, guess["message"]
+
+
+def scenario_seconds(name: str, values: dict, upload: str | None = None) -> float | None:
+    """How long the scenario's runs take one after another, as estimated now (None: one cannot run)."""
+    seconds = 0.0
+    for run in classroom.scenario_runs(name, values):
+        config, guess, _ = check(run["values"], upload)
+        if config is None:
+            return None
+        seconds += guess["seconds"]
+    return seconds
+
+
+def scenario_label(name: str, values: dict, upload: str | None = None) -> str:
+    """A scenario button's text: its name and its estimated time."""
+    seconds, title = scenario_seconds(name, values, upload), classroom.SCENARIOS.get(name).help
+    return f"{title} (not with these settings)" if seconds is None else f"{title} · ~{duration(seconds)}"
 
 
 def submit(values: dict, owner: str, upload: str | None = None) -> tuple[str, str, str]:
@@ -287,8 +304,10 @@ def steal_tab(demo: gr.Blocks) -> None:
     drawn = gr.State({})
     timer = gr.Timer(1.0, active=False)
 
-    def show_estimate(data: dict) -> str:
-        return check(form.values(data), data[upload])[2]
+    def show_estimate(data: dict) -> list:
+        values = form.values(data)
+        return [check(values, data[upload])[2],
+                *(gr.Button(scenario_label(name, values, data[upload])) for name in scenario_buttons)]
 
     def press_start(data: dict):
         job_id, status_text, note = submit(form.values(data), data[owner], data[upload])
@@ -297,11 +316,9 @@ def steal_tab(demo: gr.Blocks) -> None:
         return (data[session] or []) + [job_id], status_text, note, gr.Timer(active=True)
 
     def scenario(name: str):
-        entry = classroom.SCENARIOS.get(name)
-
         def queue_runs(data: dict):
             queued, notes = [], []
-            for run in entry.fn(form.values(data)):
+            for run in classroom.scenario_runs(name, form.values(data)):
                 job_id, status_text, _ = submit(run["values"], data[owner], data[upload])
                 (queued if job_id else notes).append(job_id or status_text)
             text = classroom.look_for(name) + "".join(f"\n\n{n}" for n in notes)
@@ -356,7 +373,8 @@ def steal_tab(demo: gr.Blocks) -> None:
         estimate_triggers += [widget.blur, widget.submit] if isinstance(widget, typed) else [widget.change]
     # One listener for all of them: a page's estimates run one at a time and the last one is of the form as it is
     # now (separate listeners ran at once, and a slow early estimate could land last). Visitors run concurrently.
-    gr.on(estimate_triggers, show_estimate, form.inputs | {upload}, estimate_box, api_visibility="private",
+    gr.on(estimate_triggers, show_estimate, form.inputs | {upload}, [estimate_box, *scenario_buttons.values()],
+          api_visibility="private",
           trigger_mode="always_last", concurrency_limit=None)
     upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private")
     page = [widget for name, widget in live_outputs.items() if name not in ("owner", "session")]  # what ticks redraw

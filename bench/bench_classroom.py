@@ -3,8 +3,9 @@
 Launches `python app.py` on a fresh cache (cold), opens the page in headless Chromium (Debian's
 chromium, Playwright), sets a small CIFAR-10 subset, presses the scenario button and waits until the
 comparison plot holds both victims' finished curves; then a second visitor (a fresh browser, so new
-runs of their own) presses it again on the warm cache (decoded images, features, trained victims). Prints both figures and their ratio
-and writes bench/results/bench_classroom.json with the machine's details.
+runs of their own) presses it again on the warm cache (decoded images, features, trained victims). Prints both
+figures and their ratio, then the time each scenario's button shows for the page's default form on the whole
+data set (with the speeds this run measured), and writes bench/results/bench_classroom.json with the machine's details.
 
     python bench/bench_classroom.py [--data ../shared/data/cifar10-jpeg.tar.gz] [--budget 500]
 """
@@ -34,6 +35,18 @@ def press_and_wait(page, budget: int) -> float:
     pressed = time.perf_counter()
     page.wait_for_function(BOTH_DONE.replace("{budget}", str(budget)), timeout=3_600_000)
     return time.perf_counter() - pressed
+
+
+def scenario_estimates(cache: Path, data: str) -> dict[str, float | None]:
+    """Seconds each scenario's button shows for the page's default form on `data` (the speeds `cache` measured)."""
+    os.environ["FMSTEAL_CACHE"] = str(cache)
+    sys.path.insert(0, str(REPO))
+    import app
+    from fmsteal.experiment.config import FIELDS
+    from fmsteal.service import classroom
+
+    values = {**{field.name: field.default for field in FIELDS}, "budget": app.START_BUDGET, "data_dir": data}
+    return {entry.name: app.scenario_seconds(entry.name, values) for entry in classroom.SCENARIOS}
 
 
 def main() -> None:
@@ -74,10 +87,14 @@ def main() -> None:
         server.terminate()
     print(f"The paper's contrast, {args.budget} queries, 100 train + 50 test images per class:")
     print(f"  cold cache {cold:.1f} s, warm cache {warm:.1f} s (warm/cold {warm / cold:.2f})")
+    estimates = scenario_estimates(work / "cache", args.data)
+    print(f"Each scenario's estimate on the page's defaults with {Path(args.data).name}, this cache: "
+          + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in estimates.items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "benchmark": "bench_classroom", "when": time.strftime("%Y-%m-%d %H:%M:%S"), "budget": args.budget,
-        "cold_s": round(cold, 1), "warm_s": round(warm, 1), "load_average": os.getloadavg(),
+        "cold_s": round(cold, 1), "warm_s": round(warm, 1), "scenario_estimates_s": estimates,
+        "load_average": os.getloadavg(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}},
         indent=1))
 

@@ -87,3 +87,16 @@ def test_compare_calls_a_difference_clear_only_when_the_seeds_show_it():
     assert ": +0.0 points" in scenario_findings.compare((0.7654, 0.002, 3), (0.7658, 0.002, 3), "a", "b")
     single = scenario_findings.compare((0.5, float("nan"), 1), (0.49, float("nan"), 1), "a", "b")
     assert "+1.0 points (one seed: too few" in single
+
+
+def test_every_scenario_queues_demo_sized_runs_and_keeps_smaller_settings():
+    values = {"victim": "tf_efficientnet_lite0", "thief": "tf_efficientnet_lite1", "budget": 5000,
+              "train_per_class": None, "test_per_class": 20, "evaluations": "default"}
+    for entry in classroom.SCENARIOS:
+        runs = classroom.scenario_runs(entry.name, values)
+        assert len(runs) == 2, entry.name
+        for run in runs:
+            assert {key: run["values"][key] for key in ("budget", "train_per_class", "test_per_class", "evaluations")} \
+                == {"budget": 500, "train_per_class": 100, "test_per_class": 20, "evaluations": "examples"}
+    assert classroom.demo_sized({"budget": 200})["budget"] == 200
+    assert "Demo-sized: at most 500 queries" in classroom.look_for("outputs", REPO / "precomputed")

@@ -9,6 +9,8 @@ import time
 import pytest
 
 import app
+from fmsteal.experiment.estimate import duration
+from fmsteal.service import classroom
 from fmsteal.service.jobs import JobStore, new_owner_token
 from test_jobs import settings, wait_for
 
@@ -147,3 +149,14 @@ def test_the_reference_curve_during_a_run_is_the_finished_runs(tiny_config, tmp_
     during = classroom.reference_curve(table, running["config"], running["sizes"])
     assert during is not None and during == classroom.reference_curve(table, finished["config"], finished["sizes"])
     assert during != classroom.reference_curve(table, running["config"], None)  # sizes matter for this pair
+
+
+def test_each_scenario_button_shows_the_time_its_demo_sized_runs_take(cifar_subset):
+    values = {"victim": "tf_efficientnet_lite0", "thief": "tf_efficientnet_lite0", "budget": 100,
+              "data_dir": str(cifar_subset), "image_size": 32}  # 150 pool images: the budget must fit
+    for entry in classroom.SCENARIOS:
+        label = app.scenario_label(entry.name, values)
+        total = sum(app.check(run["values"])[1]["seconds"] for run in classroom.scenario_runs(entry.name, values))
+        assert label == f"{entry.help} · ~{duration(total)}"  # the sum of its runs' own estimates
+    missing = {**values, "data_dir": str(cifar_subset / "nowhere")}
+    assert app.scenario_label("outputs", missing) == "Labels vs probabilities (not with these settings)"

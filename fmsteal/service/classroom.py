@@ -1,7 +1,8 @@
 """Classroom and conference mode: one-press scenarios and the comparison of a session's runs.
 
 A scenario is a registered function from the page's current field values to the runs it queues
-(`{"label": ..., "values": {...}}`), with what to look for and a `finding` computed from the precomputed
+(`{"label": ..., "values": {...}}`), demo-sized by `scenario_runs` (CLASSROOM: a lesson's budget and images,
+each scenario in under two minutes on a 2-core CPU), with what to look for and a `finding` computed from the precomputed
 grids (`scenario_findings`), so its sentence cannot contradict them. `comparison_figure`
 overlays a session's curves, each labelled victim, thief, output and budget, with the precomputed
 curve of the same pair drawn faintly where the shipped grids have it. Imports no torch.
@@ -18,11 +19,16 @@ from fmsteal.registry import Registry
 from fmsteal.service import scenario_findings
 from fmsteal.service.plots import placeholder
 
-__all__ = ["SCENARIOS", "look_for", "run_label", "comparison_figure", "reference_curve"]
+__all__ = ["CLASSROOM", "SCENARIOS", "demo_sized", "look_for", "run_label", "comparison_figure", "reference_curve",
+           "scenario_runs"]
 
 PALETTE = ("#4C51BF", "#DD6B20", "#2F855A", "#C53030", "#6B46C1", "#2B6CB0", "#B7791F", "#97266D")
 LITE0, LITE2, SCRATCH = "tf_efficientnet_lite0", "tf_efficientnet_lite2", "scratch_cnn"
 CONTRAST_SIZE = 32  # the confound grid's size: the scratch CNN's native one, where Lite0 fine-tunes fast
+# A scenario's runs at most: queries, training and test images per class (bench_classroom: the contrast's two
+# fully trained victims in 58 s on a cold 2-core CPU). Smaller settings on the form are kept.
+CLASSROOM = {"budget": 500, "train_per_class": 100, "test_per_class": 50}
+CLASSROOM_EVALUATIONS = "examples"  # the scenarios' lessons are the curves: the costly evaluations are left out
 
 SCENARIOS: Registry[Callable[[dict], list[dict]]] = Registry("scenario")
 
@@ -62,11 +68,26 @@ def defended_vs_undefended(values: dict) -> list[dict]:
     return [{"values": plain}, {"values": {**plain, "defence": "reverse-sigmoid"}}]
 
 
+def demo_sized(values: dict) -> dict:
+    """`values` with the budget and the images per class capped at CLASSROOM (None, "all", counts as above)
+    and only the cheap evaluations."""
+    capped = {key: min(values.get(key) or cap, cap) for key, cap in CLASSROOM.items()}
+    return {**values, **capped, "evaluations": CLASSROOM_EVALUATIONS}
+
+
+def scenario_runs(name: str, values: dict) -> list[dict]:
+    """The runs the scenario `name` queues for the page's `values`, demo-sized."""
+    return SCENARIOS.get(name).fn(demo_sized(values))
+
+
 def look_for(name: str, precomputed_dir: str | Path = "precomputed") -> str:
     """A scenario's sentence for the page: what to look for, then what the precomputed grids found."""
     entry = SCENARIOS.get(name)
     title = entry.help if entry.help.endswith("?") else f"{entry.help}."
-    return f"**{title}** Look for {entry.meta['look_for']}. {entry.meta['finding'](precomputed_dir)}"
+    sized = (f"Demo-sized: at most {CLASSROOM['budget']:,} queries, {CLASSROOM['train_per_class']} training and "
+             f"{CLASSROOM['test_per_class']} test images per class and no costly evaluations, so the live curves "
+             "are noisier than the grids.")
+    return f"**{title}** Look for {entry.meta['look_for']}. {sized} {entry.meta['finding'](precomputed_dir)}"
 
 
 def run_label(config: dict, names: dict[str, str]) -> str:
