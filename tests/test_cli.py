@@ -14,17 +14,15 @@ def fmsteal(*args: str, env_cache: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def test_run_writes_a_card_and_prints_a_summary(cifar_mini, session_cache, tmp_path):
-    done = fmsteal("run", "--victim", "tf_efficientnet_lite0", "--thief", "tf_efficientnet_lite0", "--budget", "200",
-                   "--output", "probs", "--data-dir", str(cifar_mini), "--train-per-class", "60",
-                   "--test-per-class", "20", "--image-size", "32", "--out", str(tmp_path), env_cache=session_cache)
+def test_run_writes_a_card_and_prints_a_summary(readme_cli_run):
+    done, checkout = readme_cli_run  # the README's example: 500 label queries, every default evaluation
     assert done.returncode == 0, done.stderr
-    cards = list(tmp_path.glob("*.json"))
+    cards = list((checkout / "runs").glob("*.json"))
     assert len(cards) == 1
     card = json.loads(cards[0].read_text())
     assert {"agreement", "curve", "confusion", "seed"} <= set(card)
-    assert card["config"]["output"] == "probs" and card["queries_spent"] == 200
-    assert f"agreement {card['agreement']:.2%}" in done.stdout and str(cards[0]) in done.stdout
+    assert card["config"]["output"] == "label" and card["queries_spent"] == 500
+    assert f"agreement {card['agreement']:.2%}" in done.stdout and f"runs/{cards[0].name}" in done.stdout
     transfer = card["transfer"]  # on by default: what the stolen copy lets the thief do
     for key in ("thief_fgsm", "thief_pgd", "independent_fgsm", "independent_pgd", "noise", "victim_whitebox_pgd"):
         assert 0 <= transfer[key] <= 1

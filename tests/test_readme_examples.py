@@ -11,26 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
+from readme_fixtures import REPO, blocks, examples
 
 NOT_RUN = "# Not run by the tests:"
-
-
-def blocks() -> list[tuple[str, str, str, str]]:
-    """(file, marker or "", language, code) of every fenced block in README.md and docs/*.md."""
-    found = []
-    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
-        text = path.read_text()
-        for marker, language, code in re.findall(r"(<!-- [^\n]*? -->\n)?```(\w*)\n(.*?)```", text, re.S):
-            found.append((path.name, marker.strip(), language, code))
-    return found
-
-
-def examples() -> dict[str, str]:
-    """{name: code} of the README blocks marked `<!-- example: name -->`."""
-    return {marker[len("<!-- example: "):-len(" -->")]: code for _, marker, _, code in blocks()
-            if marker.startswith("<!-- example: ")}
 
 
 def test_every_block_runs_here_or_in_ci_or_says_it_is_not_run():
@@ -65,14 +48,8 @@ def test_the_black_box_example_answers_labels_only_and_counts_queries():
     assert probs == "None" and used == "8"
 
 
-def test_the_command_line_example_runs_as_written(cifar_mini, session_cache, tmp_path):
-    (tmp_path / "shared").symlink_to(cifar_mini.parents[1])  # ../shared/data/... as from a checkout
-    checkout = tmp_path / "checkout"
-    checkout.mkdir()
-    env = dict(os.environ, FMSTEAL_CACHE=str(session_cache), PYTHONPATH=str(REPO),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    done = subprocess.run(["bash", "-ec", examples()["cli"]], cwd=checkout, env=env, capture_output=True, text=True,
-                          timeout=900)
+def test_the_command_line_example_runs_as_written(readme_cli_run):
+    done, checkout = readme_cli_run
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tf_efficientnet_lite0" in done.stdout and "prada" in done.stdout
     (card,) = (checkout / "runs").glob("*.json")
