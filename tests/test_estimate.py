@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -208,3 +209,32 @@ def test_a_speed_stored_by_an_older_version_is_retaken(monkeypatch, tmp_path):
     speed._file().write_text(json.dumps({key: {"ips": 38.0, "contention": 0.0}}))
     assert speed._measured("probe|old", lambda: {"ips": 120.0})["ips"] == 120.0
     assert speed._measured("probe|old", lambda: {"ips": 999.0})["ips"] == 120.0
+
+
+def test_a_probe_in_progress_holds_up_no_other_speed(monkeypatch, tmp_path):
+    """One visitor's estimate at a new size measures while everyone else's estimates read what is measured (and
+    measure other sizes) at once; two threads wanting the same new figure measure it once."""
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))
+    monkeypatch.setattr(speed, "_contention", lambda: 0.0)
+    speed._measured("probe|known", lambda: {"ips": 5.0})
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def slow() -> dict:
+        calls.append(1)
+        started.set()
+        release.wait(20)
+        return {"ips": 1.0}
+
+    waiting = [threading.Thread(target=speed._measured, args=("probe|slow", slow)) for _ in range(2)]
+    for thread in waiting:
+        thread.start()
+    assert started.wait(10)
+    began = time.perf_counter()
+    assert speed._measured("probe|known", slow)["ips"] == 5.0  # measured before: read, not waited for
+    assert speed._measured("probe|other", lambda: {"ips": 7.0})["ips"] == 7.0  # a new key measures alongside
+    assert time.perf_counter() - began < 5  # against the 20 s the slow probe would hold a shared lock
+    release.set()
+    for thread in waiting:
+        thread.join(20)
+    assert len(calls) == 1 and speed._measured("probe|slow", slow)["ips"] == 1.0
+    assert set(json.loads(speed._file().read_text())) >= {f"{speed._machine()}|probe|{k}" for k in ("known", "other", "slow")}

@@ -24,7 +24,8 @@ MEASURE_SECONDS = 1.5  # wall time aimed at per measurement (one-off per machine
 DECODE_PROBE_IMAGES = 400  # images in the synthetic archive the data phase is timed on
 OBSERVED_MIN_IMAGES = 512  # a run's own throughput replaces the probe's from this many images on
 FORMAT = 2  # what a stored figure means; older ones are retaken (before 2, observed speeds counted overheads)
-_lock = threading.Lock()
+_lock = threading.Lock()  # the file's read-modify-write only: held for milliseconds, never while measuring
+_measuring: dict[str, threading.Lock] = {}  # one lock per key being measured: a probe holds up no other key
 
 
 def _file() -> Path:
@@ -57,21 +58,34 @@ def _stale(entry: dict) -> bool:
 
 def _measured(key: str, measure: Callable[[], dict], replace: dict | None = None) -> dict:
     """The cached measurement under `key` (per machine), measuring it once (again when it was taken on a
-    contended machine that is now quieter); `replace` overwrites it. Each records the contention it saw."""
+    contended machine that is now quieter); `replace` overwrites it. Each records the contention it saw.
+    A lookup of a measured key waits for nothing; two threads wanting the same new key measure it once."""
     key = f"{_machine()}|{key}"
+    found = _table().get(key)
+    if replace is None and found is not None and not _stale(found):
+        return found
     with _lock:
-        file = _file()
-        try:
-            table = json.loads(file.read_text())
-        except (OSError, ValueError):
-            table = {}
-        if key not in table or replace is not None or _stale(table[key]):
-            table[key] = {**(replace if replace is not None else measure()), "contention": round(_contention(), 2),
-                          "format": FORMAT}
+        probe = _measuring.setdefault(key, threading.Lock())
+    with probe:
+        found = _table().get(key)  # another thread may have measured it meanwhile
+        if replace is None and found is not None and not _stale(found):
+            return found
+        entry = {**(replace if replace is not None else measure()), "contention": round(_contention(), 2),
+                 "format": FORMAT}
+        with _lock:
+            table = _table()
+            table[key] = entry
             from fmsteal.experiment.cards import write_card
 
-            write_card(table, file)
-        return table[key]
+            write_card(table, _file())
+        return entry
+
+
+def _table() -> dict:
+    try:
+        return json.loads(_file().read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def observe_forward(spec, size: int, device: str, images: int, seconds: float) -> None:
