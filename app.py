@@ -136,13 +136,25 @@ def scenario_label(name: str, values: dict, upload: str | None = None) -> str:
     return f"{title} (not with these settings)" if seconds is None else f"{title} · ~{duration(seconds)}"
 
 
+def visitor_address() -> str | None:
+    """The address the current request came from, the server's own key for a visitor (a client picks its owner
+    token, not its address): on a Space the hop its proxy appends to X-Forwarded-For, else the connection's."""
+    from gradio.context import LocalContext  # the request of the event being handled, UI or API alike
+
+    request = LocalContext.request.get(None)
+    if request is None:
+        return None
+    forwarded = request.headers.get("x-forwarded-for", "") if os.environ.get("SPACE_ID") else ""
+    return forwarded.split(",")[-1].strip() or (request.client.host if request.client else None)
+
+
 def submit(values: dict, owner: str, upload: str | None = None) -> tuple[str, str, str]:
     """Queue the visitor's job (or explain why not): (job id or "", status line, estimate note)."""
     config, guess, note = check(values, upload)
     if config is None:
         return "", note, note
     try:
-        job_id = store().submit(config, owner, estimate_s=guess["seconds"])
+        job_id = store().submit(config, owner, estimate_s=guess["seconds"], visitor=visitor_address())
     except FmstealError as error:  # Busy: too many runs of this visitor's or on the server
         return "", f"**Cannot start:** {error}", note
     return job_id, status_line(store().snapshot(job_id, owner)), note

@@ -331,6 +331,39 @@ def test_a_public_run_past_its_time_limit_is_stopped(tmp_path):
     assert snap["status"] == "cancelled" and "time limit" in snap["error"]
 
 
+def test_a_new_owner_token_does_not_reset_a_visitors_limit(tmp_path):
+    engine = FakeEngine(hold_seeds={0, 1, 2})
+    store = store_for(tmp_path, engine, max_jobs_per_visitor=1, max_queue=10)
+    first = store.submit(config(seed=0), A, visitor="203.0.113.7")
+    with pytest.raises(Busy, match="You already have 1 run"):  # the same address behind another token
+        store.submit(config(seed=1), B, visitor="203.0.113.7")
+    other = store.submit(config(seed=2), C, visitor="198.51.100.2")  # another visitor is served
+    assert store.cancel(first, A)
+    again = store.submit(config(seed=1), B, visitor="203.0.113.7")  # a slot of theirs is free again
+    engine.release.set()
+    assert wait_for(store, again, B)["status"] == "done" and wait_for(store, other, C)["status"] == "done"
+
+
+def test_the_app_keys_a_visitor_by_the_address_it_sees(monkeypatch):
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    import app
+
+    request = SimpleNamespace(headers={"x-forwarded-for": "10.0.0.9, 203.0.113.7"},
+                              client=SimpleNamespace(host="127.0.0.1"))
+    token = LocalContext.request.set(request)
+    try:
+        monkeypatch.delenv("SPACE_ID", raising=False)
+        assert app.visitor_address() == "127.0.0.1"  # off a Space, a client-set header is not believed
+        monkeypatch.setenv("SPACE_ID", "user/fmsteal")
+        assert app.visitor_address() == "203.0.113.7"  # the hop the Space's proxy appended
+    finally:
+        LocalContext.request.reset(token)
+    assert app.visitor_address() is None  # outside a request (a script calling submit)
+
+
 def test_running_snapshot_reports_phase_progress_and_eta(tmp_path):
     engine = FakeEngine(hold_seeds={0})
     store = store_for(tmp_path, engine)

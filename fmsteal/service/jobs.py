@@ -61,6 +61,7 @@ class Job:
     config_id: str  # ExperimentConfig.job_id(): equal configs, equal ids
     config: dict
     estimate_s: float | None = None
+    visitor: str | None = None  # the server's own key for the visitor (its address): limits count it too
     status: str = "queued"
     events: list[dict] = field(default_factory=list)
     error: str | None = None
@@ -104,11 +105,12 @@ class JobStore:
     def settings(self) -> Settings:
         return self._settings or current()
 
-    def submit(self, config, owner: str, estimate_s: float | None = None) -> str:
+    def submit(self, config, owner: str, estimate_s: float | None = None, visitor: str | None = None) -> str:
         """Queue an ExperimentConfig for `owner`; the job's id.
 
         The owner's queued, running or finished job of the same config is returned instead. Raises
-        `Busy` when the owner or the server has as many runs as allowed, ConfigError for a bad token.
+        `Busy` when the owner, the `visitor` (the server's own key for the client, e.g. its address: a new
+        owner token does not reset it) or the server has as many runs as allowed, ConfigError for a bad token.
         """
         if not _valid_owner(owner):
             raise ConfigError("The visitor token is missing: reload the page (it makes one); API clients pass "
@@ -122,8 +124,8 @@ class JobStore:
             found = self._files.find(mine, config_id)
             if found and self._load(found, mine):
                 return found
-            self._check_limits(mine)
-            job = Job(secrets.token_urlsafe(18), mine, config_id, config.to_dict(), estimate_s)
+            self._check_limits(mine, visitor)
+            job = Job(secrets.token_urlsafe(18), mine, config_id, config.to_dict(), estimate_s, visitor)
             self._touch(job)
             self._jobs[job.id] = job
             self._waiting.append(job.id)
@@ -223,10 +225,10 @@ class JobStore:
         if self._capture and job.status in ACTIVE:
             job.context = contextvars.copy_context()
 
-    def _check_limits(self, mine: str) -> None:
+    def _check_limits(self, mine: str, visitor: str | None) -> None:
         settings = self.settings
         active = [job for job in self._jobs.values() if job.status in ACTIVE]
-        own = sum(job.owner == mine for job in active)
+        own = sum(job.owner == mine or (visitor is not None and job.visitor == visitor) for job in active)
         if own >= settings.max_jobs_per_visitor:
             raise Busy(f"You already have {own} run(s) queued or running, the most one visitor may have here: "
                        "wait for it to finish or cancel it, then start again.")
