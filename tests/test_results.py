@@ -347,6 +347,16 @@ def test_paper_effect_per_table_is_the_mean_gap_of_its_cells(table: pd.DataFrame
         assert word == ("reversed" if gap < 0 else "strong" if gap >= STRONG_GAP else "weak")
     sentence = results.paper_effect_sentence(table)
     assert "strong in CIFAR-10 LP (+9.5)" in sentence and "reversed in" in sentence and "Caltech-256 FFT (-2.3)" in sentence
+    split = results.paper_effect(table, by_thief_family=True).set_index(["dataset", "victim_mode", "thief_family"])
+    raw["thief_family"] = raw["thief"].map(results.family)
+    for (dataset, mode, kind), cells in raw.groupby(["dataset", "victim_mode", "thief_family"]):
+        found, conv = cells.loc[cells["foundation"], "agreement"], cells.loc[~cells["foundation"], "agreement"]
+        assert split.loc[(dataset, mode, kind), "gap"] == pytest.approx(found.mean() - conv.mean())
+    view = {"source": "paper", "grid": "paper", "dataset": "indoor67", "victim_mode": "lp", "budget": 5000,
+            "output": "label", "strategy": "random"}  # its finding says what the average over thieves hides
+    _, finding = results.heatmap_figure(table, **view)
+    assert "By the thief's family: -16.1 with conventional thieves (1 thief, reversed); +7.5 with foundation model " \
+           "thieves (3 thieves, strong)." in finding
 
 
 def test_a_sweep_table_in_precomputed_becomes_the_first_measured_view(tiny_sweep: Path, tmp_path: Path) -> None:
@@ -415,6 +425,14 @@ def test_readme_quotes_the_papers_headline_and_per_table_effect_from_its_table(t
         for mode in ("lp", "fft"):
             gap = effect.loc[(dataset, mode)]
             assert f"{gap['gap']:+.1f} ({gap['verdict']})" in row, (row, mode)
+    split = results.paper_effect(table, by_thief_family=True).set_index(["dataset", "victim_mode", "thief_family"])
+    for dataset, name in names.items():
+        row = [line for line in readme.splitlines() if line.startswith(f"| {name} |")][1]  # the per-family table
+        cells = [split.loc[(dataset, mode, kind)] for mode in ("lp", "fft") for kind in ("conventional", "foundation")]
+        assert row == f"| {name} | " + " | ".join(f"{c['gap']:+.1f} ({c['verdict']})" for c in cells) + " |", row
+    gaps = split["gap"].unstack("thief_family")  # the README's sentence about the two families
+    assert "foundation-model thieves copy foundation-model victims better in every table" in readme
+    assert (gaps["foundation"] > 0).all() and (gaps["conventional"] < 0).sum() > len(gaps) / 2
     about = (REPO / "fmsteal" / "service" / "about.md").read_text()
     assert "**94.28% agreement**" in about and "**73.20%**" in about
     assert f"**{effect.loc[('cifar10', 'lp'), 'gap']:+.1f} points**" in about
@@ -426,6 +444,14 @@ def test_readme_quotes_the_papers_headline_and_per_table_effect_from_its_table(t
 
 def test_readme_and_about_quote_the_measured_grid_from_its_table() -> None:
     readme = (REPO / "README.md").read_text()
+    split = results.paper_effect(table, by_thief_family=True).set_index(["dataset", "victim_mode", "thief_family"])
+    for dataset, name in names.items():
+        row = [line for line in readme.splitlines() if line.startswith(f"| {name} |")][1]  # the per-family table
+        cells = [split.loc[(dataset, mode, kind)] for mode in ("lp", "fft") for kind in ("conventional", "foundation")]
+        assert row == f"| {name} | " + " | ".join(f"{c['gap']:+.1f} ({c['verdict']})" for c in cells) + " |", row
+    gaps = split["gap"].unstack("thief_family")  # the README's sentence about the two families
+    assert "foundation-model thieves copy foundation-model victims better in every table" in readme
+    assert (gaps["foundation"] > 0).all() and (gaps["conventional"] < 0).sum() > len(gaps) / 2
     about = (REPO / "fmsteal" / "service" / "about.md").read_text()
     grid = _measured("offline-cifar10")
     at = grid[grid["budget"] == 5000]

@@ -57,6 +57,19 @@ def _gap_sentence(gap: dict) -> str:
             f"{_spread(gap['conventional'])} {over}: a gap of {gap['gap']:+.1f} points; {meaning[gap['verdict']]}.")
 
 
+def _by_thief_family(cells: pd.DataFrame) -> str:
+    """The same gap for each family of thieves, when the table has thieves of more than one: an average over
+    thieves can hide gaps of opposite signs."""
+    gaps = {name: family_gap(group) for name, group in cells.groupby(cells["thief"].map(family), sort=True)}
+    gaps = {name: gap for name, gap in gaps.items() if gap is not None}
+    if len(gaps) < 2:
+        return ""
+    listed = "; ".join(f"{gap['gap']:+.1f} with {name}{' model' if name == 'foundation' else ''} thieves "
+                       f"({gap['thieves']} thie{'ves' if gap['thieves'] > 1 else 'f'}, {gap['verdict']})"
+                       for name, gap in gaps.items())
+    return f" By the thief's family: {listed}."
+
+
 def _cell(row: pd.Series) -> str:
     return pct(row["mean"], row["sd"], int(row["n"]))
 
@@ -129,7 +142,7 @@ def heatmap_finding(cells: pd.DataFrame, budget: int) -> str:
     parts = [text for text in (_own_vs_scratch(cells),) if text]
     gap = family_gap(cells)
     if gap is not None:
-        parts.append(_gap_sentence(gap))
+        parts.append(_gap_sentence(gap) + _by_thief_family(cells))
     elif parts:
         parts.append("No victim here is a foundation model: this contrasts features shared with the thief against "
                      "features learned from scratch, not foundation vs conventional models.")
@@ -162,17 +175,20 @@ def curve_finding(points: pd.DataFrame, names: dict) -> str:
             f"({100 * least.gain:+.1f} points).")
 
 
-def paper_effect(df: pd.DataFrame) -> pd.DataFrame:
-    """Per paper table (dataset x victim mode, 5,000 top-1-label random queries): foundation vs conventional
-    victims, mean and sd over the table's cells (percent), the gap in points and its verdict."""
+def paper_effect(df: pd.DataFrame, by_thief_family: bool = False) -> pd.DataFrame:
+    """Per paper table (dataset x victim mode, 5,000 top-1-label random queries), and per thief family within it
+    when `by_thief_family`: foundation vs conventional victims, mean and sd over the cells (percent), the gap in
+    points and its verdict."""
     rows = df[(df["source"] == "paper") & (df["budget"] == 5000) & (df["output"] == "label")
               & (df["strategy"] == "random")]
+    rows = rows.assign(thief_family=rows["thief"].map(family))
+    keys = ["dataset", "victim_mode"] + (["thief_family"] if by_thief_family else [])
     out = []
-    for (dataset, mode), table in rows.groupby(["dataset", "victim_mode"]):
+    for key, table in rows.groupby(keys):
         gap = family_gap(table.rename(columns={"agreement": "mean"}))
         if gap is None:
             continue
-        out.append({"dataset": dataset, "victim_mode": mode,
+        out.append({**dict(zip(keys, key)),
                     "foundation_mean": 100 * gap["foundation"].mean(), "foundation_sd": 100 * gap["foundation"].std(),
                     "foundation_n": len(gap["foundation"]), "conventional_mean": 100 * gap["conventional"].mean(),
                     "conventional_sd": 100 * gap["conventional"].std(), "conventional_n": len(gap["conventional"]),
