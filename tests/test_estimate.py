@@ -238,3 +238,11 @@ def test_a_probe_in_progress_holds_up_no_other_speed(monkeypatch, tmp_path):
         thread.join(20)
     assert len(calls) == 1 and speed._measured("probe|slow", slow)["ips"] == 1.0
     assert set(json.loads(speed._file().read_text())) >= {f"{speed._machine()}|probe|{k}" for k in ("known", "other", "slow")}
+
+
+def test_a_cpu_forward_batch_is_about_a_second_of_work_so_cancel_is_seen_within_one(monkeypatch):
+    spec = get_backbone("tf_efficientnet_lite0")
+    for ips, batch in ((10.0, 10), (0.2, 1), (1e6, 256)):  # a slow big size, a very slow one, a tiny fast one
+        monkeypatch.setattr(speed, "backbone_speed", lambda *args, ips=ips, **kwargs: {"ips": ips})
+        assert speed.forward_batch(spec, 256, "cpu") == batch
+    assert speed.forward_batch(spec, 256, "cuda") is None  # a GPU keeps the embedder's own batch

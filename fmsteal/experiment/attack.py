@@ -94,6 +94,7 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
     from fmsteal.engine.zoo import get_backbone
     from fmsteal.experiment.phases import CHECKPOINT, comparison
     from fmsteal.experiment.pipeline import resolve_device
+    from fmsteal.experiment import speed
     from fmsteal.experiment.plan import resolve_image_size
 
     if isinstance(victim, BlackBoxVictim):
@@ -119,7 +120,8 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
     classes = test_set.class_names
     if embedder is None and mode == "lp":  # an FFT thief trains on pixels: it needs no frozen features
         yield {"kind": "phase", "phase": "embed", "message": f"{spec.label} features of the pool and test images (cached)"}
-        embedder = Embedder(spec, size, torch_device, fp32=full_precision(preset))
+        embedder = Embedder(spec, size, torch_device, speed.forward_batch(spec, size, torch_device.type),
+                            fp32=full_precision(preset))
         for images, what in ((pool_set, "query pool"), (test_set, "test images")):
             yield from embedder.register(images, f"{spec.label}: {what}")
 

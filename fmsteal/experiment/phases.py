@@ -122,8 +122,9 @@ def run_embed(state: RunState) -> Iterator[dict]:
     for role, name, size in (("victim", state.config.backbone("victim"), plan.victim_size),
                              ("thief", state.config.backbone("thief"), plan.thief_size)):
         if (name, size) not in shared:
-            shared[(name, size)] = Embedder(get_backbone(name), size, state.device,
-                                            fp32=full_precision(state.config.preset))
+            spec = get_backbone(name)
+            batch = speed.forward_batch(spec, size, state.device.type) if (name, size) in plan.embeddings else None
+            shared[(name, size)] = Embedder(spec, size, state.device, batch, fp32=full_precision(state.config.preset))
         state.embedders[role] = shared[(name, size)]
     for name, size in plan.embeddings:
         embedder = shared[(name, size)]

@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["backbone_speed", "observe_forward", "linear_seconds", "decode_ips", "hash_ips", "load_bytes_per_s",
-           "MEASURE_SECONDS"]
+__all__ = ["backbone_speed", "forward_batch", "observe_forward", "linear_seconds", "decode_ips", "hash_ips",
+           "load_bytes_per_s", "MEASURE_SECONDS", "BATCH_SECONDS"]
 
 MEASURE_SECONDS = 1.5  # wall time aimed at per measurement (one-off per machine and setting)
 DECODE_PROBE_IMAGES = 400  # images in the synthetic archive the data phase is timed on
 OBSERVED_MIN_IMAGES = 512  # a run's own throughput replaces the probe's from this many images on
+BATCH_SECONDS = 1.0  # a CPU forward batch is sized to about this much work, so a cancel is seen within it
 FORMAT = 2  # what a stored figure means; older ones are retaken (before 2, observed speeds counted overheads)
 _lock = threading.Lock()  # the file's read-modify-write only: held for milliseconds, never while measuring
 _measuring: dict[str, threading.Lock] = {}  # one lock per key being measured: a probe holds up no other key
@@ -95,6 +96,14 @@ def observe_forward(spec, size: int, device: str, images: int, seconds: float) -
     if images >= OBSERVED_MIN_IMAGES and seconds > 0:
         probe = backbone_speed(spec, size, device)
         _measured(f"backbone|{spec.base_name}|{size}|{device}|forward", dict, {**probe, "ips": images / seconds})
+
+
+def forward_batch(spec, size: int, device: str) -> int | None:
+    """Images per forward batch on the CPU: about BATCH_SECONDS of work at this machine's measured speed (1 to 256),
+    so a cancelled run stops within a second or two at any image size; None on a GPU (the embedder's default)."""
+    if device != "cpu":
+        return None
+    return max(1, min(256, int(backbone_speed(spec, size, device)["ips"] * BATCH_SECONDS)))
 
 
 def _timed(step: Callable[[], None], per_call: int) -> float:
