@@ -61,6 +61,12 @@ def test_the_readme_benchmark_rows_quote_the_committed_results() -> None:
     assert f"{min(ratios):.2f}-{max(ratios):.2f}; {within} of {len(ratios)} within ±30%" in rows["bench_estimate.py"]
     classroom = load("bench_classroom")
     assert f"cold {classroom['cold_s']:.1f} s, warm {classroom['warm_s']:.1f} s" in rows["bench_classroom.py"]
+    estimates = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in classroom["scenario_estimates_s"].items())
+    assert f"each scenario's estimate on all of CIFAR-10: {estimates}" in rows["bench_classroom.py"]
+    lite0 = {(row["size"], row["pass"]): row["speedup"] for row in load("bench_embed")["rows"]
+             if row["backbone"] == "tf_efficientnet_lite0"}
+    assert (f"Lite0 forward {lite0[(96, 'forward')]:.2f}x at 96 px, {lite0[(32, 'forward')]:.2f}x at 32 px; "
+            f"forward+backward {lite0[(96, 'gradient')]:.2f}x and {lite0[(32, 'gradient')]:.2f}x") in rows["bench_embed.py"]
     cache = load("bench_cache")
     seconds, ratio = cache["seconds"], cache["ratios_to_paper_style"]
     assert (f"cold cache {seconds['cold_cache']:.1f} s, warm {seconds['warm_cache']:.1f} s, paper's way "
