@@ -49,3 +49,14 @@ def test_bad_arguments_exit_with_a_message_not_a_traceback(tmp_path):
                    "--data-dir", str(tmp_path / "missing"), env_cache=tmp_path)
     assert done.returncode == 2
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_listings_answer_without_importing_torch():
+    code = ("import contextlib, io, sys; from fmsteal.cli.main import main\n"
+            "for command in ('zoo', 'defences'):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()) as out: assert main([command]) == 0\n"
+            "    assert len(out.getvalue().splitlines()) > 5\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"  # `fmsteal zoo` took ~10 s when it built every command's parser

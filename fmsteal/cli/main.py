@@ -1,4 +1,4 @@
-"""The `fmsteal` command: sub-commands `run`, `attack`, `sweep`, `zoo`."""
+"""The `fmsteal` command: sub-commands `run`, `attack`, `sweep`, `zoo`, `defences`."""
 
 from __future__ import annotations
 
@@ -7,22 +7,27 @@ import sys
 
 from fmsteal.errors import FmstealError
 
+LISTINGS = {"zoo": "list the backbones and which load offline here",
+            "defences": "list the victim-side defences, their parameters, defaults and ranges"}
+
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="fmsteal", description="Watch a model-stealing attack happen.")
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_run_parser(commands)
-    from fmsteal.cli.attack import add_attack_parser
+    if not (argv and argv[0] in LISTINGS):  # a listing needs none of the other commands' (heavy) imports
+        _add_run_parser(commands)
+        from fmsteal.cli.attack import add_attack_parser
 
-    add_attack_parser(commands)
-    commands.add_parser("zoo", help="list the backbones and which load offline here")
-    commands.add_parser("defences", help="list the victim-side defences, their parameters, defaults and ranges")
-    try:
-        from fmsteal.cli.sweep import add_sweep_parser
-    except ImportError:
-        add_sweep_parser = None
-    if add_sweep_parser is not None:
-        add_sweep_parser(commands)
+        add_attack_parser(commands)
+        try:
+            from fmsteal.cli.sweep import add_sweep_parser
+        except ImportError:
+            add_sweep_parser = None
+        if add_sweep_parser is not None:
+            add_sweep_parser(commands)
+    for name, summary in LISTINGS.items():
+        commands.add_parser(name, help=summary)
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -34,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return attack_main(args)
         if args.command == "defences":
-            from fmsteal.cli.run import defences_main
+            from fmsteal.cli.listings import defences_main
 
             return defences_main()
         if args.command == "zoo":
-            from fmsteal.cli.run import zoo_main
+            from fmsteal.cli.listings import zoo_main
 
             return zoo_main()
         from fmsteal.cli.sweep import sweep_main
