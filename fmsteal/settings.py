@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]  # the checkout (precomputed/, runs/ 
 _SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 GPU_MARGIN = 1.5  # a ZeroGPU run asks for 1.5x its estimated duration (estimates are rough) ...
 GPU_OVERHEAD_SECONDS = 30  # ... plus the time to start the GPU worker and move the weights over
+PUBLIC_MAX_SECONDS = 900  # public runs estimated longer are refused: 6 queued runs wait at most 90 min (a cold default run: ~5)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Settings:
     data_dir: str  # FMSTEAL_DATA_DIR: the data folder the page starts with ("" = a hub dataset)
     data_roots: tuple[Path, ...]  # FMSTEAL_DATA_ROOTS: folders a local page may read data from (empty: any)
     public: bool  # FMSTEAL_PUBLIC=1 or SPACE_ID set: anonymous visitors, uploads only, strict limits
-    max_seconds: float  # FMSTEAL_MAX_SECONDS: estimated duration above which a run is refused
+    max_seconds: float  # FMSTEAL_MAX_SECONDS: estimated duration above which a run is refused (public 900, local 7200)
     gpu_seconds: int  # FMSTEAL_GPU_SECONDS: the spaces.GPU duration of one run on ZeroGPU
     zero_gpu: bool  # SPACES_ZERO_GPU: running on a ZeroGPU Space
     imagenet32: str | None  # FMSTEAL_IMAGENET32: folder of ImageNet32's train_data_batch_* files
@@ -68,7 +69,7 @@ def current() -> Settings:
         data_dir=env.get("FMSTEAL_DATA_DIR", str(_SHARED_CIFAR) if _SHARED_CIFAR.exists() else ""),
         data_roots=roots,
         public=public,
-        max_seconds=float(env.get("FMSTEAL_MAX_SECONDS", 2 * 3600)),
+        max_seconds=float(env.get("FMSTEAL_MAX_SECONDS") or (PUBLIC_MAX_SECONDS if public else 2 * 3600)),
         gpu_seconds=int(env.get("FMSTEAL_GPU_SECONDS", 600)),
         zero_gpu=bool(env.get("SPACES_ZERO_GPU")),
         imagenet32=env.get("FMSTEAL_IMAGENET32") or None,

@@ -596,3 +596,14 @@ def test_real_engine_cancel_is_quick_and_the_next_run_waits_for_it(tiny_config, 
     assert wait_for(store, following, timeout=300)["status"] == "done"
     assert most[0] == 1
     store.close(timeout=30)
+
+
+def test_a_public_server_refuses_runs_estimated_past_a_fair_share(monkeypatch):
+    monkeypatch.delenv("FMSTEAL_MAX_SECONDS", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv("FMSTEAL_PUBLIC", "0")
+    assert fmsteal_settings.max_run_seconds(fmsteal_settings.current()) == 2 * 3600  # a local user's own machine
+    monkeypatch.setenv("FMSTEAL_PUBLIC", "1")
+    assert fmsteal_settings.max_run_seconds(fmsteal_settings.current()) == fmsteal_settings.PUBLIC_MAX_SECONDS == 900
+    monkeypatch.setenv("FMSTEAL_MAX_SECONDS", "1200")  # an operator's own choice wins
+    assert fmsteal_settings.max_run_seconds(fmsteal_settings.current()) == 1200
