@@ -174,9 +174,10 @@ def run_outputs(card: dict | None, checkpoints: list[dict], budget: int, stolen:
     victim_accuracy = result["victim_accuracy"] if result else None
     running = "" if card or not stolen else (
         "\n\n*The evaluations are running; their results appear below when they finish (see the status line).*")
+    summary = plots.summary_markdown(result, labels()) + running + live.defence_summary(card) if result else ""
     return {"curve": plots.curve_figure(result["curve"] if result else checkpoints, victim_accuracy, budget),
             "confusion": plots.confusion_figure(result), "per_class": plots.per_class_figure(result),
-            "summary": plots.summary_markdown(result, labels()) + running + live.defence_summary(card) if result else "",
+            "summary": summary,
             "gallery": live.gallery_items(card), "transfer": consequences.transfer_figure(card),
             "examples": consequences.example_items(card), "corruptions": consequences.corruption_table(card)}
 

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]  # the checkout (precomputed/, runs/ 
 _SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 GPU_MARGIN = 1.5  # a ZeroGPU run asks for 1.5x its estimated duration (estimates are rough) ...
 GPU_OVERHEAD_SECONDS = 30  # ... plus the time to start the GPU worker and move the weights over
-PUBLIC_MAX_SECONDS = 900  # public runs estimated longer are refused: 6 queued runs wait at most 90 min (a cold default run: ~5)
+PUBLIC_MAX_SECONDS = 900  # public runs estimated longer are refused: 6 queued runs then wait at most 90 minutes
 
 
 @dataclass(frozen=True)

@@ -63,10 +63,12 @@ def test_the_readme_benchmark_rows_quote_the_committed_results() -> None:
     assert f"cold {classroom['cold_s']:.1f} s, warm {classroom['warm_s']:.1f} s" in rows["bench_classroom.py"]
     estimates = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in classroom["scenario_estimates_s"].items())
     assert f"each scenario's estimate on all of CIFAR-10: {estimates}" in rows["bench_classroom.py"]
-    lite0 = {(row["size"], row["pass"]): row["speedup"] for row in load("bench_embed")["rows"]
-             if row["backbone"] == "tf_efficientnet_lite0"}
+    embed = load("bench_embed")["rows"]
+    lite0 = {(row["size"], row["pass"]): row["speedup"] for row in embed if row["backbone"] == "tf_efficientnet_lite0"}
+    resnet = [row["speedup"] for row in embed if row["backbone"] == "resnet18"]
     assert (f"Lite0 forward {lite0[(96, 'forward')]:.2f}x at 96 px, {lite0[(32, 'forward')]:.2f}x at 32 px; "
-            f"forward+backward {lite0[(96, 'gradient')]:.2f}x and {lite0[(32, 'gradient')]:.2f}x") in rows["bench_embed.py"]
+            f"forward+backward {lite0[(96, 'gradient')]:.2f}x and {lite0[(32, 'gradient')]:.2f}x "
+            f"(ResNet-18 {min(resnet):.2f}-{max(resnet):.2f}x)") in rows["bench_embed.py"]
     cache = load("bench_cache")
     seconds, ratio = cache["seconds"], cache["ratios_to_paper_style"]
     assert (f"cold cache {seconds['cold_cache']:.1f} s, warm {seconds['warm_cache']:.1f} s, paper's way "

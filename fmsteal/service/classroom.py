@@ -2,8 +2,8 @@
 
 A scenario is a registered function from the page's current field values to the runs it queues
 (`{"label": ..., "values": {...}}`), demo-sized by `scenario_runs` (CLASSROOM: a lesson's budget and images,
-each scenario in under two minutes on a 2-core CPU), with what to look for and a `finding` computed from the precomputed
-grids (`scenario_findings`), so its sentence cannot contradict them. `comparison_figure`
+each scenario in under two minutes on a 2-core CPU), with what to look for and a `finding` computed from the
+precomputed grids (`scenario_findings`), so its sentence cannot contradict them. `comparison_figure`
 overlays a session's curves, each labelled victim, thief, output and budget, with the precomputed
 curve of the same pair drawn faintly where the shipped grids have it. Imports no torch.
 """
@@ -25,8 +25,8 @@ __all__ = ["CLASSROOM", "SCENARIOS", "demo_sized", "look_for", "run_label", "com
 PALETTE = ("#4C51BF", "#DD6B20", "#2F855A", "#C53030", "#6B46C1", "#2B6CB0", "#B7791F", "#97266D")
 LITE0, LITE2, SCRATCH = "tf_efficientnet_lite0", "tf_efficientnet_lite2", "scratch_cnn"
 CONTRAST_SIZE = 32  # the confound grid's size: the scratch CNN's native one, where Lite0 fine-tunes fast
-# A scenario's runs at most: queries, training and test images per class (bench_classroom: the contrast's two
-# fully trained victims in 58 s on a cold 2-core CPU). Smaller settings on the form are kept.
+# A scenario's runs at most: queries, training and test images per class (bench/bench_classroom.py times the
+# contrast's two fully trained victims at these sizes). Smaller settings on the form are kept.
 CLASSROOM = {"budget": 500, "train_per_class": 100, "test_per_class": 50}
 CLASSROOM_EVALUATIONS = "examples"  # the scenarios' lessons are the curves: the costly evaluations are left out
 

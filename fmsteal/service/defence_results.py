@@ -6,8 +6,8 @@ checkpoint; the defence's results repeated on every row of its cell) and keeps e
 checkpoint. Utility lost is the victim's undefended test accuracy minus what honest clients get from
 the defended API (a refused query counts as wrong). Protection is judged by the strongest thief on the same
 answers (the distilling thief or the argmax thief, `fmsteal.adversary.thieves`): the defender's worst case.
-Cells measured before the argmax thief existed count with the distilling thief alone, and say so. Every number is a mean ± sd over the seeds with n
-beside it; the finding is computed from the table. No torch here.
+Cells measured before the argmax thief existed count with the distilling thief alone, and say so. Every number
+is a mean ± sd over the seeds with n beside it; the finding is computed from the table. No torch here.
 """
 
 from __future__ import annotations

@@ -131,11 +131,12 @@ def views(df: pd.DataFrame) -> dict:
             ours.append(bool((rows["source"] == "fmsteal").any()))
     ranks = [(view["strategy"] == "random", mine, view["grid"] == "offline-cifar10", view["output"] == "label",
               view["victim_mode"] == ALL_MODES) for view, mine in zip(curves, ours)]
+    heatmaps.sort(key=_heatmap_rank, reverse=True)  # the default first (a stable sort: ties keep their order)
     return {
         "sources": sorted(df["source"].unique()), "datasets": sorted(df["dataset"].unique()),
         "outputs": sorted(df["output"].unique()), "strategies": sorted(df["strategy"].unique()),
-        "heatmaps": sorted(heatmaps, key=_heatmap_rank, reverse=True), "curves": curves,
-        "default_heatmap": max(heatmaps, key=_heatmap_rank, default=None),
+        "heatmaps": heatmaps, "curves": curves,
+        "default_heatmap": heatmaps[0] if heatmaps else None,
         "default_curve": curves[ranks.index(max(ranks))] if curves else None,
     }
 

@@ -95,16 +95,17 @@ def defence_finding(precomputed_dir: str | Path = "precomputed") -> str:
     """Reverse sigmoid (its default beta=1.0) against the undefended API, on probability answers."""
     table = grid_table("defences-cifar10", precomputed_dir)
     victim = dict(victim=LITE0, victim_mode="lp", output="probs")
-    defended = _agreement(table, defence="reverse-sigmoid", defence_params="beta=1.0", **victim)
+    reverse_sigmoid = dict(defence="reverse-sigmoid", defence_params="beta=1.0", **victim)
+    defended = _agreement(table, **reverse_sigmoid)
     plain = _agreement(table, defence="none", **victim)
-    honest = _agreement(table, "api_accuracy", defence="reverse-sigmoid", defence_params="beta=1.0", **victim)
+    honest = _agreement(table, "api_accuracy", **reverse_sigmoid)
     clean = _agreement(table, "victim_acc", defence="none", **victim)  # an undefended API answers as the victim
     if None in (defended, plain, honest, clean):
         return NOT_MEASURED
     text = (f"Precomputed (Lite0 victim, probability answers, {BUDGET:,} queries, a thief that distils the answers): "
             + compare(defended, plain, "thief agreement with the defence", "without") + "; honest users' accuracy "
             + compare(honest, clean, "with the defence", "without") + ".")
-    strongest = _agreement(table, "worst_case_agreement", defence="reverse-sigmoid", defence_params="beta=1.0", **victim)
+    strongest = _agreement(table, "worst_case_agreement", **reverse_sigmoid)
     if strongest is None:  # cells measured before the argmax thief
         return text + " Not yet measured against a thief that keeps only each answer's top class."
     return (text + " The strongest thief on the same answers (distilling or argmax): "

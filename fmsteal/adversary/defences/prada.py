@@ -157,6 +157,7 @@ class PradaDetector:
         buffer[size:size + len(new)] = new
         self.sizes[c] = size + len(new)
 
+
 def false_alarms(images: "torch.Tensor", probs: "torch.Tensor", delta: float, queries: int = BENIGN_QUERIES,
                  clients: int = BENIGN_CLIENTS, seed: int | None = None) -> dict:
     """PRADA on honest clients: up to `clients` consecutive runs of `queries` images (fewer when the
