@@ -32,6 +32,7 @@ from fmsteal.service.job_files import RunFiles, owner_hash, valid_job_id
 from fmsteal.service.job_view import (TERMINAL, Describe, default_describe, lost_snapshot, public_config,
                                       snapshot_of, status_line)
 from fmsteal.service.runners import Runner, default_runner
+from fmsteal.service.release import release_memory
 from fmsteal.settings import Settings, current, max_run_seconds
 
 __all__ = ["Busy", "Job", "JobStore", "TERMINAL", "new_owner_token", "status_line"]
@@ -300,6 +301,7 @@ class JobStore:
                     self._cancel(job, f"It ran past the time limit of {duration(limit)} and was stopped.")
         with self._lock:
             self._current = None
+        release_memory()  # the run's freed pages go back to the system, not kept for the next visitor
 
     def _run(self, job: Job) -> None:
         """The job's thread: feed its events into the job, save its card, record how it ended."""
