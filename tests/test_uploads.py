@@ -1,8 +1,11 @@
 """Visitors' uploads: good archives of real CIFAR-10 images load; hostile ones are refused before anything is written."""
 
+import gzip
 import io
 import os
 import struct
+import subprocess
+import sys
 import tarfile
 import time
 import zipfile
@@ -43,6 +46,19 @@ def make_tar(path: Path, files: dict[str, bytes], extra=(), mode="w:gz") -> Path
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def zeros_tar_gz(path: Path, name: str, size: int, piece: int = 64 * 2**20) -> Path:
+    """A tar.gz of one entry of `size` zero bytes, written as gzip members that repeat one (cheap to build)."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    zeros = gzip.compress(bytes(piece))
+    with path.open("wb") as out:
+        out.write(gzip.compress(info.tobuf()))
+        for _ in range(size // piece):
+            out.write(zeros)
+        out.write(gzip.compress(bytes(size % piece) + bytes(-size % 512) + bytes(2 * 512)))  # padding, end blocks
     return path
 
 
@@ -137,6 +153,21 @@ def _hostile(cifar_files, tmp_path, outside, case):
     if case == "size":  # 5 MB of zeros declared in one member's header: a few KB compressed
         archive = make_tar(tmp_path / "a.tar.gz", {**good, "d/train/cat/big.jpg": bytes(5 * 2**20)})
         return archive, "more than 1 MB.*FMSTEAL_UPLOAD_MAX_MB"
+    if case == "skipped":  # a file that is no image, 3 MB once decompressed, over a cap of 1 MB
+        return make_tar(tmp_path / "a.tar.gz", {**good, "d/notes.bin": bytes(3 * 2**20)}), \
+            "more than 1 MB once decompressed.*FMSTEAL_UPLOAD_MAX_MB"
+    if case == "pax":  # a 2 MB extended header, which tarfile would read into memory at once
+        with tarfile.open(tmp_path / "a.tar.gz", "w:gz", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("d/train/cat/x.jpg")
+            info.pax_headers = {"comment": "x" * 2 * 2**20}
+            tar.addfile(info)
+        return tmp_path / "a.tar.gz", "header record over 1 MB"
+    if case == "truncated":  # a real CIFAR JPEG cut short: its header is whole, its end is missing
+        return make_tar(tmp_path / "a.tar.gz", {**good, "d/train/cat/cut.jpg": jpeg[:-100]}), \
+            "d/train/cat/cut.jpg is truncated"
+    if case == "zip-truncated":
+        return make_zip(tmp_path / "a.zip", {**good, "d/train/cat/cut.png": _png(jpeg)[:-20]}), \
+            "d/train/cat/cut.png is truncated"
     if case == "pixels":  # 60,000 x 60,000 pixels claimed by a 100-byte PNG: over PIL's own bomb limit too
         return make_zip(tmp_path / "a.zip", {**good, "d/train/cat/bomb.png": _big_png(60_000, 60_000)}), "over the cap"
     if case == "pixels-cap":
@@ -146,8 +177,9 @@ def _hostile(cifar_files, tmp_path, outside, case):
 
 
 @pytest.mark.parametrize("case", ["traversal", "absolute", "symlink", "hardlink", "device", "fifo", "zip-traversal",
-                                  "zip-absolute", "zip-symlink", "count", "size", "pixels", "pixels-cap"])
-def test_hostile_archives_are_refused_before_anything_is_written(cifar_files, tmp_path, place, monkeypatch, case):
+                                  "zip-absolute", "zip-symlink", "count", "size", "skipped", "pax", "truncated",
+                                  "zip-truncated", "pixels", "pixels-cap"])
+def test_hostile_archives_are_refused_and_leave_nothing_behind(cifar_files, tmp_path, place, monkeypatch, case):
     root, outside = place
     monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_FILES", "50" if case == "count" else "1000")
     monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_MB", "1")
@@ -156,8 +188,64 @@ def test_hostile_archives_are_refused_before_anything_is_written(cifar_files, tm
     with pytest.raises(DataError, match=message) as refused:
         extract_upload(archive, "visitor", root=root)
     assert str(tmp_path) not in str(refused.value)  # names the archive, never a server path
-    assert files_under(outside) == [] and files_under(root) == []
+    assert files_under(outside) == [] and list(root.glob("*")) == []  # not even the visitor's folder
     assert not (tmp_path / "evil.jpg").exists()
+
+
+def _png(jpeg: bytes) -> bytes:
+    """A real image re-encoded as PNG."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_whole_images_with_trailing_padding_are_accepted(cifar_files, tmp_path, place):
+    files = {name: data + bytes(100) if i % 2 else data for i, (name, data) in enumerate(cifar_files.items())}
+    files["train/cat/whole.png"] = _png(next(iter(cifar_files.values())))
+    upload = extract_upload(make_zip(tmp_path / "padded.zip", files), "v", root=place[0])
+    assert upload.description == "padded.zip: 41 training and 20 test images in 10 classes"
+
+
+_MEASURE = """
+import re, sys
+from pathlib import Path
+from fmsteal.errors import DataError
+from fmsteal.service.uploads import extract_upload
+def status(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) restarts from the RSS now
+idle = status("VmRSS")
+try:
+    extract_upload(sys.argv[1], "visitor", root=Path(sys.argv[2]))
+except DataError as error:
+    print(error)
+print((status("VmHWM") - idle) // 1024)
+"""
+
+
+def test_400_mb_of_zeros_named_jpg_is_refused_in_bounded_memory(tmp_path, place):
+    """The image check reads at most 1 MB of an entry to find its header (it read the whole entry, twice)."""
+    archive = zeros_tar_gz(tmp_path / "zeros.tar.gz", "d/train/cat/zero.jpg", 400 * 2**20)
+    assert archive.stat().st_size < 2**20
+    started = time.monotonic()
+    ran = subprocess.run([sys.executable, "-c", _MEASURE, str(archive), str(place[0])], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    message, grown = ran.stdout.strip().splitlines()
+    print(f"peak RSS growth {grown} MB, {time.monotonic() - started:.1f} s with the interpreter's start")
+    assert "zero.jpg is not an image that can be read (no image header in its first 1 MB)" in message
+    assert int(grown) < 100 and files_under(place[0]) == []
+
+
+def test_the_time_limit_interrupts_a_single_long_entry(tmp_path, place, monkeypatch):
+    """4 GB of zeros in one skipped entry (~14 s to decompress) under no byte cap: stopped at the time limit."""
+    monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_MB", str(2**20))
+    monkeypatch.setenv("FMSTEAL_READ_SECONDS", "0.5")
+    archive = zeros_tar_gz(tmp_path / "slow.tar.gz", "d/notes.bin", 4 * 2**30)
+    started = time.monotonic()
+    with pytest.raises(DataError, match=r"Extracting 'slow.tar.gz' took longer than 0.5 s \(FMSTEAL_READ_SECONDS\)"):
+        extract_upload(archive, "visitor", root=place[0])
+    assert time.monotonic() - started < 4
+    assert files_under(place[0]) == []
 
 
 def test_entries_bigger_than_their_headers_say_are_caught_while_extracting(cifar_files, tmp_path, place):
@@ -176,8 +264,9 @@ def test_entries_bigger_than_their_headers_say_are_caught_while_extracting(cifar
 
 @pytest.mark.parametrize("content, message", [
     (b"just text", "not a readable .zip or .tar.gz"),
+    (b"\x1f\x8b\x07" + bytes(7) + b"data", "not a readable archive .BadGzipFile"),  # gzip, unknown method
     (None, "encrypted"),
-])
+], ids=["text", "corrupt-gzip", "encrypted"])
 def test_unreadable_and_encrypted_archives_say_so(tmp_path, place, content, message):
     path = tmp_path / "x.zip"
     if content is None:  # the encryption flag set on an otherwise plain zip
