@@ -1,6 +1,5 @@
 """Visitors' uploads: good archives of real CIFAR-10 images load; hostile ones are refused before anything is written."""
 
-import gzip
 import io
 import os
 import struct
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine_fixtures import zeros_tar_gz
 from fmsteal.engine.data import load_pool, load_splits
 from fmsteal.errors import DataError
 from fmsteal.service.uploads import belongs_to, extract_upload, remove_uploads, sweep_uploads
@@ -46,19 +46,6 @@ def make_tar(path: Path, files: dict[str, bytes], extra=(), mode="w:gz") -> Path
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def zeros_tar_gz(path: Path, name: str, size: int, piece: int = 64 * 2**20) -> Path:
-    """A tar.gz of one entry of `size` zero bytes, written as gzip members that repeat one (cheap to build)."""
-    info = tarfile.TarInfo(name)
-    info.size = size
-    zeros = gzip.compress(bytes(piece))
-    with path.open("wb") as out:
-        out.write(gzip.compress(info.tobuf()))
-        for _ in range(size // piece):
-            out.write(zeros)
-        out.write(gzip.compress(bytes(size % piece) + bytes(-size % 512) + bytes(2 * 512)))  # padding, end blocks
     return path
 
 
