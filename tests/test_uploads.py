@@ -79,11 +79,12 @@ def place(tmp_path):
     return tmp_path / "uploads", outside
 
 
-@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+@pytest.mark.parametrize("kind", ["tar.gz", "tar.bz2", "tar.xz", "tar", "zip"])
 def test_a_good_archive_of_cifar_images_extracts_and_loads(cifar_files, tmp_path, place, kind):
     root, _ = place
     files = {f"pets/{name}": data for name, data in cifar_files.items()}
-    archive = (make_tar if kind == "tar.gz" else make_zip)(tmp_path / f"mine.{kind}", files)
+    path = tmp_path / f"mine.{kind}"
+    archive = make_zip(path, files) if kind == "zip" else make_tar(path, files, mode=f"w:{kind[4:]}")
     upload = extract_upload(archive, "visitor-a", name=f"my photos.{kind}", root=root)
     assert upload.description == f"my photos.{kind}: 40 training and 20 test images in 10 classes"
     assert str(tmp_path) not in upload.description and upload.path.is_relative_to(root)
