@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import tracemalloc
 import zipfile
 import zlib
 from pathlib import Path
@@ -222,6 +223,34 @@ def test_400_mb_of_zeros_named_jpg_is_refused_in_bounded_memory(tmp_path, place)
     print(f"peak RSS growth {grown} MB, {time.monotonic() - started:.1f} s with the interpreter's start")
     assert "zero.jpg is not an image that can be read (no image header in its first 1 MB)" in message
     assert int(grown) < 100 and files_under(place[0]) == []
+
+
+def _zip_of_empty_files(path: Path, count: int) -> Path:
+    """A zip of `count` empty files, written record by record (zipfile takes ~30 s for 10^6)."""
+    local, central = [], []
+    for i in range(count):
+        name = f"{i:07d}.bin".encode()
+        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0,
+                                   0, 30 * i + len(name) * i) + name)
+        local.append(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name)
+    body, listing = b"".join(local), b"".join(central)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(listing), len(body), 0)
+    path.write_bytes(body + listing + end)
+    return path
+
+
+def test_a_zip_listing_300_000_files_is_refused_before_zipfile_reads_its_listing(tmp_path, place, monkeypatch):
+    """zipfile builds an object per listed file (a 25 MB zip of 300,000 took 150 MB); the listing is counted first."""
+    monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_FILES", "1000")
+    archive = _zip_of_empty_files(tmp_path / "many.zip", 300_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="holds more than 1,000 files or folders .FMSTEAL_UPLOAD_MAX_FILES"):
+            extract_upload(archive, "visitor", root=place[0])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20 and files_under(place[0]) == []
 
 
 def test_the_time_limit_interrupts_a_single_long_entry(tmp_path, place, monkeypatch):

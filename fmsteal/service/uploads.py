@@ -22,6 +22,7 @@ import re
 import secrets
 import shutil
 import stat
+import struct
 import tarfile
 import time
 import zipfile
@@ -42,6 +43,7 @@ __all__ = ["Upload", "belongs_to", "extract_upload", "remove_uploads", "sweep_up
 _CHUNK = 1 << 20  # the most bytes read at once (a tar header record over it is refused)
 _TAIL_BYTES = 4096  # the last bytes of an image kept to check that it is whole: its end and any padding after it
 _PADDING = b"\0\xff\r\n\t "  # bytes some writers add after an image's end
+_MAX_ZIP_LISTING = 64 * 2**20  # a zip's central directory (~100 bytes a file: 70,000 files fill 7 MB)
 _COMPRESSIONS = ((b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")), (b"BZh", bz2.BZ2File),
                  (b"\xfd7zXZ\0", lzma.LZMAFile))
 _ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError,
@@ -308,6 +310,7 @@ def _entries(handle, shown: str, budget: _Budget) -> Iterator[_Entry]:
     forward pass: every byte decompressed is counted by `budget`."""
     handle.seek(0)
     if zipfile.is_zipfile(handle):
+        _check_zip_listing(handle, shown, Clock(budget.clock.limits, shown, "Listing"))
         handle.seek(0)
         with zipfile.ZipFile(handle) as archive:
             for info in archive.infolist():
@@ -321,6 +324,28 @@ def _entries(handle, shown: str, budget: _Budget) -> Iterator[_Entry]:
             tarfile.open(fileobj=stream, mode="r:") as archive:
         for member in archive:
             yield _Entry(member.name, _tar_kind(member), member.size, lambda member=member: archive.extractfile(member))
+
+
+def _check_zip_listing(handle, shown: str, clock: Clock) -> None:
+    """Count a zip's entries on `clock` walking its central directory record by record, and refuse one over
+    _MAX_ZIP_LISTING bytes, before zipfile reads it whole and builds an object for every entry."""
+    end = zipfile._EndRecData(handle)  # zipfile's own reader of the end record (zip64 too); private but stable
+    if not end:
+        return  # ZipFile says what is wrong
+    size = end[zipfile._ECD_SIZE]
+    if size > _MAX_ZIP_LISTING:
+        raise DataError(f"{shown!r} lists its files in more than {_MAX_ZIP_LISTING // 2**20} MB. "
+                        "Upload fewer files, or an archive made without comments or extra fields.")
+    position = start = end[zipfile._ECD_LOCATION] - size
+    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+        position = start = start - zipfile.sizeEndCentDir64 - zipfile.sizeEndCentDir64Locator
+    while position < start + size:
+        handle.seek(position)
+        record = handle.read(46)
+        if len(record) < 46 or not record.startswith(b"PK\x01\x02"):
+            return  # ZipFile says what is wrong
+        clock.entry()
+        position += 46 + sum(struct.unpack("<3H", record[28:34]))  # its name, extra field and comment
 
 
 def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str, budget: _Budget) -> _Entry:
