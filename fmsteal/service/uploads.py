@@ -2,13 +2,14 @@
 
 An archive is read in one forward pass, with bounded memory, and checked as it goes: every entry's
 name (no absolute paths, no `..`), its kind (regular files and folders only: no links, devices or
-pipes), the entry count, every byte decompressed (skipped entries too), the time (checked at every
-read, so it interrupts a long entry) and each image's header (found within its first 1 MB), pixel
-count, byte count and end (a truncated image is refused). Images are written, each into a new file,
-inside the upload's own new folder, which is deleted with all it holds when any check fails: a
-refused archive leaves nothing behind. Each upload lives in FMSTEAL_UPLOADS/<visitor>/<random>/
-and is deleted by `remove_uploads` when its visitor's session ends or by `sweep_uploads` once older
-than FMSTEAL_UPLOAD_HOURS. Messages name the archive by its file name only, never a server path.
+pipes), the entry count (a zip's listing is counted before zipfile reads it), every byte
+decompressed (skipped entries too), the time (checked at every read, so it interrupts a long entry)
+and each image's header (found within its first 1 MB), pixel count, byte count and end (a truncated
+image is refused). Images are written, each into a new file, inside the upload's own new folder,
+which is deleted with all it holds when any check fails: a refused archive leaves nothing behind.
+Each upload lives in FMSTEAL_UPLOADS/<visitor>/<random>/ and is deleted by `remove_uploads` when its
+visitor's session ends or by `sweep_uploads` once older than FMSTEAL_UPLOAD_HOURS. Messages name the
+archive by its file name only, never a server path.
 """
 
 from __future__ import annotations
