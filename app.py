@@ -19,6 +19,7 @@ if os.environ.get("SPACES_ZERO_GPU") and importlib.util.find_spec("spaces"):
     import spaces  # noqa: F401  ZeroGPU patches CUDA initialisation: it must be imported before torch
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from fmsteal import settings
 from fmsteal.engine.cache import remove_stale_temporaries
@@ -347,6 +348,8 @@ def steal_tab(demo: gr.Blocks) -> None:
             found = uploads.extract_upload(file, visitor=request.session_hash, name=Path(file).name)
         except FmstealError as error:
             return None, f"**Upload refused:** {error}"
+        finally:
+            drop_gradio_copy(file)
         return str(found.path), f"Using **{found.description}**."
 
     live_outputs = {"job": job_box, "status": status, "curve": curve, "confusion": confusion,
@@ -489,13 +492,30 @@ def _curve_args(view: dict) -> dict:
     return {k: view[k] for k in ("dataset", "victim_mode", "output", "thief", "strategy", "grid") if k in view}
 
 
+def drop_gradio_copy(file: str) -> None:
+    """Delete the copy of an uploaded archive Gradio stored, once extracted or refused (and its folder when empty).
+
+    Only a file inside Gradio's upload folder (GRADIO_TEMP_DIR) is deleted, never another path a request names.
+    """
+    home, path = Path(get_upload_folder()).resolve(), Path(file).resolve()
+    if path.parent.parent != home:  # Gradio stores an upload as <its folder>/<hash of the file>/<its name>
+        return
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
+
+
 def forget_uploads(request: gr.Request) -> None:
     """A visitor's session ended: delete their uploads."""
     uploads.remove_uploads(request.session_hash)
 
 
 def build() -> gr.Blocks:
-    with gr.Blocks(title="fmsteal: watch a model get stolen", fill_width=True) as demo:
+    lifetime = int(settings.current().upload_seconds)  # files Gradio stored (uploads never taken too) go after it
+    with gr.Blocks(title="fmsteal: watch a model get stolen", fill_width=True,
+                   delete_cache=(max(60, lifetime // 4), lifetime)) as demo:
         gr.Markdown("# fmsteal: watch a model get stolen\nA victim classifier answers queries; a thief "
                     "trains on nothing but those answers. How closely can it copy the victim?")
         with gr.Tabs():

@@ -98,13 +98,26 @@ def public_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def public_app_url(tmp_path_factory: pytest.TempPathFactory, public_gradio_temp: Path, public_runs: Path) -> str:
+def public_uploads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the public app extracts visitors' uploads (FMSTEAL_UPLOADS)."""
+    return tmp_path_factory.mktemp("uploads")
+
+
+@pytest.fixture(scope="session")
+def public_app(tmp_path_factory: pytest.TempPathFactory, public_gradio_temp: Path, public_runs: Path,
+               public_uploads: Path) -> tuple[str, int]:
     """The app in public mode, as on a freshly started Hugging Face Space (uploads only, visitor limits, an empty
-    cache of its own: nothing measured or decoded yet), stopped at the end."""
+    cache of its own: nothing measured or decoded yet): (its URL, its server's process id), stopped at the end."""
     url, server, log = launch_app(tmp_path_factory.mktemp("public-cache"), tmp_path_factory, public_runs,
                                   FMSTEAL_PUBLIC="1",
-                                  FMSTEAL_UPLOADS=str(tmp_path_factory.mktemp("uploads")),
+                                  FMSTEAL_UPLOADS=str(public_uploads),
                                   FMSTEAL_UPLOAD_MAX_MB=str(PUBLIC_UPLOAD_MAX_MB),
                                   GRADIO_TEMP_DIR=str(public_gradio_temp))
-    yield url
+    yield url, server.pid
     stop_app(server, log)
+
+
+@pytest.fixture(scope="session")
+def public_app_url(public_app: tuple[str, int]) -> str:
+    """The URL of the app in public mode."""
+    return public_app[0]

@@ -1,8 +1,10 @@
-"""Fixtures for engine tests: the shared CIFAR-10 archive and a session-wide cache."""
+"""Fixtures for engine tests: the shared CIFAR-10 archive, a session-wide cache, cheap archives of zeros."""
 
 from __future__ import annotations
 
+import gzip
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,16 @@ def run_to_card(config) -> tuple[dict, list[dict]]:
 
     events = list(run(config))
     return events[-1]["card"], events
+
+
+def zeros_tar_gz(path: Path, name: str, size: int, piece: int = 64 * 2**20) -> Path:
+    """A tar.gz of one entry of `size` zero bytes, written as gzip members that repeat one (cheap to build)."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    zeros = gzip.compress(bytes(piece))
+    with path.open("wb") as out:
+        out.write(gzip.compress(info.tobuf()))
+        for _ in range(size // piece):
+            out.write(zeros)
+        out.write(gzip.compress(bytes(size % piece) + bytes(-size % 512) + bytes(2 * 512)))  # padding, end blocks
+    return path

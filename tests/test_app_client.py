@@ -1,13 +1,22 @@
 """The launched app through gradio_client: a real offline job, visitors who cannot touch each other's
-runs, cancel and queue, bad inputs, failures, public mode's refusal of server paths."""
+runs, cancel and queue, bad inputs, failures, public mode's refusal of server paths and hostile uploads."""
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import secrets
+import tarfile
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 from gradio_client import Client
+
+from engine_fixtures import zeros_tar_gz
 
 LITE0 = "tf_efficientnet_lite0"
 
@@ -151,21 +160,38 @@ def test_public_mode_reads_no_server_paths(public_app_url, cifar_subset):
     assert reply["job_id"] == "" and "at most 20,000 queries per run" in reply["status"]
 
 
-def _upload(url: str, payload: bytes) -> int:
-    """POST one file to the app's upload endpoint, as the page does; the HTTP status."""
-    import urllib.error
-    import urllib.request
-
+def _upload(url: str, payload: bytes, name: str = "images.zip") -> tuple[int, list[str]]:
+    """POST one file to the app's upload endpoint, as the page does: the HTTP status and where Gradio stored it."""
     boundary = "fmsteal-test-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"images.zip\"\r\n"
-            f"Content-Type: application/zip\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
     request = urllib.request.Request(f"{url}gradio_api/upload", data=body, method="POST",
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     try:
         with urllib.request.urlopen(request, timeout=120) as reply:
-            return reply.status
+            return reply.status, json.load(reply)
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, []
+
+
+def _take_upload(url: str, stored: str, name: str) -> str:
+    """Hand a stored upload to the app's upload listener, as the page does when a file is dropped: the note shown."""
+    with urllib.request.urlopen(f"{url}config", timeout=30) as reply:
+        config = json.load(reply)
+    field = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "upload")
+    listener = next(d["id"] for d in config["dependencies"] if [field, "upload"] in d["targets"])
+    session = secrets.token_hex(8)
+    join = json.dumps({"data": [{"path": stored, "orig_name": name, "meta": {"_type": "gradio.FileData"}}],
+                       "fn_index": listener, "trigger_id": field, "session_hash": session, "event_data": None})
+    urllib.request.urlopen(urllib.request.Request(f"{url}gradio_api/queue/join", data=join.encode(), method="POST",
+                                                  headers={"Content-Type": "application/json"}), timeout=30).close()
+    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=120) as events:
+        for line in events:
+            message = json.loads(line[5:]) if line.startswith(b"data:") else {}
+            if message.get("msg") == "process_completed":
+                assert message["success"], message
+                return message["output"]["data"][1]
+    raise AssertionError("the upload listener never completed")
 
 
 def test_an_upload_over_the_cap_is_refused_before_it_is_stored(public_app_url, public_gradio_temp):
@@ -175,8 +201,53 @@ def test_an_upload_over_the_cap_is_refused_before_it_is_stored(public_app_url, p
         return sorted(p.stat().st_size for p in public_gradio_temp.rglob("*") if p.is_file())
 
     before = stored()
-    assert _upload(public_app_url, b"\0" * 2**20) == 200  # under the cap: Gradio keeps it for the app to check
+    assert _upload(public_app_url, b"\0" * 2**20)[0] == 200  # under the cap: Gradio keeps it for the app to check
     assert stored() != before and 2**20 in stored()
     kept = stored()
-    assert _upload(public_app_url, b"\0" * (PUBLIC_UPLOAD_MAX_MB + 1) * 2**20) == 413
+    assert _upload(public_app_url, b"\0" * (PUBLIC_UPLOAD_MAX_MB + 1) * 2**20)[0] == 413
     assert stored() == kept  # nothing of the refused upload is left on disk
+
+
+def _memory(pid: int, field: str) -> int:
+    """A process's VmRSS or VmHWM (its peak since the last reset), in MB."""
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) // 1024
+
+
+def _hostile_upload(cifar_subset: Path, path: Path, case: str) -> tuple[Path, str]:
+    """(an archive of `case`, the refusal it must get); all but "zeros" add real CIFAR-10 images."""
+    if case == "zeros":  # 400 MB of zeros named .jpg, 0.4 MB compressed
+        return zeros_tar_gz(path, "d/train/cat/zero.jpg", 400 * 2**20), "more than 8 MB of images"
+    good = {f"d/{split}/{label}/{i}.jpg": picture.read_bytes() for split in ("train", "test")
+            for label in ("cat", "dog") for i, picture in enumerate(sorted((cifar_subset / split / label).iterdir())[:3])}
+    jpeg = good["d/train/cat/0.jpg"]
+    extra, refusal = {
+        "header": ({"d/train/cat/zero.jpg": bytes(7 * 2**20)}, "zero.jpg is not an image that can be read (no image "
+                                                                 "header in its first 1 MB)"),
+        "skipped": ({"d/notes.bin": bytes(9 * 2**20)}, "more than 8 MB once decompressed"),
+        "truncated": ({"d/train/cat/cut.jpg": jpeg[:-100]}, "d/train/cat/cut.jpg is truncated"),
+    }[case]
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in {**good, **extra}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path, refusal
+
+
+@pytest.mark.parametrize("case", ["zeros", "header", "skipped", "truncated"])
+def test_a_public_app_refuses_hostile_uploads_in_bounded_memory_and_keeps_none(public_app, public_gradio_temp,
+                                                                             public_uploads, cifar_subset, tmp_path,
+                                                                             case):
+    url, pid = public_app
+    archive, refusal = _hostile_upload(cifar_subset, tmp_path / f"{case}.tar.gz", case)
+    status, (stored,) = _upload(url, archive.read_bytes(), archive.name)
+    assert status == 200 and Path(stored).is_relative_to(public_gradio_temp)
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # the server's peak (VmHWM) restarts from its RSS now
+    idle, started = _memory(pid, "VmRSS"), time.monotonic()
+    note = _take_upload(url, stored, archive.name)
+    grown = _memory(pid, "VmHWM") - idle
+    print(f"{case}: refused in {time.monotonic() - started:.2f} s, server peak RSS +{grown} MB")
+    assert "Upload refused" in note and refusal in note and str(tmp_path) not in note
+    assert grown < 200
+    assert not Path(stored).exists() and not Path(stored).parent.exists()  # Gradio's copy is gone
+    assert [p for p in public_uploads.rglob("*") if p.is_file()] == []  # and nothing was kept of it

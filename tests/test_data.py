@@ -105,10 +105,14 @@ def test_a_missing_path_or_unknown_dataset_is_named(tmp_path):
         load_splits("imagenet-99")
 
 
-def test_an_undecodable_image_is_reported(tmp_path):
+@pytest.mark.parametrize("junk, reason", [
+    (b"not an image", "not an image file PIL can read"),
+    (bytes(3 * 2**20), "no image header in its first 1 MB"),  # read no further than 1 MB to find a header
+])
+def test_an_undecodable_image_is_reported(tmp_path, junk, reason):
     folder = write_folder(tmp_path / "broken", {"train": {"a": 1, "b": 1}, "test": {"a": 1, "b": 1}})
-    (folder / "train" / "a" / "junk.jpg").write_bytes(b"not an image")
-    with pytest.raises(DataError, match="Cannot decode an image of class 'a'"):
+    (folder / "train" / "a" / "junk.jpg").write_bytes(junk)
+    with pytest.raises(DataError, match=f"Cannot decode an image of class 'a' .*{reason}"):
         load_splits(str(folder))
 
 

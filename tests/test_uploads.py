@@ -3,8 +3,11 @@
 import io
 import os
 import struct
+import subprocess
+import sys
 import tarfile
 import time
+import tracemalloc
 import zipfile
 import zlib
 from pathlib import Path
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine_fixtures import zeros_tar_gz
 from fmsteal.engine.data import load_pool, load_splits
 from fmsteal.errors import DataError
 from fmsteal.service.uploads import belongs_to, extract_upload, remove_uploads, sweep_uploads
@@ -76,11 +80,12 @@ def place(tmp_path):
     return tmp_path / "uploads", outside
 
 
-@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+@pytest.mark.parametrize("kind", ["tar.gz", "tar.bz2", "tar.xz", "tar", "zip"])
 def test_a_good_archive_of_cifar_images_extracts_and_loads(cifar_files, tmp_path, place, kind):
     root, _ = place
     files = {f"pets/{name}": data for name, data in cifar_files.items()}
-    archive = (make_tar if kind == "tar.gz" else make_zip)(tmp_path / f"mine.{kind}", files)
+    path = tmp_path / f"mine.{kind}"
+    archive = make_zip(path, files) if kind == "zip" else make_tar(path, files, mode=f"w:{kind[4:]}")
     upload = extract_upload(archive, "visitor-a", name=f"my photos.{kind}", root=root)
     assert upload.description == f"my photos.{kind}: 40 training and 20 test images in 10 classes"
     assert str(tmp_path) not in upload.description and upload.path.is_relative_to(root)
@@ -137,6 +142,21 @@ def _hostile(cifar_files, tmp_path, outside, case):
     if case == "size":  # 5 MB of zeros declared in one member's header: a few KB compressed
         archive = make_tar(tmp_path / "a.tar.gz", {**good, "d/train/cat/big.jpg": bytes(5 * 2**20)})
         return archive, "more than 1 MB.*FMSTEAL_UPLOAD_MAX_MB"
+    if case == "skipped":  # a file that is no image, 3 MB once decompressed, over a cap of 1 MB
+        return make_tar(tmp_path / "a.tar.gz", {**good, "d/notes.bin": bytes(3 * 2**20)}), \
+            "more than 1 MB once decompressed.*FMSTEAL_UPLOAD_MAX_MB"
+    if case == "pax":  # a 2 MB extended header, which tarfile would read into memory at once
+        with tarfile.open(tmp_path / "a.tar.gz", "w:gz", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("d/train/cat/x.jpg")
+            info.pax_headers = {"comment": "x" * 2 * 2**20}
+            tar.addfile(info)
+        return tmp_path / "a.tar.gz", "header record over 1 MB"
+    if case == "truncated":  # a real CIFAR JPEG cut short: its header is whole, its end is missing
+        return make_tar(tmp_path / "a.tar.gz", {**good, "d/train/cat/cut.jpg": jpeg[:-100]}), \
+            "d/train/cat/cut.jpg is truncated"
+    if case == "zip-truncated":
+        return make_zip(tmp_path / "a.zip", {**good, "d/train/cat/cut.png": _png(jpeg)[:-20]}), \
+            "d/train/cat/cut.png is truncated"
     if case == "pixels":  # 60,000 x 60,000 pixels claimed by a 100-byte PNG: over PIL's own bomb limit too
         return make_zip(tmp_path / "a.zip", {**good, "d/train/cat/bomb.png": _big_png(60_000, 60_000)}), "over the cap"
     if case == "pixels-cap":
@@ -146,8 +166,9 @@ def _hostile(cifar_files, tmp_path, outside, case):
 
 
 @pytest.mark.parametrize("case", ["traversal", "absolute", "symlink", "hardlink", "device", "fifo", "zip-traversal",
-                                  "zip-absolute", "zip-symlink", "count", "size", "pixels", "pixels-cap"])
-def test_hostile_archives_are_refused_before_anything_is_written(cifar_files, tmp_path, place, monkeypatch, case):
+                                  "zip-absolute", "zip-symlink", "count", "size", "skipped", "pax", "truncated",
+                                  "zip-truncated", "pixels", "pixels-cap"])
+def test_hostile_archives_are_refused_and_leave_nothing_behind(cifar_files, tmp_path, place, monkeypatch, case):
     root, outside = place
     monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_FILES", "50" if case == "count" else "1000")
     monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_MB", "1")
@@ -156,8 +177,92 @@ def test_hostile_archives_are_refused_before_anything_is_written(cifar_files, tm
     with pytest.raises(DataError, match=message) as refused:
         extract_upload(archive, "visitor", root=root)
     assert str(tmp_path) not in str(refused.value)  # names the archive, never a server path
-    assert files_under(outside) == [] and files_under(root) == []
+    assert files_under(outside) == [] and list(root.glob("*")) == []  # not even the visitor's folder
     assert not (tmp_path / "evil.jpg").exists()
+
+
+def _png(jpeg: bytes) -> bytes:
+    """A real image re-encoded as PNG."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_whole_images_with_trailing_padding_are_accepted(cifar_files, tmp_path, place):
+    files = {name: data + bytes(100) if i % 2 else data for i, (name, data) in enumerate(cifar_files.items())}
+    files["train/cat/whole.png"] = _png(next(iter(cifar_files.values())))
+    upload = extract_upload(make_zip(tmp_path / "padded.zip", files), "v", root=place[0])
+    assert upload.description == "padded.zip: 41 training and 20 test images in 10 classes"
+
+
+_MEASURE = """
+import re, sys
+from pathlib import Path
+from fmsteal.errors import DataError
+from fmsteal.service.uploads import extract_upload
+def status(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) restarts from the RSS now
+idle = status("VmRSS")
+try:
+    extract_upload(sys.argv[1], "visitor", root=Path(sys.argv[2]))
+except DataError as error:
+    print(error)
+print((status("VmHWM") - idle) // 1024)
+"""
+
+
+def test_400_mb_of_zeros_named_jpg_is_refused_in_bounded_memory(tmp_path, place):
+    """The image check reads at most 1 MB of an entry to find its header (it read the whole entry, twice)."""
+    archive = zeros_tar_gz(tmp_path / "zeros.tar.gz", "d/train/cat/zero.jpg", 400 * 2**20)
+    assert archive.stat().st_size < 2**20
+    started = time.monotonic()
+    ran = subprocess.run([sys.executable, "-c", _MEASURE, str(archive), str(place[0])], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    message, grown = ran.stdout.strip().splitlines()
+    print(f"peak RSS growth {grown} MB, {time.monotonic() - started:.1f} s with the interpreter's start")
+    assert "zero.jpg is not an image that can be read (no image header in its first 1 MB)" in message
+    assert int(grown) < 100 and files_under(place[0]) == []
+
+
+def _zip_of_empty_files(path: Path, count: int) -> Path:
+    """A zip of `count` empty files, written record by record (zipfile takes ~30 s for 10^6)."""
+    local, central = [], []
+    for i in range(count):
+        name = f"{i:07d}.bin".encode()
+        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0,
+                                   0, 30 * i + len(name) * i) + name)
+        local.append(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name)
+    body, listing = b"".join(local), b"".join(central)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(listing), len(body), 0)
+    path.write_bytes(body + listing + end)
+    return path
+
+
+def test_a_zip_listing_300_000_files_is_refused_before_zipfile_reads_its_listing(tmp_path, place, monkeypatch):
+    """zipfile builds an object per listed file (a 25 MB zip of 300,000 took 150 MB); the listing is counted first."""
+    monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_FILES", "1000")
+    archive = _zip_of_empty_files(tmp_path / "many.zip", 300_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="holds more than 1,000 files or folders .FMSTEAL_UPLOAD_MAX_FILES"):
+            extract_upload(archive, "visitor", root=place[0])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20 and files_under(place[0]) == []
+
+
+def test_the_time_limit_interrupts_a_single_long_entry(tmp_path, place, monkeypatch):
+    """4 GB of zeros in one skipped entry (~14 s to decompress) under no byte cap: stopped at the time limit."""
+    monkeypatch.setenv("FMSTEAL_UPLOAD_MAX_MB", str(2**20))
+    monkeypatch.setenv("FMSTEAL_READ_SECONDS", "0.5")
+    archive = zeros_tar_gz(tmp_path / "slow.tar.gz", "d/notes.bin", 4 * 2**30)
+    started = time.monotonic()
+    with pytest.raises(DataError, match=r"Extracting 'slow.tar.gz' took longer than 0.5 s \(FMSTEAL_READ_SECONDS\)"):
+        extract_upload(archive, "visitor", root=place[0])
+    assert time.monotonic() - started < 4
+    assert files_under(place[0]) == []
 
 
 def test_entries_bigger_than_their_headers_say_are_caught_while_extracting(cifar_files, tmp_path, place):
@@ -176,8 +281,9 @@ def test_entries_bigger_than_their_headers_say_are_caught_while_extracting(cifar
 
 @pytest.mark.parametrize("content, message", [
     (b"just text", "not a readable .zip or .tar.gz"),
+    (b"\x1f\x8b\x07" + bytes(7) + b"data", "not a readable archive .BadGzipFile"),  # gzip, unknown method
     (None, "encrypted"),
-])
+], ids=["text", "corrupt-gzip", "encrypted"])
 def test_unreadable_and_encrypted_archives_say_so(tmp_path, place, content, message):
     path = tmp_path / "x.zip"
     if content is None:  # the encryption flag set on an otherwise plain zip

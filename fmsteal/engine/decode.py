@@ -21,10 +21,11 @@ from fmsteal import settings
 from fmsteal.cancel import check
 from fmsteal.errors import DataError
 
-__all__ = ["Encoded", "HEADER_BYTES", "MAX_STORED_SIDE", "decode", "image_size", "stored_size"]
+__all__ = ["Encoded", "HEADER_BYTES", "MAX_HEADER_BYTES", "MAX_STORED_SIDE", "decode", "image_size", "stored_size"]
 
 MAX_STORED_SIDE = 128
-HEADER_BYTES = 64 * 1024  # enough for an image's header in all but odd files (then the whole file is read)
+HEADER_BYTES = 64 * 1024  # enough for an image's header in all but odd files (then up to MAX_HEADER_BYTES are read)
+MAX_HEADER_BYTES = 2**20  # a file whose first MB does not reveal an image's size is not an image
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,9 @@ def decode(items: Sequence[Encoded], class_names: list[str]) -> tuple[torch.Tens
             check()
         size = image_size(item.read(HEADER_BYTES), item.label, item.name, max_pixels)
         if size is None:
-            size = image_size(item.read(-1), item.label, item.name, max_pixels)
+            size = image_size(item.read(MAX_HEADER_BYTES)[:MAX_HEADER_BYTES], item.label, item.name, max_pixels)
         if size is None:
-            _fail(item, "not an image file PIL can read")
+            _fail(item, f"not an image file PIL can read (no image header in its first {MAX_HEADER_BYTES // 2**20} MB)")
         sizes.append(size)
     width, height = stored_size(sizes)
     images = np.empty((len(items), 3, height, width), dtype=np.uint8)
