@@ -64,8 +64,8 @@ def fit(
     """Train `model` on `inputs` (a tensor, or `FeatureViews`: one augmented view per item per step); with
     `validation` (inputs, labels) keep the epoch with the best macro-F1.
 
-    Progress is yielded at the end of every epoch and at least every `report_seconds` within one,
-    so a consumer that stops on cancel stops within about a training step.
+    Progress is yielded at the end of every epoch and at least every `report_seconds` within one; a
+    cancelled run (`fmsteal.cancel`) stops before the next step.
     """
     model.to(device)
     generator = torch.Generator().manual_seed(seed)
@@ -78,6 +78,7 @@ def fit(
         model.train()
         order = torch.randperm(len(inputs), generator=generator)
         for step in range(steps):
+            check()  # a cancelled run stops within a step, even one between progress reports
             index = order[step * batch_size:(step + 1) * batch_size]
             with autocast(device, recipe.fp32):
                 logits = model(transform(inputs[index], True))
