@@ -167,6 +167,12 @@ def cancel_run(job_id: str, owner: str) -> str:
     return status_line(store().snapshot(job_id, owner))
 
 
+def skip_evaluations(job_id: str, owner: str) -> str:
+    """Skip the evaluations of one of your runs: its result comes as soon as the steal ends; its status line."""
+    store().skip_evaluations(job_id, owner)
+    return status_line(store().snapshot(job_id, owner))
+
+
 def run_outputs(card: dict | None, checkpoints: list[dict], budget: int, stolen: dict | None = None) -> dict:
     """Curve, confusion, per-class, summary, gallery and consequences of one run (a live job's or a shared
     card's), by live-output name. `stolen` (the card without evaluations, while they run) stands in for the
@@ -274,6 +280,7 @@ def steal_tab(demo: gr.Blocks) -> None:
             with gr.Row():
                 start_button = gr.Button("Start", variant="primary", elem_id="start")
                 cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                skip_button = gr.Button("Skip the evaluations", elem_id="skip")
             with gr.Group(elem_id="scenarios"):
                 gr.Markdown("**One-press scenarios** (queue the runs they need; a warm cache answers in seconds)")
                 scenario_buttons = {entry.name: gr.Button(entry.help, size="sm", elem_id=f"scenario-{entry.name}")
@@ -402,6 +409,7 @@ def steal_tab(demo: gr.Blocks) -> None:
     for name, button in scenario_buttons.items():
         button.click(scenario(name), state, [session, look_for, timer], api_visibility="private").then(*refresh, **after)
     cancel_button.click(cancel_run, [job_box, owner], status, api_visibility="private", concurrency_limit=None)
+    skip_button.click(skip_evaluations, [job_box, owner], status, api_visibility="private", concurrency_limit=None)
     timer.tick(tick, [session, drawn, shown, owner], page, api_visibility="private", show_progress="hidden",
                concurrency_limit=None)
     shown.input(tick, [session, drawn, shown, owner], page, **after)  # hiding a run keeps the rest as shown
@@ -412,6 +420,7 @@ def steal_tab(demo: gr.Blocks) -> None:
     presenter.change(None, presenter, None, js="(on) => { document.body.classList.toggle('presenter', on); return []; }")
     gr.api(job_state, api_name="job", concurrency_limit=None)
     gr.api(cancel_job, api_name="cancel", concurrency_limit=None)
+    gr.api(skip_evaluations, api_name="skip", concurrency_limit=None)
     gr.api(api_function(fields, start_job, "start", start_job.__doc__, first=("owner", str)), api_name="start")
     gr.api(api_function(fields, estimate_text, "estimate", estimate_text.__doc__), api_name="estimate",
            concurrency_limit=None)

@@ -29,10 +29,10 @@ class Visitor:
         self.token = secrets.token_urlsafe(18)
 
     def start(self, data_dir, victim=LITE0, thief=LITE0, budget=150, victim_mode="lp", thief_mode="lp", seed=0,
-              image_size=64, **more) -> dict:
+              image_size=64, evaluations="examples", **more) -> dict:
         where = {} if data_dir is None else {"data_dir": str(data_dir)}
         return self.client.predict(self.token, victim=victim, thief=thief, budget=budget, victim_mode=victim_mode,
-                                   thief_mode=thief_mode, seed=seed, image_size=image_size, evaluations="examples",
+                                   thief_mode=thief_mode, seed=seed, image_size=image_size, evaluations=evaluations,
                                    **where, **more, api_name="/start")
 
     def job(self, job_id: str) -> dict:
@@ -40,6 +40,9 @@ class Visitor:
 
     def cancel(self, job_id: str) -> str:
         return self.client.predict(job_id, self.token, api_name="/cancel")
+
+    def skip(self, job_id: str) -> str:
+        return self.client.predict(job_id, self.token, api_name="/skip")
 
     def wait(self, job_id: str, statuses=("done", "failed", "cancelled", "lost"), timeout: float = 300) -> dict:
         deadline = time.time() + timeout
@@ -112,6 +115,18 @@ def test_cancel_frees_the_worker_for_the_queued_job(app_url, cifar_subset):
     second.wait(queued, ("running", "done"), timeout=60)
     print(f"cancel to next job running: {time.time() - pressed:.2f} s")
     assert second.wait(queued)["status"] == "done"
+
+
+def test_a_run_whose_evaluations_are_skipped_ends_with_its_result_and_says_what_was_left_out(app_url, cifar_subset):
+    owner, stranger = Visitor(app_url), Visitor(app_url)
+    job_id = owner.start(cifar_subset, seed=14, evaluations="fidelity,transfer")["job_id"]
+    assert "Running" not in stranger.skip(job_id) and stranger.job(job_id)["status"] == "lost"  # not theirs
+    owner.skip(job_id)
+    state = owner.wait(job_id)
+    assert state["status"] == "done" and state["skipping"]
+    card = state["card"]
+    assert card["evaluations_skipped"] == ["fidelity", "transfer"]
+    assert "transfer" not in card and "fidelity" not in card and card["agreement"] > 0.3  # the result itself is whole
 
 
 @pytest.mark.parametrize("case, expected", [

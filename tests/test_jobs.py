@@ -55,7 +55,7 @@ class FakeEngine:
         self.active = self.most_at_once = 0
         self._lock = threading.Lock()
 
-    def __call__(self, config: dict, cancel, estimate_s=None):
+    def __call__(self, config: dict, cancel, estimate_s=None, skip=None):
         with self._lock:
             self.active += 1
             self.most_at_once = max(self.most_at_once, self.active)
@@ -237,7 +237,7 @@ def test_a_failed_job_keeps_its_error_and_the_worker_goes_on(tmp_path):
 
 
 def test_unexpected_errors_keep_their_details_off_a_public_page(tmp_path):
-    def broken(config, cancel, estimate_s=None):
+    def broken(config, cancel, estimate_s=None, skip=None):
         yield {"kind": "phase", "phase": "data", "message": "loading", "elapsed_s": 0.0}
         raise OSError("[Errno 13] Permission denied: '/proc/self/cwd/secret'")
 
@@ -251,7 +251,7 @@ def test_zero_gpu_refusals_reach_the_page_as_they_are(tmp_path):
 
     quota = "You have exceeded your free ZeroGPU quota (120s requested vs. 30s left). Try again in 1:00:00."
 
-    def refused(config, cancel, estimate_s=None):  # what spaces.GPU raises before the run starts
+    def refused(config, cancel, estimate_s=None, skip=None):  # what spaces.GPU raises before the run starts
         raise gr.Error(quota, title="ZeroGPU quota exceeded", print_exception=False)
         yield
 
@@ -262,7 +262,7 @@ def test_zero_gpu_refusals_reach_the_page_as_they_are(tmp_path):
 def test_snapshots_hold_no_server_paths(tmp_path):
     folder = tmp_path / "uploads" / "visitor-1" / "images"
 
-    def runner(config, cancel, estimate_s=None):
+    def runner(config, cancel, estimate_s=None, skip=None):
         yield {"kind": "log", "level": "info", "message": f"Loaded {config['data_dir']} and {config['query_pool']}"}
         yield {"kind": "result", "card": fake_card(config), "elapsed_s": 0.1}
 
@@ -382,7 +382,7 @@ def test_running_snapshot_reports_phase_progress_and_eta(tmp_path):
 def test_the_result_shows_while_the_evaluations_run_and_they_count_in_the_time_left(tmp_path):
     steps = {name: threading.Event() for name in ("stealing", "evaluating", "go_on", "finish")}
 
-    def engine(config: dict, cancel, estimate_s=None):
+    def engine(config: dict, cancel, estimate_s=None, skip=None):
         yield {"kind": "plan", "image_size": {"victim": 32, "thief": 32}, "elapsed_s": 0.0,
                "estimate": {"phases": {"steal": 4.0, "evaluate": 50.0}, "total": 54.0}}
         yield {"kind": "phase", "phase": "steal", "message": "stealing", "elapsed_s": 0.0}
@@ -462,7 +462,7 @@ def test_on_zero_gpu_importing_the_runners_wraps_the_gpu_function(fake_spaces, m
 
     wrapped = []
     monkeypatch.setattr(sys.modules["spaces"], "GPU",
-                        lambda duration=None: lambda f: wrapped.append((f.__name__, duration({}, 90, ""))))
+                        lambda duration=None: lambda f: wrapped.append((f.__name__, duration({}, 90, "", ""))))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     try:
         importlib.reload(runners)
@@ -475,7 +475,7 @@ def test_on_zero_gpu_importing_the_runners_wraps_the_gpu_function(fake_spaces, m
 def test_zero_gpu_runs_in_the_visitors_latest_request(tmp_path, fake_spaces, monkeypatch):
     engine = FakeEngine(hold_seeds={0})
     monkeypatch.setattr(runners, "gpu_process_events",
-                        lambda config, seconds, flag: engine(config, runners.FlagFile(flag)))
+                        lambda config, seconds, flag, skip_flag: engine(config, runners.FlagFile(flag)))
     store = JobStore(tmp_path, settings=settings(zero_gpu=True))
     first = as_visitor("token-a", store.submit, config(seed=0), A, 100)
     later = as_visitor("token-b-at-start", store.submit, config(seed=1), B, 20)
@@ -492,7 +492,7 @@ def test_zero_gpu_cancel_reaches_the_gpu_side_within_a_step(tmp_path, fake_space
 
     stopped = threading.Event()
 
-    def gpu_side(config, seconds, flag):  # sees only a file path, as across the process boundary
+    def gpu_side(config, seconds, flag, skip_flag):  # sees only a file path, as across the process boundary
         with cancel_scope(runners.FlagFile(flag)):
             yield {"kind": "phase", "phase": "embed", "message": "embedding", "elapsed_s": 0.0}
             try:
@@ -522,7 +522,7 @@ def test_zero_gpu_through_a_real_gradio_server(tmp_path, fake_spaces, monkeypatc
 
     engine = FakeEngine()
     monkeypatch.setattr(runners, "gpu_process_events",
-                        lambda config, seconds, flag: engine(config, runners.FlagFile(flag)))
+                        lambda config, seconds, flag, skip_flag: engine(config, runners.FlagFile(flag)))
     store = JobStore(tmp_path, settings=settings(zero_gpu=True))
 
     def start(owner: str) -> str:
@@ -568,7 +568,7 @@ def test_real_engine_run_through_the_store(tiny_config, tmp_path):
 def test_real_engine_cancel_is_quick_and_the_next_run_waits_for_it(tiny_config, tmp_path):
     active, most = [0], [0]
 
-    def counted(config, cancel, estimate_s=None):
+    def counted(config, cancel, estimate_s=None, skip=None):
         active[0] += 1
         most[0] = max(most[0], active[0])
         try:
@@ -617,7 +617,7 @@ def _rss_mb() -> float:
 _SURVIVORS: list = []  # small allocations that outlive a run (as caches and logs do), pinning its heap
 
 
-def fragmenting_engine(config: dict, cancel, estimate_s=None):
+def fragmenting_engine(config: dict, cancel, estimate_s=None, skip=None):
     """A run that holds ~750 MB in 128 KB tensors, each followed by a small one that outlives the run."""
     import torch
 

@@ -35,7 +35,7 @@ class HeldEngine:
         if begin:
             self.begin.set()
 
-    def __call__(self, config: dict, cancel, estimate_s=None):
+    def __call__(self, config: dict, cancel, estimate_s=None, skip=None):
         self.begin.wait(20)
         for q in (50, 100):
             yield {"kind": "checkpoint", "queries": q, "agreement": q / 200, "thief_accuracy": q / 300,
@@ -128,7 +128,7 @@ def test_the_reference_curve_during_a_run_is_the_finished_runs(tiny_config, tmp_
 
     paused, release = threading.Event(), threading.Event()
 
-    def held_after_two_points(config, cancel, estimate_s=None):
+    def held_after_two_points(config, cancel, estimate_s=None, skip=None):
         points = 0
         for event in runners.local_runner(config, cancel, estimate_s):
             yield event

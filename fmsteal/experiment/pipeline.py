@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 
 from fmsteal.cancel import cancel_scope, check
-from fmsteal.errors import DeviceUnavailable
+from fmsteal.errors import Cancelled, DeviceUnavailable
 from fmsteal.experiment.config import ExperimentConfig
 from fmsteal.experiment.estimate import price
 from fmsteal.experiment.phases import PHASES, RunState, card_of
@@ -28,9 +28,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
-def run(config: ExperimentConfig, cancel: threading.Event | None = None) -> Iterator[dict]:
+def run(config: ExperimentConfig, cancel: threading.Event | None = None,
+        skip: threading.Event | None = None) -> Iterator[dict]:
     """Run `config`, yielding events; `{"kind": "stolen", "card": ...}` as soon as the steal ends (the card
-    without the evaluations), the last one `{"kind": "result", "card": ...}`."""
+    without the evaluations), the last one `{"kind": "result", "card": ...}`. Once `skip` is set the
+    evaluations stop (within a batch) and the card lists those left out under `evaluations_skipped`."""
     started = time.perf_counter()
     with cancel_scope(cancel):
         device = resolve_device(config.device)
@@ -43,7 +45,8 @@ def run(config: ExperimentConfig, cancel: threading.Event | None = None) -> Iter
             phase_started = time.perf_counter()
             yield {"kind": "phase", "phase": phase.name, "message": phase.message(config),
                    "elapsed_s": round(phase_started - started, 3)}
-            for event in phase.run(state):
+            events = _skippable(phase.run(state), state, cancel, skip) if phase.name == "evaluate" else phase.run(state)
+            for event in events:
                 check()
                 event["elapsed_s"] = round(time.perf_counter() - started, 3)
                 yield event
@@ -54,3 +57,38 @@ def run(config: ExperimentConfig, cancel: threading.Event | None = None) -> Iter
                        "elapsed_s": round(time.perf_counter() - started, 3)}
         state.timings["total"] = round(time.perf_counter() - started, 3)
         yield {"kind": "result", "card": state.card, "elapsed_s": state.timings["total"]}
+
+
+class _Either:
+    """Set once either event is: what `cancel_scope` watches while the evaluations may be skipped."""
+
+    def __init__(self, *events: threading.Event | None):
+        self.events = [event for event in events if event is not None]
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self.events)
+
+
+def _skippable(events: Iterator[dict], state, cancel: threading.Event | None,
+               skip: threading.Event | None) -> Iterator[dict]:
+    """The evaluate phase's events, cut short once `skip` is set (a cancel still cancels the run)."""
+    if skip is None:
+        yield from events
+        return
+    either = _Either(cancel, skip)
+    while True:
+        try:
+            with cancel_scope(either):  # only while the evaluations run: the caller's checks see `cancel` alone
+                check()
+                event = next(events)
+        except StopIteration:
+            return
+        except Cancelled:
+            if not skip.is_set() or (cancel is not None and cancel.is_set()):
+                raise
+            break
+        yield event
+    events.close()
+    wanted = (["defence"] if state.config.defence != "none" else []) + list(state.config.evaluation_names())
+    state.results["evaluations_skipped"] = skipped = [name for name in wanted if name not in state.results]
+    yield {"kind": "log", "level": "info", "message": f"Evaluations skipped: {', '.join(skipped) or 'none left'}"}

@@ -81,6 +81,7 @@ def snapshot_of(job: Job, position: int, describe: Describe = default_describe, 
         "config": public_config(job.config, describe), "error": _scrub(job.error, job.config, describe),
         "phase": phase, "progress": progress and {k: progress[k] for k in ("done", "total", "message")},
         "checkpoints": checkpoints, "logs": logs, "card": card, "stolen": stolen, "has_files": job.saved,
+        "skipping": job.skip.is_set(),
         "image_size": (job.card or {}).get("image_size", sizes),
         "elapsed_s": round(elapsed, 1), "estimate_s": job.estimate_s, "version": job.version,
         "eta_s": _eta(job, phase, phase_start, progress, checkpoints, elapsed, phases),
@@ -92,7 +93,7 @@ def lost_snapshot(job_id: str) -> dict:
     return {"id": job_id, "status": "lost", "position": 0, "stopping_ahead": False, "started": False,
             "config": None, "error": LOST,
             "phase": None, "progress": None, "checkpoints": [], "logs": [], "card": None, "stolen": None,
-            "has_files": False,
+            "has_files": False, "skipping": False,
             "image_size": None, "elapsed_s": 0.0, "estimate_s": None, "version": 0, "eta_s": None}
 
 
@@ -103,11 +104,14 @@ def _eta(job: Job, phase, phase_start: float, progress, checkpoints: list[dict],
     if job.status != "running":
         return None
     in_phase = max(elapsed - phase_start, 0.0)
+    if job.skip.is_set() and phase in ("evaluate", "card"):
+        return 0.0
+    evaluations = 0.0 if job.skip.is_set() else phases.get("evaluate", 0.0)
     if phase == "evaluate" and "evaluate" in phases:
         return round(max(phases["evaluate"] - in_phase, 0.0), 1)
     if phase == "steal" and checkpoints:
         spent, budget = checkpoints[-1]["queries"], job.config["budget"]
-        return round(in_phase * (budget - spent) / max(spent, 1) + phases.get("evaluate", 0.0), 1)
+        return round(in_phase * (budget - spent) / max(spent, 1) + evaluations, 1)
     if phase == "embed" and progress and progress["done"]:
         return round(in_phase * (progress["total"] - progress["done"]) / progress["done"], 1)
     if job.estimate_s:
@@ -150,7 +154,9 @@ def status_line(snapshot: dict | None) -> str:
         parts.append(f"{last['queries']:,}/{snapshot['config']['budget']:,} queries")
     parts.append(f"{duration(snapshot['elapsed_s'])} elapsed")
     if snapshot["eta_s"] is not None:
-        scope = {"embed": " in this step", "steal": " (the evaluations included)",
+        scope = {"embed": " in this step", "steal": "" if snapshot["skipping"] else " (the evaluations included)",
                  "evaluate": " for the evaluations (the result is above)"}.get(snapshot["phase"], "")
+        if snapshot["skipping"] and snapshot["phase"] == "evaluate":
+            scope = ": skipping the evaluations (the result is above)"
         parts.append(f"~{duration(snapshot['eta_s'])} left{scope}")
     return " · ".join(parts)

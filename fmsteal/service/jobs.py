@@ -69,6 +69,7 @@ class Job:
     card: dict | None = None
     saved: bool = False  # its card and CSV are on disk
     cancel: threading.Event = field(default_factory=threading.Event)
+    skip: threading.Event = field(default_factory=threading.Event)  # its owner asked to skip the evaluations
     started: float | None = None
     finished: float | None = None
     seen: float = field(default_factory=time.time)  # the owner's latest submit or poll
@@ -155,6 +156,17 @@ class JobStore:
             if job is None or job.status in TERMINAL:
                 return False
             self._cancel(job)
+        return True
+
+    def skip_evaluations(self, job_id: str | None, owner: str | None) -> bool:
+        """Have the owner's queued or running job skip its evaluations (its result comes as soon as the steal
+        ends); False when it is unknown, someone else's or over."""
+        with self._lock:
+            job = self._owned(job_id, owner)
+            if job is None or job.status in TERMINAL:
+                return False
+            job.skip.set()
+            job.version += 1
         return True
 
     def files(self, job_id: str | None, owner: str | None) -> tuple[Path, Path] | None:
@@ -307,7 +319,7 @@ class JobStore:
         """The job's thread: feed its events into the job, save its card, record how it ended."""
         events = iter(())
         try:
-            events = self._runner(job.config, job.cancel, job.estimate_s)
+            events = self._runner(job.config, job.cancel, job.estimate_s, job.skip)
             for event in events:
                 with self._lock:
                     if job.status != "running":

@@ -1,12 +1,13 @@
 """How a job's experiment runs: in the job's own thread here, or through `spaces.GPU` on a ZeroGPU Space.
 
-A runner is `runner(config, cancel, estimate_s)`: it yields plain-data events (they cross ZeroGPU's
-process boundary) and stops with `Cancelled` soon after `cancel` is set. On ZeroGPU:
+A runner is `runner(config, cancel, estimate_s, skip)`: it yields plain-data events (they cross ZeroGPU's
+process boundary), stops with `Cancelled` soon after `cancel` is set and cuts the evaluations short once
+`skip` is. On ZeroGPU:
 - the duration asked of `spaces.GPU` is the run's own (`gpu_duration`): its estimate with a margin,
   at most FMSTEAL_GPU_SECONDS; `fmsteal.settings.max_run_seconds()` refuses runs that would not fit;
 - the call is made in the job's thread, which the job store starts inside the visitor's latest request
   context, so `spaces` reads that visitor's `X-IP-Token` and charges their quota;
-- cancel reaches the GPU process as a flag file, which `fmsteal.cancel.check()` reads between batches.
+- cancel and skip reach the GPU process as flag files, which `fmsteal.cancel.check()` reads between batches.
 `spaces.GPU` must wrap the GPU function before the app launches (ZeroGPU's start-up report lists the
 wrapped functions), so importing this module on ZeroGPU wraps it, however late the store is made.
 """
@@ -28,7 +29,7 @@ from fmsteal.settings import GPU_MARGIN, GPU_OVERHEAD_SECONDS, Settings, current
 __all__ = ["Runner", "FlagFile", "default_runner", "local_runner", "zero_gpu_runner", "gpu_duration",
            "gpu_process_events"]
 
-Runner = Callable[[dict, threading.Event, "float | None"], Iterator[dict]]
+Runner = Callable[[dict, threading.Event, "float | None", "threading.Event | None"], Iterator[dict]]
 
 
 def default_runner(settings: Settings | None = None) -> Runner:
@@ -39,11 +40,12 @@ def default_runner(settings: Settings | None = None) -> Runner:
     return local_runner
 
 
-def local_runner(config: dict, cancel: threading.Event, estimate_s: float | None = None) -> Iterator[dict]:
+def local_runner(config: dict, cancel: threading.Event, estimate_s: float | None = None,
+                 skip: threading.Event | None = None) -> Iterator[dict]:
     """The engine's `run` in the calling thread."""
     from fmsteal.experiment.pipeline import ExperimentConfig, run
 
-    yield from run(ExperimentConfig.from_dict(config), cancel=cancel)
+    yield from run(ExperimentConfig.from_dict(config), cancel=cancel, skip=skip)
 
 
 def gpu_duration(estimate_s: float | None, gpu_seconds: int) -> int:
@@ -74,11 +76,14 @@ def zero_gpu_runner(gpu_seconds: int) -> Runner:
     gpu_events = spaces.GPU(duration=_requested_seconds)(gpu_process_events)
     flags = Path(tempfile.mkdtemp(prefix="fmsteal-cancel-"))
 
-    def run_on_gpu(config: dict, cancel: threading.Event, estimate_s: float | None = None) -> Iterator[dict]:
-        flag, over = FlagFile(flags / secrets.token_hex(8)), threading.Event()
-        relay = threading.Thread(target=_relay, args=(cancel, flag, over), daemon=True)
-        relay.start()
-        events = gpu_events(config, gpu_duration(estimate_s, gpu_seconds), flag.path)
+    def run_on_gpu(config: dict, cancel: threading.Event, estimate_s: float | None = None,
+                   skip: threading.Event | None = None) -> Iterator[dict]:
+        over = threading.Event()
+        pairs = [(event, FlagFile(flags / secrets.token_hex(8))) for event in (cancel, skip or threading.Event())]
+        relays = [threading.Thread(target=_relay, args=(event, flag, over), daemon=True) for event, flag in pairs]
+        for relay in relays:
+            relay.start()
+        events = gpu_events(config, gpu_duration(estimate_s, gpu_seconds), *(flag.path for _, flag in pairs))
         try:
             for event in events:
                 if cancel.is_set():
@@ -87,30 +92,32 @@ def zero_gpu_runner(gpu_seconds: int) -> Runner:
         finally:
             over.set()
             events.close()
-            relay.join()
-            Path(flag.path).unlink(missing_ok=True)
+            for relay in relays:
+                relay.join()
+            for _, flag in pairs:
+                Path(flag.path).unlink(missing_ok=True)
 
     return run_on_gpu
 
 
-def _relay(cancel: threading.Event, flag: FlagFile, over: threading.Event) -> None:
-    """Set the flag file once `cancel` is set, until the run is over."""
+def _relay(event: threading.Event, flag: FlagFile, over: threading.Event) -> None:
+    """Set the flag file once `event` is set, until the run is over."""
     while not over.is_set():
-        if cancel.wait(0.1):
+        if event.wait(0.1):
             flag.set()
             return
 
 
-def _requested_seconds(config: dict, seconds: int, flag: str) -> int:
+def _requested_seconds(config: dict, seconds: int, flag: str, skip_flag: str) -> int:
     """`spaces.GPU`'s dynamic duration: it gets the GPU function's arguments."""
     return seconds
 
 
-def gpu_process_events(config: dict, seconds: int, flag: str) -> Iterator[dict]:
-    """Runs in ZeroGPU's GPU process: plain arguments in, plain events out; cancel through the flag file."""
+def gpu_process_events(config: dict, seconds: int, flag: str, skip_flag: str) -> Iterator[dict]:
+    """Runs in ZeroGPU's GPU process: plain arguments in, plain events out; cancel and skip through flag files."""
     from fmsteal.experiment.pipeline import ExperimentConfig, run
 
-    yield from run(ExperimentConfig.from_dict(config), cancel=FlagFile(flag))
+    yield from run(ExperimentConfig.from_dict(config), cancel=FlagFile(flag), skip=FlagFile(skip_flag))
 
 
 if current().zero_gpu and importlib.util.find_spec("spaces") is not None:  # wrapped before launch: see above
