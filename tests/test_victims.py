@@ -86,7 +86,9 @@ def test_a_callable_victim_learns_its_class_count_and_refuses_a_change():
     assert victim.probabilities(torch.rand(4, 3, 8, 8)).shape == (4, 5) and victim.num_classes == 5
     with pytest.raises(VictimError, match="6 classes, but 5 were expected"):
         victim.probabilities(torch.rand(4, 3, 8, 8))
-    assert victim.accounting() == {"answered": 4, "sent": 8, "replayed": 0, "logged": 0}
+    assert victim.accounting() == {"answered": 4, "sent": 8, "replayed": 0, "logged": 0, "probes": 0,
+                                   "failed_attempts": 0}
+    assert victim.fingerprint() is None  # a local victim is not probed
 
 
 def test_a_callable_that_raises_is_named_in_the_error():

@@ -19,7 +19,10 @@ class VictimHandle:
     source (an ONNX output shape), or learned from the first answer (None before it). `close()`
     frees the source (sessions, connections, the answer log); a handle is also a context manager.
     `accounting()` counts images: `answered` (returned by this handle), `sent` (asked of the victim
-    itself), `replayed` (answered from the answer log) and `logged` (answers the log holds).
+    itself), `replayed` (answered from the answer log), `logged` (answers the log holds) and `probes`
+    (probe images asked, outside any budget); and `failed_attempts` (requests that failed; those
+    retried are listed in `retried`). `fingerprint()` names the model's answers where the source can
+    (a remote victim's answers to the probe images), else None.
     """
 
     def __init__(self, answer: Callable[[torch.Tensor], object], description: str, *, num_classes: int | None = None,
@@ -32,6 +35,9 @@ class VictimHandle:
         self._close = close
         self.answered = 0
         self.sent = 0
+        self.probed = 0
+        self.failed_attempts = 0
+        self.retried: list[dict] = []  # one {"attempt", "of", "error", "wait_s"} per retried request
 
     @property
     def num_classes(self) -> int | None:
@@ -65,8 +71,12 @@ class VictimHandle:
             self._num_classes = probs.shape[1]
         return probs
 
+    def fingerprint(self) -> str | None:
+        return None
+
     def accounting(self) -> dict[str, int]:
-        return {"answered": self.answered, "sent": self.sent, "replayed": 0, "logged": 0}
+        return {"answered": self.answered, "sent": self.sent, "replayed": 0, "logged": 0, "probes": self.probed,
+                "failed_attempts": self.failed_attempts}
 
     def close(self) -> None:
         if self._close is not None:
