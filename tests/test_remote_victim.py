@@ -290,6 +290,48 @@ def test_an_answer_log_without_probes_is_refused(tmp_path):
         open_victim("url:http://127.0.0.1:9/predict", {"answer_log": str(old)})
 
 
+def test_an_attack_card_names_the_model_behind_the_url_and_records_retries_versions_and_timings(
+        server, retrained, cifar_mini, tmp_path):
+    from fmsteal import attack
+    from fmsteal.engine.data import load_splits, stratified_subset
+    from fmsteal.experiment.cards import attack_card_name
+
+    splits = load_splits(str(cifar_mini))
+    pool, test = stratified_subset(splits.train, 6), stratified_subset(splits.test, 4)
+    running = server(failures=["http500@3"])  # the probes, the first test images, then one failed request
+
+    def run(log, embedder=None):
+        return list(attack(f"url:{running.url}", pool=pool, test=test, budget=40, thief="tf_efficientnet_lite0",
+                           image_size=32, device="cpu", victim_params={**FAST, "answer_log": str(log)},
+                           embedder=embedder))
+
+    events = run(tmp_path / "answers.jsonl")
+    card, embedder = events[-1]["card"], events[-1]["thief"].embedder  # the thief's features, for the reruns
+    assert card["victim_accounting"] == _counts(answered=40 + 40, sent=80, logged=80, failed_attempts=1)
+    assert card["victim_retries"] == [{"attempt": 1, "of": 3, "error": card["victim_retries"][0]["error"],
+                                       "wait_s": FAST["backoff"]}] and "HTTP 500" in card["victim_retries"][0]["error"]
+    logs = [e["message"] for e in events if e["kind"] == "log"]  # what the console shows
+    assert any("HTTP 500" in line and "retry 1 of 3" in line for line in logs)
+    assert any(f"fingerprint {card['config']['victim_fingerprint']}" in line for line in logs)
+    assert set(card["versions"]) >= {"python", "torch", "timm"} and card["device"] == "cpu"
+    assert list(card["timings"]) == ["data", "embed", "victim", "steal", "total"]
+    assert card["timings"]["total"] >= sum(card["timings"][p] for p in ("data", "embed", "victim", "steal")) - 0.01 > 0
+
+    again = run(tmp_path / "answers.jsonl", embedder)[-1]["card"]  # a rerun: all from the log, the probes asked again
+    assert again["victim_accounting"] == _counts(answered=80, replayed=80, logged=80)
+    assert attack_card_name(again) == attack_card_name(card) and again["agreement"] == card["agreement"]
+
+    running.victim = retrained
+    served = running.stats()["images"]
+    with pytest.raises(VictimError, match="has changed since the answer log"):
+        run(tmp_path / "answers.jsonl")  # stopped before the thief's features are computed
+    assert running.stats()["images"] == served + PROBES  # no test image, no budget query
+    other = run(tmp_path / "retrained.jsonl", embedder)[-1]["card"]
+    assert other["config"]["victim"] == card["config"]["victim"]
+    assert other["config"]["victim_fingerprint"] != card["config"]["victim_fingerprint"]
+    assert attack_card_name(other) != attack_card_name(card)
+
+
 def test_the_default_answer_log_lives_in_the_cache(server, cifar_images, tmp_path, monkeypatch):
     monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))
     running = server()
