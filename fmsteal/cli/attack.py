@@ -50,6 +50,7 @@ def attack_main(args: argparse.Namespace) -> int:
 
 
 def _traffic(accounting: dict) -> str:
-    """What the victim was asked, from the card's `victim_accounting`."""
-    return (f"\nVictim  {accounting['sent']:,} images sent, {accounting['replayed']:,} answered from the answer log, "
-            f"{accounting['probes']} probe images; {accounting['failed_attempts']} failed request(s), retried")
+    """What the victim was asked, from the card's `victim_accounting` (counts that are 0 left out)."""
+    extra = ((accounting["replayed"], "answered from the answer log"), (accounting["probes"], "probe images"),
+             (accounting["failed_attempts"], "failed request(s) retried"))
+    return f"\nVictim  {accounting['sent']:,} images sent" + "".join(f", {n:,} {what}" for n, what in extra if n)

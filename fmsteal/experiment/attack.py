@@ -105,8 +105,9 @@ class _Retries:
     def __call__(self) -> list[dict]:
         retried = self.handle.retried if self.handle is not None else []
         new, self.shown = retried[self.shown:], len(retried)
-        return [{"kind": "log", "message": f"{self.handle.description}: {r['error']}; retry {r['attempt']} of "
-                                           f"{r['of']} in {r['wait_s']:g} s"} for r in new]
+        return [{"kind": "log", "level": "warning", "message": f"{self.handle.description}: {r['error']}; retry "
+                                                               f"{r['attempt']} of {r['of']} in {r['wait_s']:g} s"}
+                for r in new]
 
 
 def _default(name: str):
@@ -167,8 +168,8 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
         fingerprint = handle.fingerprint() if handle is not None else None  # a changed model stops the run here
         yield from retries()
         if fingerprint is not None:
-            yield {"kind": "log", "message": f"{handle.description}: fingerprint {fingerprint} (its answers to "
-                                             f"{handle.probed} probe images)"}
+            yield {"kind": "log", "level": "info", "message": f"{handle.description}: fingerprint {fingerprint} "
+                                                            f"(its answers to {handle.probed} probe images)"}
         if embedder is None and mode == "lp":  # an FFT thief trains on pixels: it needs no frozen features
             yield clock.phase("embed", f"{spec.label} features of the pool and test images (cached)")
             embedder = Embedder(spec, size, torch_device, speed.forward_batch(spec, size, torch_device.type),
