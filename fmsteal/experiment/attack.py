@@ -5,9 +5,9 @@ phase through this function with the victim behind a `BlackBoxVictim` (carrying 
 Events are plain dicts; the last one is `{"kind": "result", "card": {...}, "thief": ..., "test_predictions": ...}`.
 Attack queries are exactly `budget`; the victim's answers on the test images are evaluation queries,
 counted separately (`evaluation_queries`; none when the caller passes them as `reference`), as are a
-remote victim's probe images (`victim_accounting["probes"]`), whose answers' hash is the config's
-`victim_fingerprint`: two models behind one URL never share a card. Each retried request is a `log`
-event and a `victim_retries` entry; `timings` holds each phase's seconds and the total, as a run card's.
+remote victim's probe images (`victim_accounting["probes"]`). Their answers' hash (a file's content hash)
+is the config's `victim_fingerprint`: two models behind one URL or path never share a card. Each retried
+request is a `log` event and a `victim_retries` entry; `timings` holds each phase's seconds and the total.
 """
 
 from __future__ import annotations
@@ -168,8 +168,7 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
         fingerprint = handle.fingerprint() if handle is not None else None  # a changed model stops the run here
         yield from retries()
         if fingerprint is not None:
-            yield {"kind": "log", "level": "info", "message": f"{handle.description}: fingerprint {fingerprint} "
-                                                            f"(its answers to {handle.probed} probe images)"}
+            yield {"kind": "log", "level": "info", "message": f"{handle.description}: fingerprint {fingerprint}"}
         if embedder is None and mode == "lp":  # an FFT thief trains on pixels: it needs no frozen features
             yield clock.phase("embed", f"{spec.label} features of the pool and test images (cached)")
             embedder = Embedder(spec, size, torch_device, speed.forward_batch(spec, size, torch_device.type),

@@ -84,7 +84,6 @@ class RemoteVictim(VictimHandle):
         path = None if answer_log == "off" else answer_log or default_log_path(spec, options)
         self.log = AnswerLog(path, spec, options) if path else None
         self.replayed = 0
-        self._fingerprint: str | None = None
         self._ready_at = 0.0  # monotonic time before which the rate limit allows no request
         if self.log is not None and self.log.num_classes is not None:
             if num_classes is not None and num_classes != self.log.num_classes:
