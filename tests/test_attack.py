@@ -41,7 +41,7 @@ def test_a_callable_victim_is_stolen_with_exact_query_accounting(images):
     events = list(fmsteal.attack(victim, pool=pool, test=test, budget=150, **OPTIONS))
     result = events[-1]
     card = result["card"]
-    assert victim.seen == 150 + 100  # the budget, then the test images once
+    assert victim.seen == 150 + 100  # the budget, then the test images once (a local victim is not probed)
     assert card["queries_spent"] == 150 and card["evaluation_queries"] == 100 == card["test_size"]
     checkpoints = [e for e in events if e["kind"] == "checkpoint"]
     assert [c["queries"] for c in checkpoints] == [p["queries"] for p in card["curve"]] and checkpoints[-1]["queries"] == 150
@@ -126,5 +126,8 @@ def test_the_card_records_the_victims_options_but_no_header_values():
     recorded = _recorded({"mean": "0.5,0.5,0.5", "std": "0.25,0.25,0.25", "image_size": 64,
                           "header": "Authorization: Bearer s3cret; X-Team: red"})
     assert recorded["mean"] == "0.5,0.5,0.5" and recorded["std"] == "0.25,0.25,0.25" and recorded["image_size"] == 64
-    assert recorded["header"] == "Authorization: (not recorded); X-Team: (not recorded)"
+    assert set(recorded["header"]) == {"Authorization", "X-Team"}
+    assert all(value.startswith("sha256:") for value in recorded["header"].values())
     assert "s3cret" not in str(recorded) and _recorded(None) == {}
+    other = _recorded({"header": "Authorization: Bearer other; X-Team: red"})["header"]
+    assert other["X-Team"] == recorded["header"]["X-Team"] and other["Authorization"] != recorded["header"]["Authorization"]

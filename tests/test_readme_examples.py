@@ -73,3 +73,4 @@ def test_the_readme_examples_run_as_written(cifar_subset, session_cache, tmp_pat
                            timeout=900)
     assert shell.returncode == 0, shell.stderr[-2000:]
     assert "Agreement with the victim" in shell.stdout and len(list((tmp_path / "runs").glob("attack__*.json"))) == 1
+    assert "\nVictim  " in shell.stdout and " images sent" in shell.stdout

@@ -86,7 +86,9 @@ def test_a_callable_victim_learns_its_class_count_and_refuses_a_change():
     assert victim.probabilities(torch.rand(4, 3, 8, 8)).shape == (4, 5) and victim.num_classes == 5
     with pytest.raises(VictimError, match="6 classes, but 5 were expected"):
         victim.probabilities(torch.rand(4, 3, 8, 8))
-    assert victim.accounting() == {"answered": 4, "sent": 8, "replayed": 0, "logged": 0}
+    assert victim.accounting() == {"answered": 4, "sent": 8, "replayed": 0, "logged": 0, "probes": 0,
+                                   "failed_attempts": 0}
+    assert victim.fingerprint() is None  # a Python callable may change at any time: nothing to name it by
 
 
 def test_a_callable_that_raises_is_named_in_the_error():
@@ -198,6 +200,19 @@ def test_a_torchscript_victim_answers_as_the_model(exported, classifier, cifar_i
         probs = victim.probabilities(images)
     assert victim.num_classes == 10
     assert torch.allclose(probs, _reference(classifier, images, 48), atol=1e-5)
+
+
+def test_a_file_victim_is_fingerprinted_by_its_content(exported, tmp_path):
+    import shutil
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(exported["onnx"], model)
+    with open_victim(f"file:{model}") as victim:
+        before = victim.fingerprint()
+    assert before == open_victim(f"file:{exported['onnx']}").fingerprint()  # the same model anywhere
+    shutil.copy(exported["torchscript"], model)  # another model saved at the same path
+    with open_victim(f"file:{model}", {"image_size": 48}) as victim:
+        assert victim.fingerprint() != before
 
 
 class _Exploit:

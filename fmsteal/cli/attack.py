@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 from pathlib import Path
 
 from fmsteal.cli.options import add_field_options, values_from_args
 from fmsteal.cli.run import show_events
 from fmsteal.errors import ConfigError
-from fmsteal.experiment.cards import write_card
+from fmsteal.experiment.cards import attack_card_name, write_card
 from fmsteal.experiment.config import field_named
 
 __all__ = ["add_attack_parser", "attack_main"]
@@ -43,9 +41,16 @@ def attack_main(args: argparse.Namespace) -> int:
     if not args.test:
         raise ConfigError("--test names the labelled images the copy is scored on.")
     card = show_events(attack(spec, pool=args.pool or args.test, test=args.test, victim_params=params, **values))
-    digest = hashlib.sha1(json.dumps(card["config"], sort_keys=True, default=str).encode()).hexdigest()[:10]
-    path = write_card(card, Path(args.out) / f"attack__{card['config']['thief']}__{card['config']['budget']}q__{digest}.json")
+    path = write_card(card, Path(args.out) / attack_card_name(card))
     print(f"\nAgreement with the victim {card['agreement']:.2%} on {card['test_size']:,} test images after "
           f"{card['queries_spent']:,} {card['config']['output']} queries (+{card['evaluation_queries']:,} evaluation "
-          f"queries); thief accuracy {card['thief_accuracy']:.2%}.\nCard    {path}")
+          f"queries); thief accuracy {card['thief_accuracy']:.2%}.{_traffic(card['victim_accounting'])}"
+          f"\nCard    {path}")
     return 0
+
+
+def _traffic(accounting: dict) -> str:
+    """What the victim was asked, from the card's `victim_accounting` (counts that are 0 left out)."""
+    extra = ((accounting["replayed"], "answered from the answer log"), (accounting["probes"], "probe images"),
+             (accounting["failed_attempts"], "failed request(s) retried"))
+    return f"\nVictim  {accounting['sent']:,} images sent" + "".join(f", {n:,} {what}" for n, what in extra if n)

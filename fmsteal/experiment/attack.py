@@ -4,7 +4,10 @@ This is the one attack code path: `fmsteal.experiment.run` trains a victim here,
 phase through this function with the victim behind a `BlackBoxVictim` (carrying the run's defence).
 Events are plain dicts; the last one is `{"kind": "result", "card": {...}, "thief": ..., "test_predictions": ...}`.
 Attack queries are exactly `budget`; the victim's answers on the test images are evaluation queries,
-counted separately (`evaluation_queries`; none when the caller passes them as `reference`).
+counted separately (`evaluation_queries`; none when the caller passes them as `reference`), as are a
+remote victim's probe images (`victim_accounting["probes"]`). Their answers' hash (a file's content hash)
+is the config's `victim_fingerprint`: two models behind one URL or path never share a card. Each retried
+request is a `log` event and a `victim_retries` entry; `timings` holds each phase's seconds and the total.
 """
 
 from __future__ import annotations
@@ -59,12 +62,52 @@ def _opened(victim, victim_params: dict | None, classes) -> contextlib.AbstractC
 
 def _recorded(victim_params: dict | None) -> dict:
     """The victim's options as the card records them (they change its answers: normalisation, image size, ...);
-    header values, which may hold credentials, as their names only."""
+    header values, which may hold credentials, as hashes."""
+    from fmsteal.victims.url import header_digests
+
     recorded = dict(victim_params or {})
     if recorded.get("header"):
-        names = [pair.partition(":")[0].strip() for pair in str(recorded["header"]).split(";") if pair.strip()]
-        recorded["header"] = "; ".join(f"{name}: (not recorded)" for name in names)
+        recorded["header"] = header_digests(str(recorded["header"]))
     return recorded
+
+
+class _Clock:
+    """Each phase's seconds, from its phase event to the next one, and the total: the card's `timings`."""
+
+    def __init__(self) -> None:
+        self.started = self.since = time.perf_counter()
+        self.current: str | None = None
+        self.timings: dict[str, float] = {}
+
+    def phase(self, name: str, message: str) -> dict:
+        """The phase event that starts `name` (and ends the phase before it)."""
+        self._lap()
+        self.current = name
+        return {"kind": "phase", "phase": name, "message": message}
+
+    def done(self) -> dict[str, float]:
+        self._lap()
+        return {**self.timings, "total": round(time.perf_counter() - self.started, 3)}
+
+    def _lap(self) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.timings[self.current] = round(now - self.since, 3)
+        self.since = now
+
+
+class _Retries:
+    """A `log` event for each request the victim retried, each shown once."""
+
+    def __init__(self, handle) -> None:
+        self.handle, self.shown = handle, 0
+
+    def __call__(self) -> list[dict]:
+        retried = self.handle.retried if self.handle is not None else []
+        new, self.shown = retried[self.shown:], len(retried)
+        return [{"kind": "log", "level": "warning", "message": f"{self.handle.description}: {r['error']}; retry "
+                                                               f"{r['attempt']} of {r['of']} in {r['wait_s']:g} s"}
+                for r in new]
 
 
 def _default(name: str):
@@ -87,12 +130,14 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
     an `Embedder` of the thief that already holds the pool's and test images' features. The result event
     carries the card, the stolen copy (`thief`, a `Thief`) and its labels on the test images.
     """
+    import torch
+
     from fmsteal.adversary.blackbox import BlackBoxVictim
     from fmsteal.adversary.thief import Thief, steal
     from fmsteal.engine.embed import Embedder
     from fmsteal.engine.recipes import full_precision, recipe_for
     from fmsteal.engine.zoo import get_backbone
-    from fmsteal.experiment.phases import CHECKPOINT, comparison
+    from fmsteal.experiment.phases import CHECKPOINT, comparison, device_name, versions
     from fmsteal.experiment.pipeline import resolve_device
     from fmsteal.experiment import speed
     from fmsteal.experiment.plan import resolve_image_size
@@ -104,35 +149,40 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
                    preset=preset, top_k=top_k, decimals=decimals)
     for name in CHECKED:
         field_named(name).check(options[name])
-    started = time.perf_counter()
+    clock = _Clock()
     spec = get_backbone(thief)  # a zoo name, optionally with an input scaling (`resnet34@raw`)
     mode = thief_mode or spec.default_mode
     field_named("thief_mode").check(mode)
     torch_device = resolve_device(device)
     size = resolve_image_size(spec, image_size, torch_device.type)
 
-    yield {"kind": "phase", "phase": "data", "message": "Loading the query pool and the test images"}
+    yield clock.phase("data", "Loading the query pool and the test images")
     pool_set, test_set = _images(pool, "pool"), _images(test, "test")
     if budget > len(pool_set):
         raise ConfigError(f"The budget ({budget:,} queries) is larger than the query pool ({len(pool_set):,} images).")
     if reference is not None and len(reference) != len(test_set):
         raise ConfigError(f"reference holds {len(reference):,} labels for {len(test_set):,} test images.")
     classes = test_set.class_names
-    if embedder is None and mode == "lp":  # an FFT thief trains on pixels: it needs no frozen features
-        yield {"kind": "phase", "phase": "embed", "message": f"{spec.label} features of the pool and test images (cached)"}
-        embedder = Embedder(spec, size, torch_device, speed.forward_batch(spec, size, torch_device.type),
-                            fp32=full_precision(preset))
-        for images, what in ((pool_set, "query pool"), (test_set, "test images")):
-            yield from embedder.register(images, f"{spec.label}: {what}")
-
     with _opened(victim, victim_params, classes) as handle:
+        retries = _Retries(handle)
+        fingerprint = handle.fingerprint() if handle is not None else None  # a changed model stops the run here
+        yield from retries()
+        if fingerprint is not None:
+            yield {"kind": "log", "level": "info", "message": f"{handle.description}: fingerprint {fingerprint}"}
+        if embedder is None and mode == "lp":  # an FFT thief trains on pixels: it needs no frozen features
+            yield clock.phase("embed", f"{spec.label} features of the pool and test images (cached)")
+            embedder = Embedder(spec, size, torch_device, speed.forward_batch(spec, size, torch_device.type),
+                                fp32=full_precision(preset))
+            for images, what in ((pool_set, "query pool"), (test_set, "test images")):
+                yield from embedder.register(images, f"{spec.label}: {what}")
         black_box = victim if handle is None else BlackBoxVictim(
             handle.probabilities, handle.num_classes or len(classes), output, budget, top_k, decimals)
         victim_test = reference
         if victim_test is None:
-            yield {"kind": "phase", "phase": "victim", "message": "Asking the victim about the test images (evaluation)"}
+            yield clock.phase("victim", "Asking the victim about the test images (evaluation)")
             victim_test = handle.probabilities(test_set.images.float() / 255).argmax(1)
             check()
+            yield from retries()
         recipe = recipe_for(preset, "thief", mode, spec.family == "scratch", spec.timm_arch)
         copy = Thief(spec, mode, size, torch_device, embedder, recipe, len(classes), seed)
         last: dict = {}
@@ -141,22 +191,26 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
             last["predictions"] = current.logits(test_set.images).argmax(1)
             return {k: v for k, v in comparison(last["predictions"], victim_test, test_set).items() if k in CHECKPOINT}
 
-        yield {"kind": "phase", "phase": "steal", "message": f"Stealing with {budget:,} queries ({output})"}
+        yield clock.phase("steal", f"Stealing with {budget:,} queries ({output})")
         curve, spent_before = [], black_box.queries_used
         for event in steal(black_box, pool_set.images, copy, budget, strategy, seed, evaluate):
             if event["kind"] == "checkpoint":
                 curve.append({k: event[k] for k in ("queries", "agreement", "thief_accuracy", "macro_f1")})
+            yield from retries()
             yield event
+        yield from retries()
         accounting = handle.accounting() if handle is not None else None
+        retried = handle.retried if handle is not None else []
         described = handle.description if handle is not None else "a BlackBoxVictim"
     yield {"kind": "result", "thief": copy, "test_predictions": last["predictions"], "card": {
         "fmsteal_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {"victim": described, "victim_options": _recorded(victim_params), **options, "thief_mode": mode,
-                   "image_size": size,
+        "config": {"victim": described, "victim_options": _recorded(victim_params), "victim_fingerprint": fingerprint,
+                   **options, "thief_mode": mode, "image_size": size,
                    "pool": pool if isinstance(pool, str) else "ImageSet", "test": test if isinstance(test, str) else "ImageSet"},
+        "versions": versions(), "device": device_name(torch_device), "threads": torch.get_num_threads(),
         "seed": seed, "class_names": classes, "image_size": {"thief": size}, "curve": curve,
         **comparison(last["predictions"], victim_test, test_set),
         "queries_spent": black_box.queries_used - spent_before,
         "evaluation_queries": 0 if reference is not None else len(test_set), "victim_accounting": accounting,
-        "test_size": len(test_set), "pool_size": len(pool_set),
-        "timings": {"total": round(time.perf_counter() - started, 3)}}}
+        "victim_retries": retried,
+        "test_size": len(test_set), "pool_size": len(pool_set), "timings": clock.done()}}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
+
+__all__ = ["CURVE_COLUMNS", "attack_card_name", "card_name", "curve_csv", "read_card", "write_card"]
 
 CURVE_COLUMNS = ("queries", "agreement", "thief_accuracy", "macro_f1")
 
@@ -35,6 +38,14 @@ def card_name(card: dict) -> str:
     config = ExperimentConfig.from_dict(card["config"])
     return (f"{config.victim}__{config.thief}__{config.budget}q__{config.output}__seed{config.seed}"
             f"__{config.job_id()}.json")
+
+
+def attack_card_name(card: dict) -> str:
+    """The file name of an attack's card: thief, budget and a digest of its whole config (the victim's spec,
+    options and fingerprint among it), so distinct victims or settings never share a card."""
+    config = card["config"]
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"attack__{config['thief']}__{config['budget']}q__{digest}.json"
 
 
 def curve_csv(card: dict) -> str:

@@ -36,7 +36,7 @@ from fmsteal.experiment.plan import Plan, make_plan, pool_split
 from fmsteal.experiment.pricing import Pricing
 from fmsteal.fields import parse_params
 
-__all__ = ["Phase", "PHASES", "RunState", "comparison", "split_pool"]
+__all__ = ["Phase", "PHASES", "RunState", "comparison", "device_name", "split_pool", "versions"]
 
 CHECKPOINT = ("agreement", "thief_accuracy", "macro_f1", "victim_accuracy")  # the numbers of one curve point
 
@@ -315,13 +315,12 @@ def run_card(state: RunState) -> Iterator[dict]:
 def card_of(state: RunState) -> dict:
     """The run card as far as the run has got (after the steal: everything but the evaluations' results)."""
     config, test, plan = state.config, state.test, state.plan
-    device = state.device
     return {
         "fmsteal_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config.to_dict(),
-        "versions": _versions(),
-        "device": str(device) if device.type == "cpu" else f"cuda:{torch.cuda.current_device()}",
+        "versions": versions(),
+        "device": device_name(state.device),
         "threads": torch.get_num_threads(),
         "image_size": {"victim": plan.victim_size, "thief": plan.thief_size},
         "seed": config.seed,
@@ -340,7 +339,13 @@ def card_of(state: RunState) -> dict:
     }
 
 
-def _versions() -> dict:
+def device_name(device: torch.device) -> str:
+    """The device as a card records it: `cpu`, or the CUDA device's index (`cuda:0`)."""
+    return str(device) if device.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
+
+
+def versions() -> dict:
+    """The versions a card records: python, torch, torchvision, timm."""
     import timm
     import torchvision
 

@@ -11,6 +11,7 @@ dynamic_shapes=({0: torch.export.Dim("batch")},))` or `torch.jit.trace(model, ex
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -79,7 +80,16 @@ def file_victim(target: str, *, num_classes: int | None, class_names: Sequence[s
         return model(images)
 
     return VictimHandle(answer, f"file:{path}", num_classes=num_classes or model_classes, class_names=class_names,
-                        batch_size=fixed_batch or batch_size, close=close)
+                        batch_size=fixed_batch or batch_size, close=close, fingerprint=_content_hash(path))
+
+
+def _content_hash(path: Path) -> str:
+    """The file's SHA-256 (16 hex): another model saved at the same path is another victim."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def _onnx(path: Path) -> tuple[Callable, int | None, int | None, int | None, Callable[[], None]]:

@@ -19,19 +19,27 @@ class VictimHandle:
     source (an ONNX output shape), or learned from the first answer (None before it). `close()`
     frees the source (sessions, connections, the answer log); a handle is also a context manager.
     `accounting()` counts images: `answered` (returned by this handle), `sent` (asked of the victim
-    itself), `replayed` (answered from the answer log) and `logged` (answers the log holds).
+    itself), `replayed` (answered from the answer log), `logged` (answers the log holds) and `probes`
+    (probe images asked, outside any budget); and `failed_attempts` (requests that failed; those
+    retried are listed in `retried`). `fingerprint()` tells models apart where the source can (a hash
+    of a file's content, of a remote victim's answers to the probe images), else None.
     """
 
     def __init__(self, answer: Callable[[torch.Tensor], object], description: str, *, num_classes: int | None = None,
-                 class_names: Sequence[str] = (), batch_size: int = 0, close: Callable[[], None] | None = None):
+                 class_names: Sequence[str] = (), batch_size: int = 0, close: Callable[[], None] | None = None,
+                 fingerprint: str | None = None):
         self._answer = answer
         self.description = description
         self._num_classes = num_classes
         self.class_names = tuple(class_names)
         self.batch_size = batch_size  # images per call to the source (0: all at once)
         self._close = close
+        self._fingerprint = fingerprint
         self.answered = 0
         self.sent = 0
+        self.probed = 0
+        self.failed_attempts = 0
+        self.retried: list[dict] = []  # one {"attempt", "of", "error", "wait_s"} per retried request
 
     @property
     def num_classes(self) -> int | None:
@@ -65,8 +73,12 @@ class VictimHandle:
             self._num_classes = probs.shape[1]
         return probs
 
+    def fingerprint(self) -> str | None:
+        return self._fingerprint
+
     def accounting(self) -> dict[str, int]:
-        return {"answered": self.answered, "sent": self.sent, "replayed": 0, "logged": 0}
+        return {"answered": self.answered, "sent": self.sent, "replayed": 0, "logged": 0, "probes": self.probed,
+                "failed_attempts": self.failed_attempts}
 
     def close(self) -> None:
         if self._close is not None:

@@ -5,14 +5,17 @@ raising `TransientError` for failures worth retrying (timeout, lost connection, 
 and `VictimError` for the rest. `RemoteVictim` does everything else: it answers images already in
 the answer log without asking again, sends the others in batches no faster than the rate limit,
 retries transient failures after 1x, 2x, 4x ... `backoff` seconds (longer when the server's
-Retry-After asks for it), and logs each batch's answers
-before it returns, so an interrupted attack reruns for free up to where it stopped. Waits (rate
-limit, backoff) and each request check `fmsteal.cancel`, so a cancelled run stops within 0.1 s.
+Retry-After asks for it; each retry is recorded in `retried`), and logs each batch's answers
+before it returns, so an interrupted attack reruns for free up to where it stopped. Before its first
+answer it asks the probe images (`fmsteal.victims.log.probe_images`): a log's answers are used only
+while the victim still answers them as logged, and their hash is the victim's `fingerprint()`.
+Waits (rate limit, backoff) and each request check `fmsteal.cancel`, so a cancelled run stops within 0.1 s.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 
@@ -24,7 +27,7 @@ from fmsteal.errors import FmstealError
 from fmsteal.fields import Field
 from fmsteal.victims.answers import VictimError
 from fmsteal.victims.handle import VictimHandle, check_images
-from fmsteal.victims.log import AnswerLog, image_key, to_uint8
+from fmsteal.victims.log import AnswerLog, fingerprint, image_key, probe_images, to_uint8
 
 __all__ = ["RemoteVictim", "TransientError", "remote_fields", "default_log_path"]
 
@@ -60,24 +63,27 @@ def _pause(seconds: float) -> None:
     check()
 
 
-def default_log_path(spec: str) -> str:
-    """The answer log of a victim when none is given: one file per victim spec in the cache."""
-    return str(settings.current().cache / "answers" / f"{hashlib.sha256(spec.encode()).hexdigest()[:16]}.jsonl")
+def default_log_path(spec: str, options: dict) -> str:
+    """The answer log of a victim when none is given: one file per victim spec and options in the cache."""
+    identity = json.dumps([spec, options], sort_keys=True).encode()
+    return str(settings.current().cache / "answers" / f"{hashlib.sha256(identity).hexdigest()[:16]}.jsonl")
 
 
 class RemoteVictim(VictimHandle):
-    """A `VictimHandle` over a transport `send(pixels) -> raw answer` (pixels: n x 3 x H x W uint8)."""
+    """A `VictimHandle` over a transport `send(pixels) -> raw answer` (pixels: n x 3 x H x W uint8).
+    `options`: the source's options that change its answers (as the log records them: no secrets)."""
 
     def __init__(self, send: Callable[[torch.Tensor], object], spec: str, *, timeout: float, retries: int,
-                 backoff: float, rate: float, batch_size: int, answer_log: str, num_classes: int | None = None,
-                 class_names: Sequence[str] = (), close: Callable[[], None] | None = None):
+                 backoff: float, rate: float, batch_size: int, answer_log: str, options: dict | None = None,
+                 num_classes: int | None = None, class_names: Sequence[str] = (),
+                 close: Callable[[], None] | None = None):
         super().__init__(send, spec, num_classes=num_classes, class_names=class_names, batch_size=batch_size,
                          close=close)
         self.timeout, self.retries, self.backoff, self.rate = timeout, retries, backoff, rate
-        path = None if answer_log == "off" else answer_log or default_log_path(spec)
-        self.log = AnswerLog(path, spec) if path else None
+        options = options or {}
+        path = None if answer_log == "off" else answer_log or default_log_path(spec, options)
+        self.log = AnswerLog(path, spec, options) if path else None
         self.replayed = 0
-        self.failed_attempts = 0
         self._ready_at = 0.0  # monotonic time before which the rate limit allows no request
         if self.log is not None and self.log.num_classes is not None:
             if num_classes is not None and num_classes != self.log.num_classes:
@@ -86,7 +92,24 @@ class RemoteVictim(VictimHandle):
                                   f"but {num_classes} are expected; give another answer log path.")
             self._num_classes = self.log.num_classes
 
+    def fingerprint(self) -> str:
+        """The hash of the victim's answers to the probe images, asked once per handle: a new log records
+        them, an existing one checks them (VictimError when the model behind the victim has changed)."""
+        if self._fingerprint is None:
+            pixels, step = to_uint8(probe_images()), self.batch_size
+            probes = torch.cat([self._fetch(pixels[i:i + step]) for i in range(0, len(pixels), step)])
+            self.probed += len(probes)
+            if self.log is not None and self.log.probes is None:
+                self.log.start(probes)
+            elif self.log is not None:
+                self.log.check(probes)
+                probes = self.log.probes  # the logged answers: the same fingerprint in every run
+            self._fingerprint = fingerprint(probes)
+        return self._fingerprint
+
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        if self.log is not None:
+            self.fingerprint()  # a changed model is caught before the first answer, logged or asked
         pixels = to_uint8(check_images(images))
         keys = [image_key(p) for p in pixels]
         logged = self.log.get if self.log is not None else (lambda key: None)
@@ -120,7 +143,10 @@ class RemoteVictim(VictimHandle):
                 if attempt == self.retries:
                     raise VictimError(f"{self.description} failed {attempt + 1} time(s) in a row: {error}. "
                                       f"{self._saved()} Run again to resume, or raise retries/timeout.") from None
-                _pause(max(self.backoff * 2**attempt, error.retry_after or 0.0))
+                wait = max(self.backoff * 2**attempt, error.retry_after or 0.0)
+                self.retried.append({"attempt": attempt + 1, "of": self.retries, "error": str(error),
+                                     "wait_s": round(wait, 3)})
+                _pause(wait)
             except VictimError as error:
                 raise VictimError(f"{error} {self._saved()}") from None
             except FmstealError:
@@ -143,8 +169,8 @@ class RemoteVictim(VictimHandle):
         return f"The {len(self.log)} answers received so far are kept in {self.log.path}."
 
     def accounting(self) -> dict[str, int]:
-        return {"answered": self.answered, "sent": self.sent, "replayed": self.replayed,
-                "logged": len(self.log) if self.log is not None else 0}
+        logged = len(self.log) if self.log is not None else 0
+        return {**super().accounting(), "replayed": self.replayed, "logged": logged}
 
     def close(self) -> None:
         if self.log is not None:

@@ -63,7 +63,7 @@ def _label(label: object, class_names: Sequence[str]) -> object:
 
 
 class _SpaceTransport:
-    """Sends one image per call to a Gradio endpoint; connects on first use (a resumed attack may need none)."""
+    """Sends one image per call to a Gradio endpoint; connects on first use."""
 
     def __init__(self, source: str, api_name: str, timeout: float, num_classes: int | None, class_names: Sequence[str]):
         self.source, self.api_name, self.timeout = source, api_name, timeout

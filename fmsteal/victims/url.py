@@ -20,6 +20,7 @@ status, HTML or non-JSON bodies and malformed answers stop the attack with a `Vi
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import io
 import json
@@ -38,7 +39,7 @@ from fmsteal.victims.handle import VictimHandle
 from fmsteal.victims.remote import RemoteVictim, TransientError, remote_fields
 from fmsteal.victims.sources import VICTIM_SOURCES
 
-__all__ = ["ANSWER_KEYS", "encode_png", "decode_png", "post_images", "url_victim"]
+__all__ = ["ANSWER_KEYS", "encode_png", "decode_png", "header_digests", "post_images", "url_victim"]
 
 ANSWER_KEYS = ("probabilities", "logits", "labels")
 RETRIED_STATUS = (408, 429, 500, 502, 503, 504)
@@ -129,6 +130,13 @@ def _headers(text: str) -> dict[str, str]:
     return headers
 
 
+def header_digests(text: str) -> dict[str, str]:
+    """The `header` option's values as hashes (`{"Authorization": "sha256:<12 hex>"}`): what the answer log
+    and the card record, telling values apart without keeping credentials."""
+    return {name: "sha256:" + hashlib.sha256(f"{name}: {value}".encode()).hexdigest()[:12]
+            for name, value in _headers(text).items()}
+
+
 @VICTIM_SOURCES.register(
     "url", help="a classifier behind an HTTP JSON API (POST {images: [base64 PNG]} -> {probabilities|logits|labels})",
     params=remote_fields(32) + (
@@ -138,7 +146,8 @@ def url_victim(target: str, *, num_classes: int | None, class_names: Sequence[st
                backoff: float, rate: float, batch_size: int, answer_log: str, header: str) -> VictimHandle:
     if not target.startswith(("http://", "https://")):
         raise ConfigError(f"The victim URL must start with http:// or https://; got {target!r}.")
-    headers = _headers(header)
+    headers, digests = _headers(header), header_digests(header)
     return RemoteVictim(lambda pixels: post_images(target, pixels, timeout, headers), f"url:{target}",
                         timeout=timeout, retries=retries, backoff=backoff, rate=rate, batch_size=batch_size,
-                        answer_log=answer_log, num_classes=num_classes, class_names=class_names)
+                        answer_log=answer_log, options={"header": digests} if digests else {},
+                        num_classes=num_classes, class_names=class_names)
