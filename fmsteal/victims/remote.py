@@ -50,7 +50,7 @@ def remote_fields(batch_size: int) -> tuple[Field, ...]:
         Field("rate", "float", 0.0, "at most this many images (queries) per second; 0 = no limit", minimum=0),
         Field("batch_size", "int", batch_size, "images per request", minimum=1),
         Field("answer_log", "str", "", "JSONL file of the victim's answers, reused when the attack is rerun "
-              "('' = one per victim under FMSTEAL_CACHE/answers, 'off' = none)"),
+              "('' = one per victim and header set under FMSTEAL_CACHE/answers, 'off' = none)"),
     )
 
 
