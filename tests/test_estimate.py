@@ -155,14 +155,18 @@ def test_durations_read_naturally():
 
 
 def test_work_an_earlier_run_left_in_the_cache_is_left_out(tiny_config):
-    config = tiny_config(seed=7, image_size=48)  # a size no other test embeds at
+    config = tiny_config(seed=7, image_size=48, evaluations="corruptions")  # a size no other test embeds at
     cold = est.estimate(config)  # (a linear-probe victim of 300 images may price at 0.00 s: judge by what is reused)
     assert cold["phases"]["embed"] > 0
     assert not {"the EfficientNet-Lite0 features", "the trained victim"} & set(cold["reused"])
-    run_to_card(config)
+    first, _ = run_to_card(config)
     warm = est.estimate(config)
     assert warm["phases"]["data"] <= cold["phases"]["data"] and warm["phases"]["victim"] == 0
     assert warm["phases"]["embed"] < cold["phases"]["embed"] / 3  # features loaded, not computed
+    assert warm["phases"]["evaluate"] < cold["phases"]["evaluate"] / 3  # the corrupted images' features too
+    rerun, _ = run_to_card(config)
+    assert first["backbone_images_forwarded"] > 0 and rerun["backbone_images_forwarded"] == 0
+    assert rerun["corruptions"] == first["corruptions"]
     assert warm["reused"] == ["the decoded images", "the EfficientNet-Lite0 features", "the trained victim"]
     assert "reusing the decoded images" in warm["message"] and warm["seconds"] < cold["seconds"]
     other_seed = est.estimate(replace(config, seed=8))  # its victim trains on another split

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+from fmsteal.engine.data import ImageSet
 from fmsteal.errors import ConfigError
 from fmsteal.evaluation.metrics import accuracy, agreement
 from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
@@ -98,9 +99,12 @@ PARAMS = (
 
 
 def cost(p, params: dict) -> float:
-    """Seconds: every corrupted copy through the victim's and the thief's backbones (nothing is cached)."""
+    """Seconds: every corrupted copy through the victim's and the thief's backbones, or, when an earlier run
+    left their features in the cache, recognising the copies by content."""
     plan = p.plan
     images = len(CORRUPTIONS) * len(parse_severities(params["severities"])) * min(params["n"] or plan.n_test, plan.n_test)
+    if p.evaluation_cached("corruptions", params):
+        return p.hashing(images)
     config = plan.config
     shared = (config.victim, plan.victim_size, config.victim_mode) == (config.thief, plan.thief_size, "lp") \
         and config.thief_mode == "lp"  # two linear probes on one backbone share its pass (`_predict`)
@@ -126,10 +130,11 @@ def corruptions(ctx: EvaluationContext, params: dict) -> Generator[dict, None, l
     rows = [_row("clean", 0, ctx.victim_test[subset], ctx.thief_test[subset], labels)]
     cells = [(name, severity) for name in CORRUPTIONS for severity in severities]
     for done, (name, severity) in enumerate(cells, 1):
-        victim, thief = _predict(ctx, corrupt(images, name, severity, ctx.seed))
+        what = f"Corruptions: {name.replace('_', ' ')} at severity {severity} on {count:,} images"
+        corrupted = ImageSet(corrupt(images, name, severity, ctx.seed), labels, ctx.test.class_names)
+        victim, thief = yield from _predict(ctx, corrupted, what)
         rows.append(_row(name, severity, victim, thief, labels))
-        yield {"kind": "progress", "phase": "evaluate", "done": done, "total": len(cells),
-               "message": f"Corruptions: {name.replace('_', ' ')} at severity {severity} on {count:,} images"}
+        yield {"kind": "progress", "phase": "evaluate", "done": done, "total": len(cells), "message": what}
     return rows
 
 
@@ -138,11 +143,26 @@ def _row(name: str, severity: int, victim: torch.Tensor, thief: torch.Tensor, la
             "thief_accuracy": accuracy(thief, labels), "agreement": agreement(thief, victim)}
 
 
-@torch.no_grad()
-def _predict(ctx: EvaluationContext, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Victim and thief top-1; two linear probes on one embedder share a single backbone pass."""
-    victim, thief = ctx.victim, ctx.thief
-    if victim.mode == thief.mode == "lp" and victim.embedder is thief.embedder:
-        features = victim.embedder.features_of(images).to(victim.device)  # batched and cancellable
-        return victim.network(features).argmax(1).cpu(), thief.network(features).argmax(1).cpu()
-    return victim.logits(images).argmax(1), thief.logits(images).argmax(1)
+def _predict(ctx: EvaluationContext, corrupted: ImageSet, what: str) -> Generator[dict, None, tuple]:
+    """Victim and thief top-1 on `corrupted`. A linear probe's features come from its embedder's cache, keyed
+    by the images' content (a rerun forwards nothing); two probes on one embedder share them."""
+    features, tops = {}, []
+    for side in (ctx.victim, ctx.thief):
+        if side.mode != "lp":
+            tops.append(side.logits(corrupted.images).argmax(1))
+            continue
+        if side.embedder not in features:
+            features[side.embedder] = yield from _as_evaluation(side.embedder.embed(corrupted, what))
+        with torch.no_grad():
+            tops.append(side.network(features[side.embedder].to(side.device)).argmax(1).cpu())
+    return tuple(tops)
+
+
+def _as_evaluation(events: Generator[dict, None, torch.Tensor]) -> Generator[dict, None, torch.Tensor]:
+    """An embedding's events with its progress shown as the evaluate phase's; its features."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        yield {**event, "phase": "evaluate"} if event["kind"] == "progress" else event

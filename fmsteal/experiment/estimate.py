@@ -113,8 +113,8 @@ def price(config, device: str) -> tuple[dict[str, float], list[str], object]:
     from fmsteal.experiment.pricing import Pricing
 
     plan = make_plan(config, device)
-    pricing = Pricing(plan)
     base = warm.data_key(config)
+    pricing = Pricing(plan, data_key=base)
     if base is not None and is_decoded(base["data"]) and (plan.heldout or is_decoded(base["pool"])):
         pricing.decoded = True
         pricing.reused.append("the decoded images")

@@ -239,7 +239,11 @@ def run_evaluate(state: RunState) -> Iterator[dict]:
     for name in config.evaluation_names():
         entry = EVALUATIONS.get(name)
         yield {"kind": "log", "level": "info", "message": f"Evaluating: {entry.help}"}
+        embedders = {e for e in state.embedders.values() if e}
+        known = {e: len(e.files) for e in embedders}
         state.results[name] = yield from entry.fn(context, entry.defaults())
+        warm.record(state.data_key, "evaluation", [f for e in embedders for f in e.files[known[e]:]],
+                    **warm.evaluation_fields(config, state.plan, name, entry.defaults()))
 
 
 def defence_results(state: RunState) -> Iterator[dict]:

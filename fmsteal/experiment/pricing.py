@@ -25,6 +25,7 @@ class Pricing:
     decoded: bool = False  # the decoded images are in the cache
     embedded: frozenset = frozenset()  # (backbone, px) whose features are in the cache
     victim_trained: bool = False  # the trained victim is in the cache
+    data_key: dict | None = None  # the data's key for `fmsteal.experiment.warm` records
     reused: list[str] = field(default_factory=list)
 
     @property
@@ -73,6 +74,13 @@ class Pricing:
         if getattr(config, f"{role}_mode") == "lp":
             return self.hashing(self.plan.n_test)
         return self.forward(getattr(config, role), getattr(self.plan, f"{role}_size"), self.plan.n_test)
+
+    def evaluation_cached(self, name: str, params: dict) -> bool:
+        """True when an earlier run left the features evaluation `name` asks for in the cache."""
+        from fmsteal.experiment import warm
+
+        config = self.plan.config
+        return warm.is_cached(self.data_key, "evaluation", **warm.evaluation_fields(config, self.plan, name, params))
 
     def recipe(self, role: str):
         """The training recipe of the config's victim or thief (its preset, mode and backbone)."""

@@ -1,8 +1,8 @@
 """What earlier runs left in the cache, so an estimate can leave out the work a run will not redo.
 
-A run records the cache files behind each backbone's features and behind its trained victim, under
-a key made of config fields and the data's on-disk stamp, which an estimate can compute without
-decoding a single image. `is_cached` is true only while the record exists and every file it names
+A run records the cache files behind each backbone's features, behind its trained victim and behind
+the features its evaluations asked for (corrupted test images), under a key made of config fields and
+the data's on-disk stamp, which an estimate can compute without decoding a single image. `is_cached` is true only while the record exists and every file it names
 is still there.
 """
 
@@ -50,6 +50,12 @@ def victim_fields(config, image_size: int) -> dict:
     """What besides the data decides which trained victim a run uses."""
     return {"backbone": config.backbone("victim"), "mode": config.victim_mode, "size": image_size, "seed": config.seed,
             "preset": config.preset}
+
+
+def evaluation_fields(config, plan, name: str, params: dict) -> dict:
+    """What besides the data decides the features an evaluation leaves in the cache (the corrupted test
+    images'): its name and parameters, the seed and the backbones at their sizes."""
+    return {"evaluation": name, "params": params, "seed": config.seed, "backbones": sorted(map(list, plan.embeddings))}
 
 
 def _record_path(base: dict | None, part: str, fields: dict) -> Path | None:
