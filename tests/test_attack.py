@@ -50,6 +50,26 @@ def test_a_callable_victim_is_stolen_with_exact_query_accounting(images):
     assert torch.equal(result["thief"].logits(test.images).argmax(1), result["test_predictions"])
 
 
+def test_a_random_thief_embeds_only_what_it_sends_and_max_test_caps_the_evaluation_queries(images):
+    from fmsteal.engine.embed import Embedder
+    from fmsteal.engine.zoo import get_backbone
+
+    pool, test = images
+    victim = ColourModel()
+    result = list(fmsteal.attack(victim, pool=pool, test=test, budget=150, seed=5, max_test=40, **OPTIONS))[-1]
+    card = result["card"]
+    assert victim.seen == 150 + 40 and card["evaluation_queries"] == 40 == card["test_size"]
+    assert card["backbone_images_forwarded"] == 150 + 40  # not the 300 pool images: 150 will never be sent
+    whole = Embedder(get_backbone(OPTIONS["thief"]), OPTIONS["image_size"], torch.device("cpu"))
+    for part in (pool, test):
+        list(whole.register(part))
+    same = list(fmsteal.attack(ColourModel(), pool=pool, test=test, budget=150, seed=5, max_test=40,
+                               embedder=whole, **OPTIONS))[-1]
+    assert torch.equal(same["test_predictions"], result["test_predictions"]) and same["card"]["curve"] == card["curve"]
+    with pytest.raises(ConfigError, match="max_test"):
+        list(fmsteal.attack(victim, pool=pool, test=test, budget=10, max_test=0, **OPTIONS))
+
+
 def test_a_black_box_is_used_as_set_and_needs_the_reference_labels(images):
     pool, test = images
     victim = ColourModel()

@@ -82,11 +82,17 @@ class Thief:
                                self.recipe.rotate if train else 0.0)
 
 
+def random_order(pool_size: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
+    """The seeded permutation of the pool `steal` draws random queries from (the "random" strategy sends its
+    first `budget` images), and the generator the other strategies go on with."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(pool_size, generator=generator), generator
+
+
 def steal(victim: VictimAPI, pool: torch.Tensor, thief: Thief, budget: int, strategy: str, seed: int,
           evaluate: Callable[[Thief], dict]) -> Generator[dict, None, None]:
     """Spend `budget` queries on images of `pool` (uint8), retraining and evaluating at each rung."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(pool), generator=generator)
+    order, generator = random_order(len(pool), seed)
     chosen: list[int] = []
     answers: list[Answers] = []
     for rung in curve_checkpoints(budget):

@@ -29,6 +29,9 @@ def add_attack_parser(commands) -> None:
     parser.add_argument("--pool", default=None, help="the images the thief may send: a dataset name, a folder or "
                                                      "archive (default: the train split of --test)")
     add_field_options(parser, tuple(field_named(name) for name in OPTIONS))
+    parser.add_argument("--max-test", type=int, default=None, metavar="N",
+                        help="score on at most N test images (a seeded random subset): at most N evaluation queries "
+                             "(default: every test image)")
     parser.add_argument("--out", default="runs", help="folder for the run card (default runs/)")
 
 
@@ -40,11 +43,13 @@ def attack_main(args: argparse.Namespace) -> int:
     values = values_from_args(args, tuple(field_named(name) for name in OPTIONS))
     if not args.test:
         raise ConfigError("--test names the labelled images the copy is scored on.")
-    card = show_events(attack(spec, pool=args.pool or args.test, test=args.test, victim_params=params, **values))
+    card = show_events(attack(spec, pool=args.pool or args.test, test=args.test, victim_params=params,
+                              max_test=args.max_test, **values))
     path = write_card(card, Path(args.out) / attack_card_name(card))
     print(f"\nAgreement with the victim {card['agreement']:.2%} on {card['test_size']:,} test images after "
           f"{card['queries_spent']:,} {card['config']['output']} queries (+{card['evaluation_queries']:,} evaluation "
-          f"queries); thief accuracy {card['thief_accuracy']:.2%}.{_traffic(card['victim_accounting'])}"
+          f"queries); thief accuracy {card['thief_accuracy']:.2%}, victim accuracy {card['victim_accuracy']:.2%}."
+          f"{_traffic(card['victim_accounting'])}"
           f"\nCard    {path}")
     return 0
 

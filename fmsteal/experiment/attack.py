@@ -120,20 +120,22 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
            thief_mode: str | None = _default("thief_mode"), image_size: int | None = _default("image_size"),
            device: str = _default("device"), preset: str = _default("preset"), top_k: int = _default("top_k"),
            decimals: int = _default("decimals"), victim_params: dict | None = None, reference=None,
-           embedder=None) -> Iterator[dict]:
+           embedder=None, max_test: int | None = None) -> Iterator[dict]:
     """Steal `victim` with `budget` queries on `pool` images, scored on `test`; yields events, then the result.
 
     `victim`: a callable from images (n x 3 x H x W floats in [0, 1]) to probabilities, logits or labels, a
     spec string (`file:model.onnx`, `url:...`, ...) or a `VictimHandle`; or a ready `BlackBoxVictim`,
     whose output mode, defence and budget then stand as set (it needs `reference`). `reference`: the
     victim's own labels on the test images, when the caller has them (no evaluation queries). `embedder`:
-    an `Embedder` of the thief that already holds the pool's and test images' features. The result event
-    carries the card, the stolen copy (`thief`, a `Thief`) and its labels on the test images.
+    an `Embedder` of the thief that already holds the pool's and test images' features. `max_test`: score on
+    at most this many test images (a seeded random subset), so at most that many evaluation queries. The
+    result event carries the card, the stolen copy (`thief`, a `Thief`) and its labels on the test images.
+    A random-order thief embeds only the pool images it will send.
     """
     import torch
 
     from fmsteal.adversary.blackbox import BlackBoxVictim
-    from fmsteal.adversary.thief import Thief, steal
+    from fmsteal.adversary.thief import Thief, random_order, steal
     from fmsteal.engine.embed import Embedder
     from fmsteal.engine.recipes import full_precision, recipe_for
     from fmsteal.engine.zoo import get_backbone
@@ -162,6 +164,11 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
         raise ConfigError(f"The budget ({budget:,} queries) is larger than the query pool ({len(pool_set):,} images).")
     if reference is not None and len(reference) != len(test_set):
         raise ConfigError(f"reference holds {len(reference):,} labels for {len(test_set):,} test images.")
+    if max_test is not None:
+        if max_test < 1:
+            raise ConfigError(f"max_test must be at least 1 (got {max_test}); leave it out to score on every test image.")
+        kept = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(seed))[:max_test].sort().values
+        test_set, reference = test_set.subset(kept), None if reference is None else reference[kept]
     classes = test_set.class_names
     with _opened(victim, victim_params, classes) as handle:
         retries = _Retries(handle)
@@ -173,7 +180,8 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
             yield clock.phase("embed", f"{spec.label} features of the pool and test images (cached)")
             embedder = Embedder(spec, size, torch_device, speed.forward_batch(spec, size, torch_device.type),
                                 fp32=full_precision(preset))
-            for images, what in ((pool_set, "query pool"), (test_set, "test images")):
+            sent = pool_set if strategy != "random" else pool_set.subset(random_order(len(pool_set), seed)[0][:budget])
+            for images, what in ((sent, "query pool"), (test_set, "test images")):
                 yield from embedder.register(images, f"{spec.label}: {what}")
         black_box = victim if handle is None else BlackBoxVictim(
             handle.probabilities, handle.num_classes or len(classes), output, budget, top_k, decimals)
@@ -206,11 +214,14 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
         "fmsteal_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": {"victim": described, "victim_options": _recorded(victim_params), "victim_fingerprint": fingerprint,
                    **options, "thief_mode": mode, "image_size": size,
-                   "pool": pool if isinstance(pool, str) else "ImageSet", "test": test if isinstance(test, str) else "ImageSet"},
+                   "pool": pool if isinstance(pool, str) else "ImageSet", "test": test if isinstance(test, str) else "ImageSet",
+                   "max_test": max_test},
         "versions": versions(), "device": device_name(torch_device), "threads": torch.get_num_threads(),
         "seed": seed, "class_names": classes, "image_size": {"thief": size}, "curve": curve,
         **comparison(last["predictions"], victim_test, test_set),
         "queries_spent": black_box.queries_used - spent_before,
         "evaluation_queries": 0 if reference is not None else len(test_set), "victim_accounting": accounting,
         "victim_retries": retried,
-        "test_size": len(test_set), "pool_size": len(pool_set), "timings": clock.done()}}
+        "test_size": len(test_set), "pool_size": len(pool_set),
+        "backbone_images_forwarded": embedder.images_forwarded if embedder is not None else 0,
+        "timings": clock.done()}}
