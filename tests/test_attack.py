@@ -151,3 +151,15 @@ def test_the_card_records_the_victims_options_but_no_header_values():
     assert "s3cret" not in str(recorded) and _recorded(None) == {}
     other = _recorded({"header": "Authorization: Bearer other; X-Team: red"})["header"]
     assert other["X-Team"] == recorded["header"]["X-Team"] and other["Authorization"] != recorded["header"]["Authorization"]
+
+
+def test_one_source_named_as_pool_and_test_is_decoded_once(cifar_mini, monkeypatch):
+    import fmsteal.engine.data as data
+
+    def no_second_decode(source):
+        raise AssertionError(f"{source} decoded again as a pool")
+
+    monkeypatch.setattr(data, "load_pool", no_second_decode)
+    card = list(fmsteal.attack(ColourModel(), pool=str(cifar_mini), test=str(cifar_mini), budget=50, max_test=20,
+                               **OPTIONS))[-1]["card"]
+    assert card["pool_size"] == len(data.load_splits(str(cifar_mini)).train) and card["queries_spent"] == 50

@@ -27,6 +27,16 @@ __all__ = ["attack"]
 CHECKED = ("budget", "output", "strategy", "seed", "device", "preset", "top_k", "decimals")
 
 
+def _pool_and_test(pool, test):
+    """(pool, test) ImageSets; one source named for both is decoded once (its train split is the pool)."""
+    from fmsteal.engine.data import load_splits
+
+    if isinstance(pool, str) and pool == test:
+        splits = load_splits(test)
+        return splits.train, splits.test
+    return _images(pool, "pool"), _images(test, "test")
+
+
 def _images(source, role: str):
     """An ImageSet from an ImageSet, or a dataset name / folder / archive (its test split for `test`)."""
     from fmsteal.engine.data import ImageSet, load_pool, load_splits
@@ -159,7 +169,7 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
     size = resolve_image_size(spec, image_size, torch_device.type)
 
     yield clock.phase("data", "Loading the query pool and the test images")
-    pool_set, test_set = _images(pool, "pool"), _images(test, "test")
+    pool_set, test_set = _pool_and_test(pool, test)
     if budget > len(pool_set):
         raise ConfigError(f"The budget ({budget:,} queries) is larger than the query pool ({len(pool_set):,} images).")
     if reference is not None and len(reference) != len(test_set):
