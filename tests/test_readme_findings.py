@@ -69,6 +69,10 @@ def test_the_readme_benchmark_rows_quote_the_committed_results() -> None:
     assert (f"Lite0 forward {lite0[(96, 'forward')]:.2f}x at 96 px, {lite0[(32, 'forward')]:.2f}x at 32 px; "
             f"forward+backward {lite0[(96, 'gradient')]:.2f}x and {lite0[(32, 'gradient')]:.2f}x "
             f"(ResNet-18 {min(resnet):.2f}-{max(resnet):.2f}x)") in rows["bench_embed.py"]
+    memory = load("bench_memory")
+    held = {mode: memory[mode]["after_mb"][-1] - memory[mode]["idle_mb"] for mode in ("released", "kept")}
+    assert (f"+{held['released']:,.0f} MB above idle against +{held['kept']:,.0f} MB ({memory['held_ratio']:.2f}x)"
+            in rows["bench_memory.py"])
     cache = load("bench_cache")
     seconds, ratio = cache["seconds"], cache["ratios_to_paper_style"]
     assert (f"cold cache {seconds['cold_cache']:.1f} s, warm {seconds['warm_cache']:.1f} s, paper's way "
