@@ -57,14 +57,17 @@ def test_an_estimate_at_a_new_size_holds_up_no_other_visitors_estimate(public_ap
 
 
 def test_a_public_run_estimated_past_the_time_limit_is_refused_with_what_would_fit(public_app_url, measured):
-    too_long = dict(HUB, budget=150, image_size=448)  # CIFAR-10's 60,000 images through a 448 px backbone: hours
+    # CIFAR-10's 60,000 images through a 448 px backbone, 5 views each (the paper's recipe): 4-40 h on this project's
+    # 2 CPU cores, depending on how busy they are; far past 15 min on a CPU 15x faster. No speed to measure but 448 px
+    too_long = dict(HUB, budget=150, image_size=448, preset="paper")
     answer, _ = _estimate(measured, **too_long)
     print(answer)
     assert answer.startswith("**Refused.**") and "far beyond a live demo" in answer
     hours = re.search(r"would take about ([\d.]+) (min|h)", answer)
     assert hours and float(hours[1]) * (60 if hours[2] == "h" else 1) > 15  # the public limit: 15 min
     fits = re.findall(r"\(~(\d+) (s|min)\)", answer)  # "Try 64 px images + 100 training images per class (~40 s)"
-    assert fits and all(int(n) <= (15 if unit == "min" else 900) for n, unit in fits)
+    assert fits or "Try a smaller backbone" in answer  # none is named when none fits (a far slower machine)
+    assert all(int(n) <= (15 if unit == "min" else 900) for n, unit in fits)
     stranger = Visitor(public_app_url)
     reply = stranger.start(None, **{k: v for k, v in too_long.items() if k not in ("victim", "thief", "evaluations")})
     assert reply["job_id"] == "" and reply["status"].startswith("**Refused.**") and "Try " in reply["status"]
@@ -144,3 +147,16 @@ def test_fresh_owner_tokens_from_one_address_hold_no_more_than_its_runs(public_a
     reply = third.start(None, budget=40, train_per_class=10, test_per_class=10, seed=26)
     assert reply["job_id"], reply
     third.cancel(reply["job_id"])
+
+
+def test_the_share_index_and_run_files_are_not_served_by_path(public_app_url, public_runs):
+    """`/gradio_api/file=<runs>/shared/index.json` once listed every share token. (A run's own card, CSV and meta,
+    once it has them, are tried in test_public_browser.py.)"""
+    from test_public_browser import _status
+
+    index = public_runs / "shared" / "index.json"
+    if not index.exists():  # as a share writes it
+        index.parent.mkdir(exist_ok=True)
+        index.write_text("{}")
+    for path in (index, index.parent, public_runs):
+        assert _status(f"{public_app_url}gradio_api/file={path}") == 403, path
