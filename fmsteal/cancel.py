@@ -1,7 +1,11 @@
-"""Cancellation that reaches into long loops which yield no events (decoding, prediction).
+"""Cancellation that reaches into long loops which yield no events (decoding, prediction), and into a single
+forward or backward pass.
 
 `run` opens a `cancel_scope` in its thread; loops call `check()`, which raises `Cancelled` once the
-run's event is set, so a cancelled run stops within a batch instead of at its next event.
+run's event is set, so a cancelled run stops within a batch instead of at its next event. A backbone made
+`cancellable` (every one `load_backbone` builds) checks at each of its layers, forward and backward, so a
+cancel is seen within one layer of one pass: a training step of 64 images at 224 px (a minute on two busy CPU
+cores) or an attack's gradient through 32 images stops within a fraction of a second.
 """
 
 from __future__ import annotations
@@ -31,3 +35,26 @@ def check() -> None:
     event = getattr(_state, "event", None)
     if event is not None and event.is_set():
         raise Cancelled("The run was cancelled.")
+
+
+def cancellable(model):
+    """`model` (a torch module), made to call `check()` at every convolution and linear layer: in the forward
+    pass, and again when the layer's gradient arrives in the backward pass (training, attacks). The hooks compute
+    nothing, so outputs, gradients and results are those of the model without them; outside a cancel scope each
+    costs a thread-local lookup."""
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.register_forward_hook(_forward_check)
+    return model
+
+
+def _forward_check(module, inputs, output) -> None:
+    check()
+    if getattr(output, "requires_grad", False):
+        output.register_hook(_backward_check)
+
+
+def _backward_check(grad) -> None:
+    check()

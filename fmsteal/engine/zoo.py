@@ -154,10 +154,13 @@ def scaled_name(name: str, scaling: str) -> str:
 def load_backbone(spec: BackboneSpec, image_size: int, pretrained: bool = True) -> "nn.Module":
     """Build `spec` as a feature extractor (pooled features of size `spec.feature_dim`), in channels-last
     memory format (with channels-last inputs from `preprocess`, bench/bench_embed.py: EfficientNet-Lite and the
-    scratch CNN 1.4-2.6x faster on these CPUs, ResNet-18 0.9-1.2x)."""
+    scratch CNN 1.4-2.6x faster on these CPUs, ResNet-18 0.9-1.2x), `cancellable`: a cancelled run stops within
+    one layer of a pass, not at the end of a training step or an attack's gradient (tens of seconds at 224 px)."""
     import torch
 
-    return _build(spec, image_size, pretrained).to(memory_format=torch.channels_last)
+    from fmsteal.cancel import cancellable
+
+    return cancellable(_build(spec, image_size, pretrained).to(memory_format=torch.channels_last))
 
 
 def _build(spec: BackboneSpec, image_size: int, pretrained: bool) -> "nn.Module":
