@@ -100,7 +100,7 @@ def observe_forward(spec, size: int, device: str, images: int, seconds: float) -
 
 def forward_batch(spec, size: int, device: str) -> int | None:
     """Images per forward batch on the CPU: about BATCH_SECONDS of work at this machine's measured speed (1 to 256),
-    so a cancelled run stops within a second or two at any image size; None on a GPU (the embedder's default)."""
+    so progress comes every second or so at any image size; None on a GPU (the embedder's default)."""
     if device != "cpu":
         return None
     return max(1, min(256, int(backbone_speed(spec, size, device)["ips"] * BATCH_SECONDS)))
