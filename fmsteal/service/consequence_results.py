@@ -16,6 +16,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from fmsteal.service.conditions import output_name, pct, seeds
+from fmsteal.service.plots import placeholder
 from fmsteal.service.results import grid_table
 
 __all__ = ["CONSEQUENCE_GRID", "load_consequence_cells", "consequence_summary", "transfer_scatter",
@@ -55,9 +56,7 @@ def transfer_scatter(cells: pd.DataFrame) -> go.Figure:
     summary = consequence_summary(cells) if not cells.empty else pd.DataFrame()
     figure = go.Figure()
     if summary.empty:
-        figure.add_annotation(text="No precomputed transfer results.", showarrow=False, x=0.5, y=0.5,
-                              xref="paper", yref="paper")
-        return figure
+        return placeholder(figure, "No precomputed transfer results.")
     palette = plotly.colors.qualitative.Plotly
     names = [_victim_name(row) for row in summary.itertuples()]
     for measure, (label, symbol) in MEASURES.items():
