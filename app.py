@@ -62,7 +62,7 @@ JS = """() => {
     const big = {...structuredClone(layout), height: Math.round((on ? SCALE : 1) * height)};
     if (!on) return [data, big];
     big.font = {...big.font, size: Math.round(SCALE * ((big.font && big.font.size) || 12))};
-    if (big.title) big.title = {...big.title, font: scaled(big.title.font)};
+    if (big.title) big.title = {...big.title, font: scaled(big.title.font), pad: {...big.title.pad, t: 2 * ((big.title.pad || {}).t || 0)}};
     if (big.margin && big.margin.t) big.margin = {...big.margin, t: Math.round(SCALE * big.margin.t)};
     if (big.legend && big.legend.y < 0) big.legend = {...big.legend, y: SCALE * big.legend.y};
     (big.annotations || []).forEach((a) => { a.font = scaled(a.font); });

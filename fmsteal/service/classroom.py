@@ -140,5 +140,5 @@ def comparison_figure(runs: list[dict], names: dict[str, str], table=None, hidde
         template="plotly_white", margin={"l": 60, "r": 20, "t": 70, "b": 50}, height=420,
         title="This session's runs: agreement vs queries<br><sup>solid: measured now; dotted: precomputed here</sup>",
         xaxis={"title": "queries to the victim", "type": "log"}, yaxis={"title": "agreement with the victim (%)"},
-        legend={"orientation": "h", "y": -0.25})
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22})
     return figure

@@ -74,10 +74,10 @@ def transfer_scatter(cells: pd.DataFrame) -> go.Figure:
     n = int(summary["n"].min())
     figure.update_layout(
         title=(f"Stealability vs transferability<br><sup>measured here (grid {CONSEQUENCE_GRID}) · thief "
-               f"{first.thief_label} · {output_name(first.output)} · {int(cells['budget'].max()):,} queries · "
-               f"L∞ 8/255, 10-step PGD on images the victim classifies correctly · "
+               f"{first.thief_label} · {output_name(first.output)} · {int(cells['budget'].max()):,} queries</sup>"
+               f"<br><sup>L∞ 8/255, 10-step PGD on images the victim classifies correctly · "
                f"mean ± 1 sd over n={seeds(n)}</sup>"),
-        xaxis_title="thief agreement with the victim %", yaxis_title="victim fooled %", margin={"t": 110},
+        xaxis_title="thief agreement with the victim %", yaxis_title="victim fooled %", margin={"t": 130},
         legend={"orientation": "h", "y": -0.2})
     return figure
 

@@ -133,7 +133,7 @@ def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
                 hovertemplate=(f"{defence} %{{text}}<br>strongest thief's agreement %{{y:.1f}}%<br>distilling "
                                "thief's %{customdata[2]:.1f}%<br>accuracy lost %{x:.2f} points<br>answers changed "
                                "%{customdata[1]:.1f}%<br>n=%{customdata[0]} seeds<extra></extra>")), row=1, col=col)
-        figure.update_xaxes(title_text="honest users' accuracy lost (points)", row=1, col=col)
+        figure.update_xaxes(title_text="honest users' accuracy<br>lost (points)", row=1, col=col)
     n = int(summary["n"].min())
     figure.update_yaxes(title_text="strongest thief's agreement %", row=1, col=1)
     figure.update_layout(title=f"Protection vs utility: {output_name(output)} answers<br><sup>measured here (grid "
