@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-
-
-from browser_fixtures import ARTIFACTS, configure, open_page, status, wait_for_run
+from browser_fixtures import (ARTIFACTS, configure, font_size, layout_faults, open_page, status, wait_for_larger_font,
+                              wait_for_run)
 
 
 def test_the_contrast_scenario_overlays_both_victims(browser, app_url, cifar_subset):
@@ -63,14 +62,36 @@ def test_a_share_link_reopens_the_run_in_a_fresh_browser(browser, app_url, cifar
     assert "Shared run" not in status(stranger)
 
 
-def test_presenter_mode_enlarges_the_type_and_hides_the_advanced_controls(browser, app_url):
-    page = open_page(browser, app_url)
-    size = "() => parseFloat(getComputedStyle(document.querySelector('#status')).fontSize)"
-    before = page.evaluate(size)
+PROJECTOR, PHONE = (1024, 768), (390, 844)
+HEATMAP_NUMBERS = "#results-heatmap .heatmaplayer text"
+
+
+def test_presenter_mode_enlarges_type_plots_and_buttons_and_cuts_nothing_at_1024_or_on_a_phone(browser, app_url):
+    page = open_page(browser, app_url, PROJECTOR)
+    assert layout_faults(page) == []
+    assert not page.locator("#confusion .xtick").count()  # before a run: a message, not empty axes
+    assert "appears at the end" in page.locator("#confusion").inner_text()
+    page.get_by_role("tab", name="Results").click()
+    page.wait_for_selector(HEATMAP_NUMBERS)
+    numbers = font_size(page, HEATMAP_NUMBERS)
+    page.get_by_role("tab", name="Steal a model").click()
+    measured = ("#status", "#start", "#scenarios button", "#curve .ytick text", "#curve .annotation-text")
+    before = {selector: font_size(page, selector) for selector in measured}
     page.locator("#presenter input").check()
     page.wait_for_function("document.body.classList.contains('presenter')")
-    assert page.evaluate(size) > 1.3 * before
+    for selector, size in before.items():
+        wait_for_larger_font(page, selector, 1.3 * size)
     assert not page.locator("#advanced").is_visible()
+    assert layout_faults(page) == []
     page.keyboard.press("Tab")  # controls stay reachable from the keyboard
     assert page.evaluate("document.activeElement && document.activeElement.tagName") in ("INPUT", "BUTTON", "TEXTAREA")
     page.screenshot(path=ARTIFACTS / "presenter.png", full_page=True)
+    page.get_by_role("tab", name="Results").click()  # plots drawn after the switch are enlarged too
+    wait_for_larger_font(page, HEATMAP_NUMBERS, 1.3 * numbers)
+    wait_for_larger_font(page, "#defence-plot .xtick text", 15)
+    assert layout_faults(page) == []
+    page.screenshot(path=ARTIFACTS / "presenter_results.png", full_page=True)
+
+    phone = open_page(browser, app_url, PHONE)
+    assert layout_faults(phone) == []
+    phone.screenshot(path=ARTIFACTS / "phone.png", full_page=True)
