@@ -47,11 +47,15 @@ body.presenter #advanced, body.presenter #estimate, body.presenter #shown {displ
 body.presenter .gradio-container button:not([role=tab]) {font-size: var(--text-lg) !important; min-height: 2.4em}
 #run-plots {flex-wrap: wrap}
 #run-plots > * {min-width: min(440px, 100%) !important}
-#gallery .caption-label, #transfer-examples .caption-label {white-space: normal; max-width: none; left: 0; right: 0;
-  font-size: 12px; line-height: 1.25}
+#gallery .grid-container, #transfer-examples .grid-container {
+  grid-template-columns: repeat(auto-fill, minmax(100px, 1fr)) !important}
+#gallery .thumbnail-item, #transfer-examples .thumbnail-item {aspect-ratio: auto; display: flex; flex-direction: column}
+#gallery .thumbnail-item img, #transfer-examples .thumbnail-item img {aspect-ratio: 1; height: auto}
+#gallery .caption-label, #transfer-examples .caption-label {position: static; white-space: normal; max-width: none;
+  border: none; font-size: 12px; line-height: 1.25}
 """
 HEAD = "<style>@media (max-width: 767px) {body.shared #run-view {order: -1}}</style>"  # Gradio mangles @media body rules
-# On load: a shared run's page puts the result first on a phone (CSS above); window.fmstealPresenter(on) sets
+# On load: a shared run's page puts the result first on a phone (HEAD); window.fmstealPresenter(on) sets
 # presenter mode and redraws every plot with larger fonts, including plots drawn later (Gradio draws with Plotly.react).
 JS = """() => {
   if (new URLSearchParams(location.search).has('run')) document.body.classList.add('shared');
@@ -61,14 +65,15 @@ JS = """() => {
     const on = document.body.classList.contains('presenter');
     const big = {...structuredClone(layout), height: Math.round((on ? SCALE : 1) * height)};
     if (!on) return [data, big];
-    big.font = {...big.font, size: Math.round(SCALE * ((big.font && big.font.size) || 12))};
-    if (big.title) big.title = {...big.title, font: scaled(big.title.font), pad: {...big.title.pad, t: 2 * ((big.title.pad || {}).t || 0)}};
-    if (big.margin && big.margin.t) big.margin = {...big.margin, t: Math.round(SCALE * big.margin.t)};
-    if (big.legend && big.legend.y < 0) big.legend = {...big.legend, y: SCALE * big.legend.y};
+    big.font = {...big.font, size: Math.round(SCALE * (big.font?.size || 12))};
+    if (big.title) {
+      big.title = {...big.title, font: scaled(big.title.font), pad: {...big.title.pad, t: 2 * (big.title.pad?.t || 0)}};
+    }
+    if (big.margin?.t) big.margin = {...big.margin, t: Math.round(SCALE * big.margin.t)};
+    if (big.legend?.y < 0) big.legend = {...big.legend, y: SCALE * big.legend.y};
     (big.annotations || []).forEach((a) => { a.font = scaled(a.font); });
     Object.keys(big).filter((k) => /^[xy]axis[0-9]*$/.test(k)).forEach((k) => { big[k].automargin = true; });
-    const text = {size: big.font.size};
-    return [data.map((t) => t.type === 'heatmap' ? {...t, textfont: {...t.textfont, ...text}} : t), big];
+    return [data.map((t) => t.type === 'heatmap' ? {...t, textfont: {...t.textfont, size: big.font.size}} : t), big];
   };
   window.fmstealPresenter = (on) => {
     document.body.classList.toggle('presenter', on);

@@ -95,18 +95,20 @@ LAYOUT_FAULTS = r"""(root) => {
   const faults = [], box = (e) => e.getBoundingClientRect();
   const meet = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
   const name = (e) => `${e.closest('[id]').id}: "${e.textContent.slice(0, 40)}"`;
-  if (document.documentElement.scrollWidth > innerWidth + 1) faults.push(`page ${document.documentElement.scrollWidth} px wide`);
+  const wide = document.documentElement.scrollWidth;
+  if (wide > innerWidth + 1) faults.push(`page ${wide} px wide`);
   for (const gd of document.querySelectorAll(`${root} .js-plotly-plot`)) {
     const plot = box(gd);
     if (!plot.width) continue;
-    const labels = [...gd.querySelectorAll('.gtitle, .annotation-text, g[class$=title] > text, g[class$=tick] > text, '
+    const labels = [...gd.querySelectorAll('.gtitle, .annotation-text, g[class$=title] > text, g[class$=tick] > text, .textpoint text, '
                                            + '.legendtext')].filter((e) => box(e).width);  // every subplot's too
     for (const e of labels) {
       const r = box(e);
       if (r.left < plot.left - 1 || r.right > plot.right + 1 || r.top < plot.top - 1 || r.bottom > plot.bottom + 1)
         faults.push(`${name(e)} cut by its plot`);
     }
-    const upright = labels.filter((e) => !/rotate\((?!0\))/.test(e.getAttribute('transform') || ''));  // a slanted label's box is not its ink
+    // a slanted label's box is not its ink: only upright ones are compared
+    const upright = labels.filter((e) => !/rotate\((?!0\))/.test(e.getAttribute('transform') || ''));
     upright.forEach((a, i) => upright.slice(i + 1).forEach((b) => {
       if (meet(box(a), box(b))) faults.push(`${name(a)} over ${name(b)}`);
     }));

@@ -123,7 +123,8 @@ def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
                                  annotation_text=f"undefended {pct(base.agreement, base.agreement_sd, base.n)}",
                                  annotation_position="top right")
             figure.add_trace(go.Scatter(
-                x=100 * points["utility_lost"], y=100 * points["protected"], mode="markers",  # settings on hover: labels piled up
+                x=100 * points["utility_lost"], y=100 * points["protected"],
+                mode="markers",  # settings on hover (labels piled up)
                 text=list(points["defence_params"]),
                 marker={"size": 11, "color": colours[defence], "symbol": "x" if defence == "none" else "circle"},
                 error_x={"array": 100 * points["utility_lost_sd"].fillna(0), "thickness": 1},

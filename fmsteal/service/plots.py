@@ -52,10 +52,12 @@ def confusion_figure(card: dict | None) -> go.Figure:
     labels, matrix = card["confusion"]["labels"], card["confusion"]["matrix"]
     row_share = [[100 * v / max(sum(row), 1) for v in row] for row in matrix]
     figure.add_trace(go.Heatmap(z=row_share, x=labels, y=labels, text=matrix, texttemplate="%{text}",
-                                colorscale="Purples", zmin=0, zmax=100, colorbar=dict(title="% of<br>row", thickness=14),
+                                colorscale="Purples", zmin=0, zmax=100,
+                                colorbar=dict(title=dict(text="% of row", side="right"), thickness=14),
                                 hovertemplate="victim says %{y}<br>thief says %{x}<br>%{text} images "
                                               "(%{z:.0f}% of row)<extra></extra>"))
-    figure.update_layout(title="Where the thief<br>follows the victim", height=min(900, 260 + 30 * len(labels)), xaxis=dict(title="thief predicts"),
+    figure.update_layout(title="Where the thief<br>follows the victim", height=min(900, 260 + 30 * len(labels)),
+                         xaxis=dict(title="thief predicts"),
                          yaxis=dict(title="victim predicts", autorange="reversed"))
     return figure
 
