@@ -44,7 +44,55 @@ body.presenter, body.presenter .gradio-container {--text-xs: 15px; --text-sm: 18
   --text-xl: 30px; --text-xxl: 36px; --body-text-color: #000; --block-label-text-color: #000; --block-info-text-color: #111}
 body.presenter #status {font-size: 1.6em; border-left-width: 8px; background: #fff; color: #000}
 body.presenter #advanced, body.presenter #estimate, body.presenter #shown {display: none}
+body.presenter .gradio-container button:not([role=tab]) {font-size: var(--text-lg) !important; min-height: 2.4em}
+#run-plots {flex-wrap: wrap}
+#run-plots > * {min-width: min(440px, 100%) !important}
+#gallery .grid-container, #transfer-examples .grid-container {
+  grid-template-columns: repeat(auto-fill, minmax(100px, 1fr)) !important}
+#gallery .thumbnail-item, #transfer-examples .thumbnail-item {aspect-ratio: auto; display: flex; flex-direction: column}
+#gallery .thumbnail-item img, #transfer-examples .thumbnail-item img {aspect-ratio: 1; height: auto}
+#gallery .caption-label, #transfer-examples .caption-label {position: static; white-space: normal; max-width: none;
+  border: none; font-size: 12px; line-height: 1.25}
 """
+HEAD = "<style>@media (max-width: 767px) {body.shared #run-view {order: -1}}</style>"  # Gradio mangles @media body rules
+# On load: a shared run's page puts the result first on a phone (HEAD); window.fmstealPresenter(on) sets
+# presenter mode and redraws every plot with larger fonts, including plots drawn later (Gradio draws with Plotly.react).
+JS = """() => {
+  if (new URLSearchParams(location.search).has('run')) document.body.classList.add('shared');
+  const SCALE = 1.5;
+  const scaled = (font) => font && font.size ? {...font, size: Math.round(SCALE * font.size)} : font;
+  const presented = ({data, layout, height}) => {
+    const on = document.body.classList.contains('presenter');
+    const big = {...structuredClone(layout), height: Math.round((on ? SCALE : 1) * height)};
+    if (!on) return [data, big];
+    big.font = {...big.font, size: Math.round(SCALE * (big.font?.size || 12))};
+    if (big.title) {
+      big.title = {...big.title, font: scaled(big.title.font), pad: {...big.title.pad, t: 2 * (big.title.pad?.t || 0)}};
+    }
+    if (big.margin?.t) big.margin = {...big.margin, t: Math.round(SCALE * big.margin.t)};
+    if (big.legend?.y < 0) big.legend = {...big.legend, y: SCALE * big.legend.y};
+    (big.annotations || []).forEach((a) => { a.font = scaled(a.font); });
+    Object.keys(big).filter((k) => /^[xy]axis[0-9]*$/.test(k)).forEach((k) => { big[k].automargin = true; });
+    return [data.map((t) => t.type === 'heatmap' ? {...t, textfont: {...t.textfont, size: big.font.size}} : t), big];
+  };
+  window.fmstealPresenter = (on) => {
+    document.body.classList.toggle('presenter', on);
+    const plotly = window.Plotly;
+    if (!plotly) return;
+    if (!plotly.fmstealReact) {  // Plotly drops layout.height once drawn: keep the figure's own
+      plotly.fmstealReact = plotly.react;
+      plotly.react = (gd, data, layout, config) => {
+        const height = layout.height || gd.fmsteal?.height || gd._fullLayout?.height || 450;
+        gd.fmsteal = {data, layout, config, height};
+        return plotly.fmstealReact(gd, ...presented(gd.fmsteal), config);
+      };
+    }
+    document.querySelectorAll('.js-plotly-plot').forEach((gd) => {
+      const drawn = gd.fmsteal || {data: gd.data, layout: gd.layout, config: {responsive: true}};
+      plotly.react(gd, drawn.data, drawn.layout, drawn.config);
+    });
+  };
+}"""
 START_BUDGET = 2000  # the page opens on a budget that runs in seconds on a warm cache
 NAMED_POOLS = ("heldout", "cifar10", "cifar100", "tiny-imagenet", "imagenet32")
 PUBLIC_MAX_BUDGET = 20_000  # a visitor's run on a shared public Space spends at most this many queries
@@ -294,10 +342,10 @@ def steal_tab(demo: gr.Blocks) -> None:
                                       visible=public, elem_id="upload")
                 upload_note = gr.Markdown(visible=public, elem_id="upload-note")
                 form.render(advanced=True)
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, elem_id="run-view"):
             status = gr.Markdown(status_line(None), elem_id="status")
             curve = gr.Plot(plots.curve_figure([], budget=START_BUDGET), label="Agreement vs queries", elem_id="curve")
-            with gr.Row():
+            with gr.Row(elem_id="run-plots"):
                 confusion = gr.Plot(plots.confusion_figure(None), label="Confusion", elem_id="confusion")
                 per_class = gr.Plot(plots.per_class_figure(None), label="Per class", elem_id="per-class")
             summary = gr.Markdown(elem_id="summary")
@@ -417,7 +465,7 @@ def steal_tab(demo: gr.Blocks) -> None:
                                            not in TERMINAL], [session, owner], session,
                        api_visibility="private").then(*refresh, **after)
     share_button.click(share_link, [job_box, owner], share_box, api_visibility="private")
-    presenter.change(None, presenter, None, js="(on) => { document.body.classList.toggle('presenter', on); return []; }")
+    presenter.change(None, presenter, None, js="(on) => { window.fmstealPresenter(on); return []; }")
     gr.api(job_state, api_name="job", concurrency_limit=None)
     gr.api(cancel_job, api_name="cancel", concurrency_limit=None)
     gr.api(skip_evaluations, api_name="skip", concurrency_limit=None)
@@ -544,7 +592,7 @@ def main() -> None:
     build().queue(default_concurrency_limit=None).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
-        theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="orange"), css=CSS,
+        theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="orange"), css=CSS, js=JS, head=HEAD,
         footer_links=["api"],
         max_file_size=settings.current().upload_max_bytes)  # refused by Gradio before a byte is stored
 

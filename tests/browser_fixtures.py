@@ -31,8 +31,8 @@ def browser():
         browser.close()
 
 
-def open_page(browser, url: str):
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+def open_page(browser, url: str, size: tuple[int, int] = (1400, 1000)):
+    page = browser.new_context(viewport={"width": size[0], "height": size[1]}).new_page()
     page.goto(url)
     page.wait_for_selector("#curve .js-plotly-plot")
     return page
@@ -89,3 +89,55 @@ def wait_for_run(page, selector: str, timeout_ms: int = 240_000) -> None:
     except playwright.Error:
         page.screenshot(path=ARTIFACTS / "run_missing.png", full_page=True)
         pytest.fail(f"{selector} not drawn within {timeout_ms / 1000:.0f} s; the status line reads {status(page)!r}")
+
+
+LAYOUT_FAULTS = r"""(root) => {
+  const faults = [], box = (e) => e.getBoundingClientRect();
+  const meet = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  const name = (e) => `${e.closest('[id]').id}: "${e.textContent.slice(0, 40)}"`;
+  const wide = document.documentElement.scrollWidth;
+  if (wide > innerWidth + 1) faults.push(`page ${wide} px wide`);
+  for (const gd of document.querySelectorAll(`${root} .js-plotly-plot`)) {
+    const plot = box(gd);
+    if (!plot.width) continue;
+    const labels = [...gd.querySelectorAll('.gtitle, .annotation-text, g[class$=title] > text, g[class$=tick] > text, .textpoint text, '
+                                           + '.legendtext')].filter((e) => box(e).width);  // every subplot's too
+    for (const e of labels) {
+      const r = box(e);
+      if (r.left < plot.left - 1 || r.right > plot.right + 1 || r.top < plot.top - 1 || r.bottom > plot.bottom + 1)
+        faults.push(`${name(e)} cut by its plot`);
+    }
+    // a slanted label's box is not its ink: only upright ones are compared
+    const upright = labels.filter((e) => !/rotate\((?!0\))/.test(e.getAttribute('transform') || ''));
+    upright.forEach((a, i) => upright.slice(i + 1).forEach((b) => {
+      if (meet(box(a), box(b))) faults.push(`${name(a)} over ${name(b)}`);
+    }));
+    const area = gd.querySelector('.nsewdrag'), label = gd.closest('.block').querySelector('[data-testid=block-label]');
+    for (const title of gd.querySelectorAll('.gtitle')) {
+      if (area && box(title).bottom > box(area).top + 1) faults.push(`${name(title)} runs into its plot`);
+      if (label && meet(box(title), box(label))) faults.push(`${name(title)} under the block label`);
+    }
+  }
+  return faults;
+}"""
+
+
+def layout_faults(page, root: str = "body") -> list[str]:
+    """What the page under `root` cuts or piles up: the page wider than the window; a plot's title, annotation, axis
+    or legend text outside its plot, over another, running into the plot area or under the block's label."""
+    return page.evaluate(LAYOUT_FAULTS, root)
+
+
+def font_size(page, selector: str) -> float:
+    """The smallest computed font size (px) of the elements `selector` matches (at least one must)."""
+    sizes = page.evaluate("(s) => [...document.querySelectorAll(s)].map((e) => parseFloat(getComputedStyle(e).fontSize))",
+                          selector)
+    assert sizes, f"nothing matches {selector}"
+    return min(sizes)
+
+
+def wait_for_larger_font(page, selector: str, than: float, timeout_ms: int = 10_000) -> None:
+    """Wait until every element `selector` matches has a font larger than `than` px (plots redraw asynchronously)."""
+    page.wait_for_function("([s, px]) => { const found = [...document.querySelectorAll(s)];"
+                           " return found.length && found.every((e) => parseFloat(getComputedStyle(e).fontSize) > px) }",
+                           arg=[selector, than], timeout=timeout_ms)

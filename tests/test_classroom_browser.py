@@ -1,13 +1,26 @@
 """Classroom mode in headless Chromium: the contrast scenario overlays two curves, a share link
-reopens a run in a fresh browser, presenter mode enlarges the type. Screenshots go to tests/artifacts/."""
+reopens a run in a fresh browser (result first on a phone), presenter mode enlarges type, plots and buttons;
+at 1024x768 and 390x844 no plot text is cut or overlaps. Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
 import re
 
+from browser_fixtures import (ARTIFACTS, configure, font_size, layout_faults, open_page, status, wait_for_larger_font,
+                              wait_for_run)
 
 
-from browser_fixtures import ARTIFACTS, configure, open_page, status, wait_for_run
+PROJECTOR, PHONE = (1024, 768), (390, 844)
+HEATMAP_NUMBERS, CONFUSION_NUMBERS = "#results-heatmap .heatmaplayer text", "#confusion .heatmaplayer text"
+
+
+def cut_galleries(page) -> list[str]:
+    """The gallery captions shown cut short and the galleries wider than the page shows."""
+    return page.evaluate("() => [...document.querySelectorAll('#gallery, #transfer-examples')].flatMap((g) => ["
+                         " ...g.querySelectorAll('.caption-label'), g.querySelector('.grid-container')])"
+                         ".filter((e) => e.scrollWidth > e.clientWidth + 1 || e.scrollWidth > e.parentElement.clientWidth"
+                         " || e.scrollHeight > e.clientHeight + 1 && e.classList.contains('caption-label'))"
+                         ".map((e) => `${e.closest('[id]').id}: ${e.textContent.slice(0, 60)}`)")
 
 
 def test_the_contrast_scenario_overlays_both_victims(browser, app_url, cifar_subset):
@@ -51,26 +64,58 @@ def test_a_share_link_reopens_the_run_in_a_fresh_browser(browser, app_url, cifar
     link = re.search(r"\S+\?run=[A-Za-z0-9_-]+", page.locator("#share-link").inner_text()).group(0)
     assert "cifar-subset" not in link and "/tmp" not in link
 
-    stranger = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    stranger = browser.new_context(viewport={"width": PROJECTOR[0], "height": PROJECTOR[1]}).new_page()
     stranger.goto(link)
     stranger.wait_for_selector("#confusion .heatmaplayer", timeout=30_000)
     assert "Shared run" in status(stranger)
     assert stranger.locator("#summary").inner_text() == summary
     stranger.wait_for_selector("#transfer-examples img", timeout=30_000)
+    assert layout_faults(stranger) == [] and cut_galleries(stranger) == []
     stranger.screenshot(path=ARTIFACTS / "shared_run.png", full_page=True)
+    numbers = font_size(stranger, CONFUSION_NUMBERS)
+    stranger.locator("#presenter input").check()
+    wait_for_larger_font(stranger, CONFUSION_NUMBERS, 1.3 * numbers)
+    assert layout_faults(stranger) == []
+    stranger.screenshot(path=ARTIFACTS / "shared_run_presenter.png", full_page=True)
+    phone = browser.new_context(viewport={"width": PHONE[0], "height": PHONE[1]}).new_page()
+    phone.goto(link)
+    phone.wait_for_selector("#confusion .heatmaplayer", timeout=30_000)
+    assert phone.evaluate("document.querySelector('#curve').getBoundingClientRect().top") < PHONE[1] / 2  # result first
+    assert layout_faults(phone) == []
+    phone.screenshot(path=ARTIFACTS / "shared_run_phone.png", full_page=True)
     stranger.goto(link.replace("?run=", "?run=x") + "zz")  # a wrong token shows nothing of anyone's
     stranger.wait_for_selector("#curve .js-plotly-plot")
     assert "Shared run" not in status(stranger)
 
 
-def test_presenter_mode_enlarges_the_type_and_hides_the_advanced_controls(browser, app_url):
-    page = open_page(browser, app_url)
-    size = "() => parseFloat(getComputedStyle(document.querySelector('#status')).fontSize)"
-    before = page.evaluate(size)
+
+
+def test_presenter_mode_enlarges_type_plots_and_buttons_and_cuts_nothing_at_1024_or_on_a_phone(browser, app_url):
+    page = open_page(browser, app_url, PROJECTOR)
+    assert layout_faults(page) == []
+    assert not page.locator("#confusion .xtick").count()  # before a run: a message, not empty axes
+    assert "appears at the end" in page.locator("#confusion").inner_text()
+    page.get_by_role("tab", name="Results").click()
+    page.wait_for_selector(HEATMAP_NUMBERS)
+    numbers = font_size(page, HEATMAP_NUMBERS)
+    page.get_by_role("tab", name="Steal a model").click()
+    measured = ("#status", "#start", "#scenarios button", "#curve .ytick text", "#curve .annotation-text")
+    before = {selector: font_size(page, selector) for selector in measured}
     page.locator("#presenter input").check()
     page.wait_for_function("document.body.classList.contains('presenter')")
-    assert page.evaluate(size) > 1.3 * before
+    for selector, size in before.items():
+        wait_for_larger_font(page, selector, 1.3 * size)
     assert not page.locator("#advanced").is_visible()
+    assert layout_faults(page) == []
     page.keyboard.press("Tab")  # controls stay reachable from the keyboard
     assert page.evaluate("document.activeElement && document.activeElement.tagName") in ("INPUT", "BUTTON", "TEXTAREA")
     page.screenshot(path=ARTIFACTS / "presenter.png", full_page=True)
+    page.get_by_role("tab", name="Results").click()  # plots drawn after the switch are enlarged too
+    wait_for_larger_font(page, HEATMAP_NUMBERS, 1.3 * numbers)
+    wait_for_larger_font(page, "#defence-plot .xtick text", 15)
+    assert layout_faults(page) == []
+    page.screenshot(path=ARTIFACTS / "presenter_results.png", full_page=True)
+
+    phone = open_page(browser, app_url, PHONE)
+    assert layout_faults(phone) == []
+    phone.screenshot(path=ARTIFACTS / "phone.png", full_page=True)

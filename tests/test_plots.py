@@ -32,6 +32,11 @@ def test_curve_has_agreement_accuracy_and_the_victim_line():
     assert figure.layout.xaxis.type == "log" and list(figure.layout.xaxis.tickvals) == [20, 50, 100]
 
 
+def test_dense_checkpoints_get_ticks_that_do_not_collide():
+    figure = curve_figure([{"queries": q, "agreement": 0.5, "thief_accuracy": 0.4} for q in (20, 30, 50, 70, 100, 120)])
+    assert list(figure.layout.xaxis.tickvals) == [20, 30, 50, 70, 120]  # 100 beside 120 would overlap; the budget stays
+
+
 def test_empty_curve_explains_itself():
     figure = curve_figure([])
     assert all(len(trace.x) == 0 for trace in figure.data) and not figure.layout.shapes

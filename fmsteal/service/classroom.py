@@ -120,7 +120,7 @@ def comparison_figure(runs: list[dict], names: dict[str, str], table=None, hidde
     """The session's curves over one another; `runs` are {"id", "config", "points"} (points: queries, agreement)."""
     figure = go.Figure(layout={"template": "plotly_white"})
     if not runs:
-        return placeholder(figure, "This session's runs appear here, one curve each, to compare them.", height=420)
+        return placeholder(figure, "This session's runs appear here,<br>one curve each, to compare them.", height=420)
     for index, run in enumerate(runs):
         colour = PALETTE[index % len(PALETTE)]
         label = run_label(run["config"], names)
@@ -137,8 +137,8 @@ def comparison_figure(runs: list[dict], names: dict[str, str], table=None, hidde
             line={"color": colour, "width": 3}, marker={"size": 7}, name=label, legendgroup=run["id"],
             visible="legendonly" if run["id"] in hidden else True))
     figure.update_layout(
-        template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 50}, height=420,
-        title="This session's runs: agreement vs queries (solid: measured now; dotted: precomputed here)",
+        template="plotly_white", margin={"l": 60, "r": 20, "t": 70, "b": 50}, height=420,
+        title="This session's runs: agreement vs queries<br><sup>solid: measured now; dotted: precomputed here</sup>",
         xaxis={"title": "queries to the victim", "type": "log"}, yaxis={"title": "agreement with the victim (%)"},
-        legend={"orientation": "h", "y": -0.25})
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22})
     return figure

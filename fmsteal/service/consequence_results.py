@@ -16,6 +16,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from fmsteal.service.conditions import output_name, pct, seeds
+from fmsteal.service.plots import placeholder
 from fmsteal.service.results import grid_table
 
 __all__ = ["CONSEQUENCE_GRID", "load_consequence_cells", "consequence_summary", "transfer_scatter",
@@ -55,9 +56,7 @@ def transfer_scatter(cells: pd.DataFrame) -> go.Figure:
     summary = consequence_summary(cells) if not cells.empty else pd.DataFrame()
     figure = go.Figure()
     if summary.empty:
-        figure.add_annotation(text="No precomputed transfer results.", showarrow=False, x=0.5, y=0.5,
-                              xref="paper", yref="paper")
-        return figure
+        return placeholder(figure, "No precomputed transfer results.")
     palette = plotly.colors.qualitative.Plotly
     names = [_victim_name(row) for row in summary.itertuples()]
     for measure, (label, symbol) in MEASURES.items():
@@ -75,10 +74,10 @@ def transfer_scatter(cells: pd.DataFrame) -> go.Figure:
     n = int(summary["n"].min())
     figure.update_layout(
         title=(f"Stealability vs transferability<br><sup>measured here (grid {CONSEQUENCE_GRID}) · thief "
-               f"{first.thief_label} · {output_name(first.output)} · {int(cells['budget'].max()):,} queries · "
-               f"L∞ 8/255, 10-step PGD on images the victim classifies correctly · "
+               f"{first.thief_label} · {output_name(first.output)} · {int(cells['budget'].max()):,} queries</sup>"
+               f"<br><sup>L∞ 8/255, 10-step PGD on images the victim classifies correctly · "
                f"mean ± 1 sd over n={seeds(n)}</sup>"),
-        xaxis_title="thief agreement with the victim %", yaxis_title="victim fooled %", margin={"t": 110},
+        xaxis_title="thief agreement with the victim %", yaxis_title="victim fooled %", margin={"t": 130},
         legend={"orientation": "h", "y": -0.2})
     return figure
 

@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from fmsteal.service.conditions import output_name, pct, seeds
+from fmsteal.service.plots import placeholder
 from fmsteal.service.results import grid_table
 
 __all__ = ["DEFENCE_GRID", "load_defence_cells", "defence_summary", "protection_figure", "protection_finding",
@@ -108,11 +109,8 @@ def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
     summary = defence_summary(cells[cells["output"] == output]) if not cells.empty else pd.DataFrame()
     kinds = [kind for kind in KINDS if not summary.empty and (summary["victim_kind"] == kind).any()]
     if not kinds:
-        figure = go.Figure()
-        figure.add_annotation(text=f"No precomputed defence results for {output_name(output)}.", showarrow=False,
-                              x=0.5, y=0.5, xref="paper", yref="paper")
-        return figure
-    titles = [f"{KINDS[k]}: {summary.loc[summary['victim_kind'] == k, 'victim_label'].iloc[0]}" for k in kinds]
+        return placeholder(go.Figure(), f"No precomputed defence results for {output_name(output)}.")
+    titles = [f"{KINDS[k]}:<br>{summary.loc[summary['victim_kind'] == k, 'victim_label'].iloc[0]}" for k in kinds]
     figure = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, subplot_titles=titles, horizontal_spacing=0.06)
     palette = plotly.colors.qualitative.Dark24
     colours = {name: palette[i % len(palette)] for i, name in enumerate(summary["defence"].unique())}
@@ -125,8 +123,9 @@ def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
                                  annotation_text=f"undefended {pct(base.agreement, base.agreement_sd, base.n)}",
                                  annotation_position="top right")
             figure.add_trace(go.Scatter(
-                x=100 * points["utility_lost"], y=100 * points["protected"], mode="markers+text",
-                text=list(points["defence_params"]), textposition="top center",
+                x=100 * points["utility_lost"], y=100 * points["protected"],
+                mode="markers",  # settings on hover (labels piled up)
+                text=list(points["defence_params"]),
                 marker={"size": 11, "color": colours[defence], "symbol": "x" if defence == "none" else "circle"},
                 error_x={"array": 100 * points["utility_lost_sd"].fillna(0), "thickness": 1},
                 error_y={"array": 100 * points["protected_sd"].fillna(0), "thickness": 1},
@@ -135,13 +134,13 @@ def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
                 hovertemplate=(f"{defence} %{{text}}<br>strongest thief's agreement %{{y:.1f}}%<br>distilling "
                                "thief's %{customdata[2]:.1f}%<br>accuracy lost %{x:.2f} points<br>answers changed "
                                "%{customdata[1]:.1f}%<br>n=%{customdata[0]} seeds<extra></extra>")), row=1, col=col)
-        figure.update_xaxes(title_text="honest users' accuracy lost (points)", row=1, col=col)
+        figure.update_xaxes(title_text="honest users' accuracy<br>lost (points)", row=1, col=col)
     n = int(summary["n"].min())
     figure.update_yaxes(title_text="strongest thief's agreement %", row=1, col=1)
     figure.update_layout(title=f"Protection vs utility: {output_name(output)} answers<br><sup>measured here (grid "
                                f"{DEFENCE_GRID}) · thief {summary_thief(cells)} · mean ± 1 sd over n={seeds(n)} · "
                                f"{int(cells['budget'].max()):,} queries</sup>",
-                         margin={"t": 120}, legend={"title": "defence"})
+                         margin={"t": 140}, legend={"title": "defence"})
     return figure
 
 

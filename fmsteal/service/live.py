@@ -62,8 +62,9 @@ def gallery_items(card: dict | None) -> list[tuple]:
     items = []
     for example in (card or {}).get("examples") or []:
         image = Image.open(io.BytesIO(base64.b64decode(example["image_png"])))
-        mark = "agree" if example["agree"] else "DISAGREE"
-        items.append((image, f"{mark}: victim {example['victim']}, thief {example['thief']} (true {example['true']})"))
+        said = (f"agree: both say {example['victim']}" if example["agree"]
+                else f"DISAGREE: victim {example['victim']}, thief {example['thief']}")
+        items.append((image, f"{said} (true {example['true']})"))
     return items
 
 

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from fmsteal.service.conditions import dataset_name, pool_name, preset_name, strategy_name
 
 __all__ = ["curve_figure", "confusion_figure", "per_class_figure", "summary_markdown", "run_conditions",
-           "placeholder", "round_log_ticks"]
+           "placeholder", "round_log_ticks", "spaced_ticks"]
 
 AGREEMENT, THIEF, VICTIM = "#4f46e5", "#f97316", "#64748b"
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), font=dict(size=13))
@@ -20,7 +20,7 @@ def curve_figure(checkpoints: list[dict], victim_accuracy: float | None = None, 
     """Agreement and thief accuracy (%) vs queries, with the victim's accuracy as a reference line."""
     figure = go.Figure(layout=LAYOUT)
     if not checkpoints:
-        figure.add_annotation(text="The curve grows here as the thief spends its queries.", showarrow=False,
+        figure.add_annotation(text="The curve grows here<br>as the thief spends its queries.", showarrow=False,
                               x=0.5, y=0.5, xref="paper", yref="paper", font=dict(color=VICTIM))
     queries = [c["queries"] for c in checkpoints]
     figure.add_trace(go.Scatter(x=queries, y=[100 * c["agreement"] for c in checkpoints], name="agreement with victim",
@@ -39,8 +39,8 @@ def curve_figure(checkpoints: list[dict], victim_accuracy: float | None = None, 
     high = max([*queries, budget or 0]) or 100
     figure.update_layout(title="Agreement vs queries", height=380, yaxis=dict(title="%", range=[0, 101]),
                          xaxis=dict(title="queries to the victim", type="log", range=_log_range(low, high),
-                                    tickvals=queries or round_log_ticks(low, high), tickformat=","),
-                         legend=dict(orientation="h", y=-0.25))
+                                    tickvals=spaced_ticks(queries) or round_log_ticks(low, high), tickformat=","),
+                         legend=dict(orientation="h", yanchor="top", y=-0.22))  # two rows on a phone grow down
     return figure
 
 
@@ -52,10 +52,12 @@ def confusion_figure(card: dict | None) -> go.Figure:
     labels, matrix = card["confusion"]["labels"], card["confusion"]["matrix"]
     row_share = [[100 * v / max(sum(row), 1) for v in row] for row in matrix]
     figure.add_trace(go.Heatmap(z=row_share, x=labels, y=labels, text=matrix, texttemplate="%{text}",
-                                colorscale="Purples", zmin=0, zmax=100, colorbar=dict(title="% of row"),
+                                colorscale="Purples", zmin=0, zmax=100,
+                                colorbar=dict(title=dict(text="% of row", side="right"), thickness=14),
                                 hovertemplate="victim says %{y}<br>thief says %{x}<br>%{text} images "
                                               "(%{z:.0f}% of row)<extra></extra>"))
-    figure.update_layout(title="Where the thief follows the victim", height=440, xaxis=dict(title="thief predicts"),
+    figure.update_layout(title="Where the thief<br>follows the victim", height=min(900, 260 + 30 * len(labels)),
+                         xaxis=dict(title="thief predicts"),
                          yaxis=dict(title="victim predicts", autorange="reversed"))
     return figure
 
@@ -125,6 +127,15 @@ def placeholder(figure: go.Figure, text: str, height: int = 440) -> go.Figure:
 def round_log_ticks(low: float, high: float) -> list[int]:
     """1-2-5 ticks between `low` and `high`, for a log axis."""
     return [m * 10**e for e in range(7) for m in (1, 2, 5) if low <= m * 10**e <= high]
+
+
+def spaced_ticks(queries: list[int], factor: float = 1.3) -> list[int]:
+    """`queries` thinned for a log axis: the last kept, each other at least `factor` below the next kept."""
+    kept: list[int] = []
+    for q in sorted(set(queries), reverse=True):
+        if not kept or q * factor <= kept[-1]:
+            kept.append(q)
+    return kept[::-1]
 
 
 def _log_range(low: float, high: float) -> list[float]:

@@ -193,7 +193,7 @@ def _titled(figure: go.Figure, headline: str, conditions: str) -> None:
     and height grow with the lines, so the small print never covers the plot."""
     lines, line = [], ""
     for part in conditions.split(" · "):
-        if line and len(line) + len(part) > 110:
+        if line and len(line) + len(part) > 64:  # fits 1024 px in presenter mode
             lines.append(line)
             line = ""
         line = f"{line} · {part}" if line else part
@@ -232,7 +232,7 @@ def heatmap_figure(df: pd.DataFrame, dataset: str, victim_mode: str, budget: int
             text[i, j] += f"<br>{short} {pct(beside[(cell.victim, cell.victim_mode, cell.thief)], with_n=False)}"
     figure = go.Figure(go.Heatmap(
         z=z, x=list(thieves.values), y=list(victims.values()), text=text, texttemplate="%{text}",
-        zmin=0, zmax=100, colorscale="Viridis", colorbar={"title": "agreement %"},
+        zmin=0, zmax=100, colorscale="Viridis", colorbar={"title": {"text": "agreement %", "side": "right"}},
         hovertemplate="victim %{y}<br>thief %{x}<br>agreement %{text}<extra></extra>"))
     conditions = describe(rows, ["victim", "victim_mode", "thief"], f"{budget:,} queries")
     _titled(figure, "Agreement, victim × thief", conditions)
