@@ -155,7 +155,7 @@ def load_backbone(spec: BackboneSpec, image_size: int, pretrained: bool = True) 
     """Build `spec` as a feature extractor (pooled features of size `spec.feature_dim`), in channels-last
     memory format (with channels-last inputs from `preprocess`, bench/bench_embed.py: EfficientNet-Lite and the
     scratch CNN 1.4-2.6x faster on these CPUs, ResNet-18 0.9-1.2x), `cancellable`: a cancelled run stops within
-    one layer of a pass, not at the end of a training step or an attack's gradient (tens of seconds at 224 px)."""
+    a few layers of a pass, not at the end of a training step or an attack's gradient (tens of seconds at 224 px)."""
     import torch
 
     from fmsteal.cancel import cancellable
