@@ -2,10 +2,10 @@
 a warm cache, end to end, without and with the default evaluations; against an older checkout in the same run.
 
 Each measurement is a fresh process (`run` from that checkout's package) on one shared cache that already
-holds the decoded images, the 96 px features and the measured speeds (the first, untimed pass fills it); the
-"with evaluations" run is timed twice, as a classroom repeats it: the first on features no run has left yet
-(the corrupted test images'), the second after one has. Targets (issue #22): at most 5 s without the
-evaluations and 15 s with the default ones. Writes bench/results/bench_warm_run.json.
+holds the decoded images, the 96 px features and the measured speeds (an untimed run fills it). With the
+evaluations, the first run meets features no run has left yet (the corrupted test images'); later ones, as a
+classroom repeats a run, find them. Medians of --repeats runs, the checkouts interleaved. Targets (issue #22):
+at most 5 s without the evaluations and 15 s with the default ones. Writes bench/results/bench_warm_run.json.
 
     python bench/bench_warm_run.py [--baseline ../fmsteal-old] [--data ../shared/data/cifar10-jpeg.tar.gz]
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,13 +48,23 @@ def timed(repo: Path, data: str, evaluations: str, cache: str, seed: int = 0) ->
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(repo: Path, data: str, cache: str) -> dict:
-    """The three timed runs of one checkout, after an untimed one that warms `cache` for it (another seed's, so
-    the speed probes are paid and no corrupted image of seed 0 is cached yet)."""
-    timed(repo, data, "default", cache, seed=1)
-    return {"no_evaluations": timed(repo, data, "none", cache),
-            "default_first": timed(repo, data, "default", cache, seed=0),
-            "default_again": timed(repo, data, "default", cache, seed=0)}
+def measure(checkouts: dict[str, Path], data: str, cache: str, repeats: int) -> dict:
+    """Each checkout's runs, interleaved so a drift of the machine's speed hits both alike: an untimed run of
+    another seed (it pays the speed probes; no corrupted image of seed 0 is cached yet), the first run with
+    evaluations, then `repeats` rounds of a run without them and one with them again."""
+    for repo in checkouts.values():
+        timed(repo, data, "default", cache, seed=1)
+    runs = {name: {"default_first": [timed(repo, data, "default", cache)], "no_evaluations": [], "default_again": []}
+            for name, repo in checkouts.items()}
+    for _ in range(repeats):
+        for name, repo in checkouts.items():
+            runs[name]["no_evaluations"].append(timed(repo, data, "none", cache))
+            runs[name]["default_again"].append(timed(repo, data, "default", cache))
+    return runs
+
+
+def median(runs: list[dict]) -> float:
+    return statistics.median(run["seconds"] for run in runs)
 
 
 def main() -> None:
@@ -61,22 +72,22 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
     parser.add_argument("--baseline", default=None, help="a checkout of an older commit, timed the same way")
     parser.add_argument("--cache", default=None, help="a cache to start from (default: a new one)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per case whose median is reported")
     args = parser.parse_args()
     checkouts = {"this": REPO, **({"baseline": Path(args.baseline).resolve()} if args.baseline else {})}
-    results = {}
-    for name, repo in checkouts.items():
-        cache = args.cache or tempfile.mkdtemp(prefix=f"fmsteal-bench-warm-{name}-")
-        results[name] = measure(repo, args.data, cache)
-        for case, figures in results[name].items():
-            phases = "  ".join(f"{k} {v:.1f}s" for k, v in figures["timings"].items() if k != "total" and v >= 0.1)
-            print(f"{name:8} {case:15} {figures['seconds']:6.1f} s   ({phases})")
-    for case in ("no_evaluations", "default_first", "default_again"):
-        if "baseline" in results:
-            ratio = results["this"][case]["seconds"] / results["baseline"][case]["seconds"]
-            print(f"{case:15} this / baseline = {ratio:.2f}x")
+    runs = measure(checkouts, args.data, args.cache or tempfile.mkdtemp(prefix="fmsteal-bench-warm-"), args.repeats)
+    seconds = {name: {case: round(median(case_runs), 2) for case, case_runs in cases.items()}
+               for name, cases in runs.items()}
+    for name, cases in seconds.items():
+        print(f"{name:8} " + "  ".join(f"{case} {value:.1f} s" for case, value in cases.items()))
+    ratios = {case: round(seconds["this"][case] / seconds["baseline"][case], 2)
+              for case in seconds["this"]} if "baseline" in seconds else {}
+    for case, ratio in ratios.items():
+        print(f"{case:15} this / baseline = {ratio:.2f}x")
     out = REPO / "bench" / "results" / "bench_warm_run.json"
     out.write_text(json.dumps({"benchmark": "bench_warm_run", "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-                               "baseline": str(args.baseline), "results": results}, indent=1) + "\n")
+                               "baseline": args.baseline, "repeats": args.repeats, "median_seconds": seconds,
+                               "ratios": ratios, "runs": runs}, indent=1) + "\n")
     print(f"written {out.relative_to(REPO)}")
 
 

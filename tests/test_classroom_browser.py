@@ -71,12 +71,10 @@ def test_a_share_link_reopens_the_run_in_a_fresh_browser(browser, app_url, cifar
     assert stranger.locator("#summary").inner_text() == summary
     stranger.wait_for_selector("#transfer-examples img", timeout=30_000)
     assert layout_faults(stranger) == [] and cut_galleries(stranger) == []
-    stranger.screenshot(path=ARTIFACTS / "shared_run.png", full_page=True)
     numbers = font_size(stranger, CONFUSION_NUMBERS)
     stranger.locator("#presenter input").check()
     wait_for_larger_font(stranger, CONFUSION_NUMBERS, 1.3 * numbers)
     assert layout_faults(stranger) == []
-    stranger.screenshot(path=ARTIFACTS / "shared_run_presenter.png", full_page=True)
     phone = browser.new_context(viewport={"width": PHONE[0], "height": PHONE[1]}).new_page()
     phone.goto(link)
     phone.wait_for_selector("#confusion .heatmaplayer", timeout=30_000)
@@ -86,8 +84,6 @@ def test_a_share_link_reopens_the_run_in_a_fresh_browser(browser, app_url, cifar
     stranger.goto(link.replace("?run=", "?run=x") + "zz")  # a wrong token shows nothing of anyone's
     stranger.wait_for_selector("#curve .js-plotly-plot")
     assert "Shared run" not in status(stranger)
-
-
 
 
 def test_presenter_mode_enlarges_type_plots_and_buttons_and_cuts_nothing_at_1024_or_on_a_phone(browser, app_url):
