@@ -69,6 +69,11 @@ def test_the_readme_benchmark_rows_quote_the_committed_results() -> None:
     assert (f"Lite0 forward {lite0[(96, 'forward')]:.2f}x at 96 px, {lite0[(32, 'forward')]:.2f}x at 32 px; "
             f"forward+backward {lite0[(96, 'gradient')]:.2f}x and {lite0[(32, 'gradient')]:.2f}x "
             f"(ResNet-18 {min(resnet):.2f}-{max(resnet):.2f}x)") in rows["bench_embed.py"]
+    warm = load("bench_warm_run")
+    this, base, ratio = warm["median_seconds"]["this"], warm["median_seconds"]["baseline"], warm["ratios"]
+    assert ", ".join(f"{label} {this[case]:.1f} s ({'baseline ' * (case == 'no_evaluations')}{base[case]:.1f} s, "
+                     f"{ratio[case]:.2f}x)" for label, case in (("without", "no_evaluations"), ("first", "default_first"),
+                                                                ("again", "default_again"))) in rows["bench_warm_run.py"]
     memory = load("bench_memory")
     held = {mode: memory[mode]["after_mb"][-1] - memory[mode]["idle_mb"] for mode in ("released", "kept")}
     assert (f"+{held['released']:,.0f} MB above idle against +{held['kept']:,.0f} MB ({memory['held_ratio']:.2f}x)"
