@@ -189,24 +189,32 @@ def _upload(url: str, payload: bytes, name: str = "images.zip") -> tuple[int, li
         return error.code, []
 
 
-def _take_upload(url: str, stored: str, name: str) -> str:
-    """Hand a stored upload to the app's upload listener, as the page does when a file is dropped: the note shown."""
+def page_config(url: str) -> dict:
     with urllib.request.urlopen(f"{url}config", timeout=30) as reply:
-        config = json.load(reply)
-    field = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "upload")
-    listener = next(d["id"] for d in config["dependencies"] if [field, "upload"] in d["targets"])
-    session = secrets.token_hex(8)
-    join = json.dumps({"data": [{"path": stored, "orig_name": name, "meta": {"_type": "gradio.FileData"}}],
-                       "fn_index": listener, "trigger_id": field, "session_hash": session, "event_data": None})
+        return json.load(reply)
+
+
+def page_event(url: str, config: dict, elem_id: str, event: str, data: list, session: str) -> list:
+    """Trigger the page's `event` listener on the component `elem_id` as the browser does, in `session`: its outputs."""
+    field = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+    listener = next(d["id"] for d in config["dependencies"] if [field, event] in d["targets"])
+    join = json.dumps({"data": data, "fn_index": listener, "trigger_id": field, "session_hash": session,
+                       "event_data": None})
     urllib.request.urlopen(urllib.request.Request(f"{url}gradio_api/queue/join", data=join.encode(), method="POST",
                                                   headers={"Content-Type": "application/json"}), timeout=30).close()
-    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=120) as events:
+    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=300) as events:
         for line in events:
             message = json.loads(line[5:]) if line.startswith(b"data:") else {}
             if message.get("msg") == "process_completed":
                 assert message["success"], message
-                return message["output"]["data"][1]
-    raise AssertionError("the upload listener never completed")
+                return message["output"]["data"]
+    raise AssertionError(f"the {elem_id} {event} listener never completed")
+
+
+def _take_upload(url: str, stored: str, name: str) -> str:
+    """Hand a stored upload to the app's upload listener, as the page does when a file is dropped: the note shown."""
+    file = {"path": stored, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+    return page_event(url, page_config(url), "upload", "upload", [file], secrets.token_hex(8))[1]
 
 
 def test_an_upload_over_the_cap_is_refused_before_it_is_stored(public_app_url, public_gradio_temp):

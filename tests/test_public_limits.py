@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from test_app_client import LITE0, Visitor, _memory, _upload
+from test_app_client import LITE0, Visitor, _memory, _upload, page_config, page_event
 from test_public_browser import archive_of
 
 HUB = dict(victim=LITE0, thief=LITE0, evaluations="examples")  # the hub's CIFAR-10 (public mode reads no folders)
@@ -73,35 +73,13 @@ def test_a_public_run_estimated_past_the_time_limit_is_refused_with_what_would_f
     assert reply["job_id"] == "" and reply["status"].startswith("**Refused.**") and "Try " in reply["status"]
 
 
-def _config(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}config", timeout=30) as reply:
-        return json.load(reply)
-
-
-def _page_event(url: str, config: dict, elem_id: str, event: str, data: list, session: str) -> list:
-    """Trigger the page's `event` listener on the component `elem_id` as the browser does, in `session`: its outputs."""
-    field = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
-    listener = next(d["id"] for d in config["dependencies"] if [field, event] in d["targets"])
-    join = json.dumps({"data": data, "fn_index": listener, "trigger_id": field, "session_hash": session,
-                       "event_data": None})
-    urllib.request.urlopen(urllib.request.Request(f"{url}gradio_api/queue/join", data=join.encode(), method="POST",
-                                                  headers={"Content-Type": "application/json"}), timeout=30).close()
-    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=300) as events:
-        for line in events:
-            message = json.loads(line[5:]) if line.startswith(b"data:") else {}
-            if message.get("msg") == "process_completed":
-                assert message["success"], message
-                return message["output"]["data"]
-    raise AssertionError(f"the {elem_id} {event} listener never completed")
-
-
 def _page_start(url: str, stored: str, name: str, owner: str, *choices: dict) -> str:
     """Upload an archive and press Start on it, as a browser does (one session, the page's own listeners), with the
     first of `choices` (values) this server accepts: the job's id. The public API names no upload; the page keeps
     the extracted upload in the session's state."""
-    config, session = _config(url), secrets.token_hex(8)
+    config, session = page_config(url), secrets.token_hex(8)
     file = {"path": stored, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
-    note = _page_event(url, config, "upload", "upload", [file], session)[1]
+    note = page_event(url, config, "upload", "upload", [file], session)[1]
     assert "Using" in note, note
     components = {c["id"]: c for c in config["components"]}
     start = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "start")
@@ -113,7 +91,7 @@ def _page_start(url: str, stored: str, name: str, owner: str, *choices: dict) ->
             key = props.get("storage_key") or props.get("elem_id") or ""
             data.append({"fmsteal_owner": owner, "fmsteal_session": []}.get(key, values.get(key.replace("-", "_"),
                                                                                              props.get("value"))))
-        session_ids, status, _ = _page_event(url, config, "start", "click", data, session)[:3]
+        session_ids, status, _ = page_event(url, config, "start", "click", data, session)[:3]
         if "Queued" in status or "Running" in status:
             return session_ids[-1]
         assert "Refused" in status, status  # too long for this machine: the next, shorter choice
