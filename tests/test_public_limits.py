@@ -5,7 +5,6 @@ refused in test_public_browser.py; hostile uploads in test_app_client.py.)"""
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import threading
