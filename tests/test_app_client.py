@@ -125,7 +125,7 @@ def test_a_run_whose_evaluations_are_skipped_ends_with_its_result_and_says_what_
     state = owner.wait(job_id)
     assert state["status"] == "done" and state["skipping"]
     card = state["card"]
-    assert card["evaluations_skipped"] == ["fidelity", "transfer"]
+    assert sorted(card["evaluations_skipped"]) == ["fidelity", "transfer"]  # in the server's registry order
     assert "transfer" not in card and "fidelity" not in card and card["agreement"] > 0.3  # the result itself is whole
 
 
