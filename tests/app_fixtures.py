@@ -121,3 +121,9 @@ def public_app(tmp_path_factory: pytest.TempPathFactory, public_gradio_temp: Pat
 def public_app_url(public_app: tuple[str, int]) -> str:
     """The URL of the app in public mode."""
     return public_app[0]
+
+
+def memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's VmRSS or VmHWM (its peak since the last reset), in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import secrets
 import tarfile
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from app_fixtures import memory_mb
 from engine_fixtures import zeros_tar_gz
 
 LITE0 = "tf_efficientnet_lite0"
@@ -231,11 +231,6 @@ def test_an_upload_over_the_cap_is_refused_before_it_is_stored(public_app_url, p
     assert stored() == kept  # nothing of the refused upload is left on disk
 
 
-def _memory(pid: int, field: str) -> int:
-    """A process's VmRSS or VmHWM (its peak since the last reset), in MB."""
-    return int(re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) // 1024
-
-
 def _hostile_upload(cifar_subset: Path, path: Path, case: str) -> tuple[Path, str]:
     """(an archive of `case`, the refusal it must get); all but "zeros" add real CIFAR-10 images."""
     if case == "zeros":  # 400 MB of zeros named .jpg, 0.4 MB compressed
@@ -265,12 +260,13 @@ def test_a_public_app_refuses_hostile_uploads_in_bounded_memory_and_keeps_none(p
     archive, refusal = _hostile_upload(cifar_subset, tmp_path / f"{case}.tar.gz", case)
     status, (stored,) = _upload(url, archive.read_bytes(), archive.name)
     assert status == 200 and Path(stored).is_relative_to(public_gradio_temp)
+    kept = {p for p in public_uploads.rglob("*") if p.is_file()}  # other visitors' (tests') uploads
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # the server's peak (VmHWM) restarts from its RSS now
-    idle, started = _memory(pid, "VmRSS"), time.monotonic()
+    idle, started = memory_mb(pid), time.monotonic()
     note = _take_upload(url, stored, archive.name)
-    grown = _memory(pid, "VmHWM") - idle
-    print(f"{case}: refused in {time.monotonic() - started:.2f} s, server peak RSS +{grown} MB")
+    grown = memory_mb(pid, "VmHWM") - idle
+    print(f"{case}: refused in {time.monotonic() - started:.2f} s, server peak RSS +{grown:.0f} MB")
     assert "Upload refused" in note and refusal in note and str(tmp_path) not in note
     assert grown < 200
     assert not Path(stored).exists() and not Path(stored).parent.exists()  # Gradio's copy is gone
-    assert [p for p in public_uploads.rglob("*") if p.is_file()] == []  # and nothing was kept of it
+    assert {p for p in public_uploads.rglob("*") if p.is_file()} == kept  # and nothing was kept of it

@@ -6,6 +6,7 @@ import contextvars
 import dataclasses
 import importlib.machinery
 import json
+import os
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 from gradio.context import LocalContext
 
+from app_fixtures import memory_mb
 from fmsteal import settings as fmsteal_settings
 from fmsteal.errors import Cancelled, ConfigError, DataError
 from fmsteal.experiment.config import ExperimentConfig
@@ -609,11 +611,6 @@ def test_a_public_server_refuses_runs_estimated_past_a_fair_share(monkeypatch):
     assert fmsteal_settings.max_run_seconds(fmsteal_settings.current()) == 1200
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
-
-
 _SURVIVORS: list = []  # small allocations that outlive a run (as caches and logs do), pinning its heap
 
 
@@ -633,13 +630,13 @@ def test_a_servers_memory_returns_near_idle_after_a_run(tmp_path):
     import torch  # noqa: F401  (loaded before idle is measured: its libraries are not the run's memory)
 
     store = store_for(tmp_path, fragmenting_engine)
-    idle = _rss_mb()
+    idle = memory_mb(os.getpid())
     job = store.submit(config(seed=1), A)
     assert wait_for(store, job)["status"] == "done"
     deadline = time.time() + 10
-    while _rss_mb() - idle > 200 and time.time() < deadline:
+    while memory_mb(os.getpid()) - idle > 200 and time.time() < deadline:
         time.sleep(0.05)
-    left = _rss_mb() - idle
+    left = memory_mb(os.getpid()) - idle
     store.close()
     _SURVIVORS.clear()
     assert left <= 200, f"{left:.0f} MB above idle after the run (it held ~750 MB)"

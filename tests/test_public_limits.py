@@ -13,7 +13,8 @@ import urllib.request
 
 import pytest
 
-from test_app_client import LITE0, Visitor, _memory, _upload, page_config, page_event
+from app_fixtures import memory_mb
+from test_app_client import LITE0, Visitor, _upload, page_config, page_event
 from test_public_browser import archive_of
 
 HUB = dict(victim=LITE0, thief=LITE0, evaluations="examples")  # the hub's CIFAR-10 (public mode reads no folders)
@@ -102,7 +103,7 @@ def test_fresh_owner_tokens_from_one_address_hold_no_more_than_its_runs(public_a
     one address shares its 2 runs, and the refusal says why. Once they are cancelled the server's memory goes back
     near where it was."""
     public_app_url, pid = public_app
-    idle = _memory(pid, "VmRSS")
+    idle = memory_mb(pid)
     archive = archive_of(cifar_subset, tmp_path / "mine.tar.gz")
     status, (stored,) = _upload(public_app_url, archive.read_bytes(), archive.name)
     assert status == 200
@@ -135,11 +136,11 @@ def test_fresh_owner_tokens_from_one_address_hold_no_more_than_its_runs(public_a
     assert reply["job_id"], reply
     third.cancel(reply["job_id"])
     # what may stay: a first run's imports and weights (timm, EfficientNet-Lite0), not what the runs took at their peak
-    peak = _memory(pid, "VmHWM")
+    peak = memory_mb(pid, "VmHWM")
     allowed, deadline = max(300, 0.4 * (peak - idle)), time.time() + 15
-    while _memory(pid, "VmRSS") - idle > allowed and time.time() < deadline:
+    while memory_mb(pid) - idle > allowed and time.time() < deadline:
         time.sleep(0.2)
-    left = _memory(pid, "VmRSS") - idle
+    left = memory_mb(pid) - idle
     print(f"server RSS: {idle} MB before, peak {peak} MB, +{left} MB after the runs were cancelled")
     assert left <= allowed
 
