@@ -241,9 +241,10 @@ def run_evaluate(state: RunState) -> Iterator[dict]:
         yield {"kind": "log", "level": "info", "message": f"Evaluating: {entry.help}"}
         embedders = {e for e in state.embedders.values() if e}
         known = {e: len(e.files) for e in embedders}
-        state.results[name] = yield from entry.fn(context, entry.defaults())
+        params = entry.defaults()
+        state.results[name] = yield from entry.fn(context, params)
         warm.record(state.data_key, "evaluation", [f for e in embedders for f in e.files[known[e]:]],
-                    **warm.evaluation_fields(config, state.plan, name, entry.defaults()))
+                    **warm.evaluation_fields(config, state.plan, name, params))
 
 
 def defence_results(state: RunState) -> Iterator[dict]:
