@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from machine import machine  # noqa: E402  (bench/ is the script's own folder)
 
 ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_cache.json"
@@ -131,15 +131,6 @@ def main() -> int:
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"written: {args.out}")
     return 0
-
-
-def machine() -> dict:
-    """What the figures were measured on: CPU, cores, GPU, OS and how busy the machine was."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else \
-        platform.processor()
-    return {"cpu": cpu, "cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
-            else None, "platform": platform.platform(), "load_average_at_end_1_5_15min": [round(x, 2) for x in os.getloadavg()]}
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ through a `JobStore` on the mini CIFAR-10 archive, in a fresh process per mode, 
 process's RSS when idle (imports done, nothing run), at its peak and after each run:
   (kept)     the store's worker without `release_memory` (the behaviour before it);
   (released) the store as shipped: `release_memory()` after every run.
-Writes bench/results/bench_memory.json. Usage: python bench/bench_memory.py [--data ARCHIVE]
+Writes bench/results/bench_memory.json, with the machine.
+Usage: python bench/bench_memory.py [--data ARCHIVE]
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import machine  # bench/, the script's own folder
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO.parent / "shared" / "data" / "cifar10-mini-jpeg.tar.gz"
@@ -74,7 +77,8 @@ def main() -> None:
     print(f"memory held after the runs: {released:.0f} MB released vs {kept:.0f} MB kept "
           f"({released / kept:.2f}x)")
     out = REPO / "bench" / "results" / "bench_memory.json"
-    out.write_text(json.dumps({**results, "held_ratio": round(released / kept, 3)}, indent=1) + "\n")
+    figures = {**results, "held_ratio": round(released / kept, 3), "machine": machine()}
+    out.write_text(json.dumps(figures, indent=1) + "\n")
     print(f"written {out.relative_to(REPO)}")
 
 

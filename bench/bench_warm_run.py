@@ -5,7 +5,8 @@ Each measurement is a fresh process (`run` from that checkout's package) on one 
 holds the decoded images, the 96 px features and the measured speeds (an untimed run fills it). With the
 evaluations, the first run meets features no run has left yet (the corrupted test images'); later ones, as a
 classroom repeats a run, find them. Medians of --repeats runs, the checkouts interleaved. Targets (issue #22):
-at most 5 s without the evaluations and 15 s with the default ones. Writes bench/results/bench_warm_run.json.
+at most 5 s without the evaluations and 15 s with the default ones. Writes
+bench/results/bench_warm_run.json, with the machine.
 
     python bench/bench_warm_run.py [--baseline ../fmsteal-old] [--data ../shared/data/cifar10-jpeg.tar.gz]
 """
@@ -22,7 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine  # bench/, the script's own folder
+
 REPO = Path(__file__).resolve().parents[1]
+
 
 CHILD = """
 import json, sys, time
@@ -87,7 +91,7 @@ def main() -> None:
     out = REPO / "bench" / "results" / "bench_warm_run.json"
     out.write_text(json.dumps({"benchmark": "bench_warm_run", "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                                "baseline": args.baseline, "repeats": args.repeats, "median_seconds": seconds,
-                               "ratios": ratios, "runs": runs}, indent=1) + "\n")
+                               "ratios": ratios, "runs": runs, "machine": machine()}, indent=1) + "\n")
     print(f"written {out.relative_to(REPO)}")
 
 

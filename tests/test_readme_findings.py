@@ -56,6 +56,8 @@ def test_the_readme_benchmark_rows_quote_the_committed_results() -> None:
     rows = {line.split("|")[1].strip(" `"): line for line in (REPO / "README.md").read_text().splitlines()
             if line.startswith("| `bench_")}
     load = lambda name: json.loads((REPO / "bench" / "results" / f"{name}.json").read_text())  # noqa: E731
+    for results in (REPO / "bench" / "results").glob("*.json"):  # each says what it was measured on
+        assert f"{results.stem}.py" in rows and "machine" in load(results.stem), results.name
     ratios = [row["ratio"] for row in load("bench_estimate")["rows"]]
     within = sum(0.7 <= ratio <= 1.3 for ratio in ratios)
     assert f"{min(ratios):.2f}-{max(ratios):.2f}; {within} of {len(ratios)} within ±30%" in rows["bench_estimate.py"]
