@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROVIDED_ELSEWHERE = {
     "spaces": "installed by Hugging Face on ZeroGPU Spaces only; imported only when find_spec('spaces') finds it",
 }
-LOCAL = {"fmsteal", "app"} | {path.stem for path in (REPO / "tests").glob("*.py")}
+LOCAL = {"fmsteal", "app"} | {path.stem for folder in ("tests", "bench", "scripts")  # scripts import their siblings
+                               for path in (REPO / folder).glob("*.py")}
 
 
 def _normal(name: str) -> str:
