@@ -12,6 +12,7 @@ import pytest
 
 from fmsteal.experiment.cards import read_card
 from fmsteal.service import consequence_results, defence_results, results
+from fmsteal.service.conditions import pct
 from fmsteal.service.sweep import DEFENCE_COLUMNS, card_path, run_sweep, write_table
 
 DEFENDED = ["none", "gaussian-noise:sigma=0.5", "watermark:rate=0.2", "prada:delta=0.9,block=true"]
@@ -114,5 +115,24 @@ def test_stealability_vs_transferability_from_a_swept_consequences_grid(evaluate
     assert sorted(thief.y) == pytest.approx(sorted(100 * summary["transfer_thief_pgd"]))
     finding = consequence_results.transfer_finding(cells)
     for row in summary.itertuples():
-        assert f"{100 * row.transfer_thief_pgd:.1f}% ± {100 * row.transfer_thief_pgd_sd:.1f} (n=2)" in finding
-    assert "Stealing adds" in finding
+        for attack in ("fgsm", "pgd"):
+            copy = pct(getattr(row, f"transfer_thief_{attack}"), getattr(row, f"transfer_thief_{attack}_sd"), 2, False)
+            assert f"the copy's examples fool it on {copy}" in finding
+    assert finding.count("paired by seed") + finding.count("saturated (") == 4
+
+
+def test_the_transfer_finding_leaves_saturated_attacks_out_of_its_verdict(evaluated_grid, tiny_sweep: Path,
+                                                                         tmp_path: Path) -> None:
+    grid = replace(evaluated_grid, name=consequence_results.CONSEQUENCE_GRID)
+    shutil.copytree(tiny_sweep / "cards", tmp_path / grid.name / "cards")
+    write_table(grid, tmp_path / grid.name)
+    cells = consequence_results.load_consequence_cells(tmp_path)
+    cells[["transfer_thief_pgd", "transfer_independent_pgd"]] = 1.0  # PGD fools every victim from both models
+    cells["transfer_thief_fgsm"] = cells["transfer_independent_fgsm"] + 0.05  # the copy's FGSM 5 points ahead
+    finding = consequence_results.transfer_finding(cells)
+    assert finding.count("10-step PGD: the copy's examples fool it on 100.0% ± 0.0") == 2
+    assert finding.count("saturated (") == 2
+    assert finding.count("+5.0 ± 0.0 points paired by seed, higher in 2 and lower in 0 of 2 seeds") == 2
+    assert "stealing adds +5.0 points of transfer" in finding
+    cells["transfer_thief_fgsm"] = cells["transfer_independent_fgsm"] = 1.0
+    assert "Every attack is saturated" in consequence_results.transfer_finding(cells)
