@@ -24,6 +24,7 @@ from gradio.utils import get_upload_folder
 from fmsteal import settings
 from fmsteal.engine.cache import remove_stale_temporaries
 from fmsteal.errors import FmstealError
+from fmsteal.experiment.cards import evaluation_findings
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
 from fmsteal.experiment.estimate import duration, estimate
 from fmsteal.service import (classroom, consequence_results, consequences, defence_results, live, plots, results,
@@ -229,7 +230,8 @@ def run_outputs(card: dict | None, checkpoints: list[dict], budget: int, stolen:
     victim_accuracy = result["victim_accuracy"] if result else None
     running = "" if card or not stolen else (
         "\n\n*The evaluations are running; their results appear below when they finish (see the status line).*")
-    summary = plots.summary_markdown(result, labels()) + running + live.defence_summary(card) if result else ""
+    findings = "".join(f"\n\n**{name}:** {finding}" for name, finding in evaluation_findings(card))
+    summary = plots.summary_markdown(result, labels()) + running + live.defence_summary(card) + findings if result else ""
     return {"curve": plots.curve_figure(result["curve"] if result else checkpoints, victim_accuracy, budget),
             "confusion": plots.confusion_figure(result), "per_class": plots.per_class_figure(result),
             "summary": summary,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fmsteal.experiment.cards import card_name, write_card
+from fmsteal.experiment.cards import card_name, evaluation_findings, write_card
 from fmsteal.cli.options import values_from_args
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
 from fmsteal.experiment.pipeline import run
@@ -81,6 +81,7 @@ def summary(card: dict, path: Path) -> str:
         f"        agreement {card['agreement']:.2%} on {card['test_size']:,} test images, "
         f"accuracy {card['thief_accuracy']:.2%}, macro-F1 {card['macro_f1']:.3f}",
         *defended,
+        *(f"{name}: {finding}" for name, finding in evaluation_findings(card)),
         f"Device  {card['device']}; time: {timings}",
         f"Card    {path}",
     ])

@@ -51,4 +51,4 @@ Evaluation = Callable[[EvaluationContext, dict], Generator[dict, None, Any]]
 
 EVALUATIONS: Registry[Evaluation] = Registry("evaluation", modules=(
     "fmsteal.evaluation.fidelity", "fmsteal.evaluation.transfer", "fmsteal.evaluation.corruptions",
-    "fmsteal.evaluation.examples"))
+    "fmsteal.evaluation.examples", "fmsteal.evaluation.transfer_sweep", "fmsteal.evaluation.adversarial_fidelity"))

@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["CURVE_COLUMNS", "attack_card_name", "card_name", "curve_csv", "read_card", "write_card"]
+__all__ = ["CURVE_COLUMNS", "attack_card_name", "card_name", "curve_csv", "evaluation_findings", "read_card", "write_card"]
 
 CURVE_COLUMNS = ("queries", "agreement", "thief_accuracy", "macro_f1")
 
@@ -55,3 +55,9 @@ def curve_csv(card: dict) -> str:
     writer.writeheader()
     writer.writerows(card["curve"])
     return buffer.getvalue()
+
+
+def evaluation_findings(card: dict | None) -> list[tuple[str, str]]:
+    """(name, finding) of every evaluation result in `card` that states its own finding (e.g. transfer-sweep)."""
+    return [(name, value["finding"]) for name, value in (card or {}).items()
+            if isinstance(value, dict) and isinstance(value.get("finding"), str)]
