@@ -50,6 +50,30 @@ def test_a_callable_victim_is_stolen_with_exact_query_accounting(images):
     assert torch.equal(result["thief"].logits(test.images).argmax(1), result["test_predictions"])
 
 
+def test_the_attack_states_its_estimate_before_it_embeds_and_again_once_the_victim_has_answered(images):
+    from fmsteal.experiment.attack_estimate import thief_estimate
+
+    pool, test = images
+    events = list(fmsteal.attack(ColourModel(), pool=pool, test=test, budget=150, **OPTIONS))
+    card = events[-1]["card"]
+    messages = [e.get("message", "") for e in events if e["kind"] in ("log", "phase")]
+    first = next(i for i, m in enumerate(messages) if m.startswith("Estimated time for the thief"))
+    assert first < next(i for i, m in enumerate(messages) if "features of the pool" in m)
+    assert "victim's time to answer 250 images (150 queries, 100 test images)" in messages[first]
+    assert any(m.startswith("The victim answered 100 test images in") for m in messages)
+    estimate = card["estimate"]
+    priced = thief_estimate(thief=OPTIONS["thief"], mode="lp", size=64, device="cpu", preset="fast", strategy="random",
+                            budget=150, n_pool=300, n_test=100, n_embedded=250)
+    assert estimate["phases"] == priced["phases"] and estimate["victim_images"] == 250
+    assert estimate["victim_seconds_per_image"] > 0
+    wider = thief_estimate(thief=OPTIONS["thief"], mode="lp", size=64, device="cpu", preset="fast", strategy="random",
+                           budget=150, n_pool=300, n_test=100, n_embedded=400)
+    assert wider["phases"]["embed"] > priced["phases"]["embed"] and wider["phases"]["steal"] == priced["phases"]["steal"]
+    fft = thief_estimate(thief="scratch_cnn", mode="fft", size=32, device="cpu", preset="fast", strategy="random",
+                         budget=150, n_pool=300, n_test=100, n_embedded=0)
+    assert set(fft["phases"]) == {"steal"} and fft["phases"]["steal"] > 0
+
+
 def test_a_random_thief_embeds_only_what_it_sends_and_max_test_caps_the_evaluation_queries(images):
     from fmsteal.engine.embed import Embedder
     from fmsteal.engine.zoo import get_backbone

@@ -152,6 +152,7 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
     from fmsteal.experiment.phases import CHECKPOINT, comparison, device_name, versions
     from fmsteal.experiment.pipeline import resolve_device
     from fmsteal.experiment import speed
+    from fmsteal.experiment.attack_estimate import thief_estimate, with_victim
     from fmsteal.experiment.plan import resolve_image_size
 
     if isinstance(victim, BlackBoxVictim):
@@ -180,13 +181,19 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
         kept = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(seed))[:max_test].sort().values
         test_set, reference = test_set.subset(kept), None if reference is None else reference[kept]
     classes = test_set.class_names
+    embedding = mode == "lp" and embedder is None
+    estimated = thief_estimate(thief=thief, mode=mode, size=size, device=torch_device.type, preset=preset,
+                               strategy=strategy, budget=budget, n_pool=len(pool_set), n_test=len(test_set),
+                               n_embedded=((budget if strategy == "random" else len(pool_set)) + len(test_set))
+                               if embedding else 0)
+    yield {"kind": "log", "level": "info", "message": estimated["message"]}
     with _opened(victim, victim_params, classes) as handle:
         retries = _Retries(handle)
         fingerprint = handle.fingerprint() if handle is not None else None  # a changed model stops the run here
         yield from retries()
         if fingerprint is not None:
             yield {"kind": "log", "level": "info", "message": f"{handle.description}: fingerprint {fingerprint}"}
-        if embedder is None and mode == "lp":  # an FFT thief trains on pixels: it needs no frozen features
+        if embedding:  # an FFT thief trains on pixels: it needs no frozen features
             yield clock.phase("embed", f"{spec.label} features of the pool and test images (cached)")
             embedder = Embedder(spec, size, torch_device, speed.forward_batch(spec, size, torch_device.type),
                                 fp32=full_precision(preset))
@@ -198,9 +205,12 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
         victim_test = reference
         if victim_test is None:
             yield clock.phase("victim", "Asking the victim about the test images (evaluation)")
+            asked = time.perf_counter()
             victim_test = handle.probabilities(test_set.images.float() / 255).argmax(1)
             check()
             yield from retries()
+            estimated = with_victim(estimated, len(test_set), time.perf_counter() - asked, budget)
+            yield {"kind": "log", "level": "info", "message": estimated["message"]}
         recipe = recipe_for(preset, "thief", mode, spec.family == "scratch", spec.timm_arch)
         copy = Thief(spec, mode, size, torch_device, embedder, recipe, len(classes), seed)
         last: dict = {}
@@ -226,7 +236,7 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
                    **options, "thief_mode": mode, "image_size": size,
                    "pool": pool if isinstance(pool, str) else "ImageSet", "test": test if isinstance(test, str) else "ImageSet",
                    "max_test": max_test},
-        "versions": versions(), "device": device_name(torch_device), "threads": torch.get_num_threads(),
+        "estimate": estimated, "versions": versions(), "device": device_name(torch_device), "threads": torch.get_num_threads(),
         "seed": seed, "class_names": classes, "image_size": {"thief": size}, "curve": curve,
         **comparison(last["predictions"], victim_test, test_set),
         "queries_spent": black_box.queries_used - spent_before,

@@ -214,7 +214,13 @@ def cost_steal(p: Pricing) -> float:
     plan, config = p.plan, p.plan.config
     answers = (p.hashing(config.budget) if config.victim_mode == "lp"
                else p.forward(config.victim, plan.victim_size, config.budget))
-    seconds = answers + sum(p.thief_training(rung, plan.n_test) for rung in plan.rungs)
+    return answers + cost_thief_steal(p)
+
+
+def cost_thief_steal(p: Pricing) -> float:
+    """The thief's side of the steal: training and scoring at every rung, its views, its query selection."""
+    plan, config = p.plan, p.plan.config
+    seconds = sum(p.thief_training(rung, plan.n_test) for rung in plan.rungs)
     seconds += p.views("thief", (1 - 1 / VALIDATION_EVERY) * config.budget)  # each image's views embedded once
     if config.thief_mode != "lp":
         seconds += p.load_model(config.thief, plan.thief_size)
