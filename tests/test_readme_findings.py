@@ -76,6 +76,11 @@ def test_the_readme_benchmark_rows_quote_the_committed_results() -> None:
     assert ", ".join(f"{label} {this[case]:.1f} s ({'baseline ' * (case == 'no_evaluations')}{base[case]:.1f} s, "
                      f"{ratio[case]:.2f}x)" for label, case in (("without", "no_evaluations"), ("first", "default_first"),
                                                                 ("again", "default_again"))) in rows["bench_warm_run.py"]
+    cold = load("bench_cold_start")
+    assert (f"first curve point {cold['first_point_after_launch_s']:.1f} s after launch (serving after "
+            f"{cold['serving_s']:.1f} s; embedding 60,000 images took {cold['cold']['timings']['embed']:.1f} s), warm "
+            f"{cold['warm']['first_point_s']:.1f} s (cold / warm {cold['ratios']['first_point_cold_over_warm']:.1f}x)"
+            in rows["bench_cold_start.py"])
     memory = load("bench_memory")
     held = {mode: memory[mode]["after_mb"][-1] - memory[mode]["idle_mb"] for mode in ("released", "kept")}
     assert (f"+{held['released']:,.0f} MB above idle against +{held['kept']:,.0f} MB ({memory['held_ratio']:.2f}x)"
