@@ -55,7 +55,11 @@ body.presenter .gradio-container button:not([role=tab]) {font-size: var(--text-l
 #gallery .caption-label, #transfer-examples .caption-label {position: static; white-space: normal; max-width: none;
   border: none; font-size: 12px; line-height: 1.25}
 """
-HEAD = "<style>@media (max-width: 767px) {body.shared #run-view {order: -1}}</style>"  # Gradio mangles @media body rules
+WIDE_PLOTS = ("#results-heatmap", "#results-curve", "#defence-plot", "#transfer-plot")  # too much to read at 390 px
+HEAD = ("<style>@media (max-width: 767px) {body.shared #run-view {order: -1} "  # Gradio mangles @media body rules
+        + ", ".join(WIDE_PLOTS) + " {overflow-x: auto} "
+        + ", ".join(f"{plot} .js-plotly-plot" for plot in WIDE_PLOTS) + " {min-width: 760px} "
+        + ", ".join(f"body.presenter {plot} .js-plotly-plot" for plot in WIDE_PLOTS) + " {min-width: 1140px}}</style>")
 # On load: a shared run's page puts the result first on a phone (HEAD); window.fmstealPresenter(on) sets
 # presenter mode and redraws every plot with larger fonts, including plots drawn later (Gradio draws with Plotly.react).
 JS = """() => {

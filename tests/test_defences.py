@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from fmsteal.adversary.defences import DEFENCES, DefenceContext, build_defence, plan_defence
-from fmsteal.adversary.defences.mad import mad_perturb, random_head_surrogate
+from fmsteal.adversary.defences.mad import mad_reference, random_head_surrogate
+from fmsteal.adversary.defences.mad_angular import mad_perturb
 from fmsteal.adversary.defences.watermark import binomial_log10_tail, verify_watermark
 from fmsteal.errors import ConfigError
 
@@ -40,7 +41,7 @@ def assert_probability_vectors(out: torch.Tensor) -> None:
 def test_importing_the_registries_and_validating_imports_no_torch():
     code = ("import sys; from fmsteal.adversary.outputs import OUTPUT_MODES; "
             "from fmsteal.adversary.defences import DEFENCES, plan_defence; "
-            "assert len(DEFENCES.names()) == 10 and 'label' in OUTPUT_MODES; "
+            "assert len(DEFENCES.names()) == 11 and 'label' in OUTPUT_MODES; "
             "plan_defence('mad', {'epsilon': '0.5'}, 'probs'); plan_defence('topk', {'top_k': 2}, 'probs'); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -52,6 +53,8 @@ def test_importing_the_registries_and_validating_imports_no_torch():
     ("gaussian-noise", {"sigma": 5.0, "keep_argmax": True}),
     ("mad", {"epsilon": 2.0, "keep_argmax": True}),
     ("mad", {"epsilon": 0.5, "keep_argmax": True}),
+    ("mad-angular", {"epsilon": 2.0, "keep_argmax": True}),
+    ("mad-angular", {"epsilon": 0.5, "keep_argmax": True}),
     ("none", {}), ("top1", {}), ("topk", {}), ("rounding", {}), ("prada", {}),
 ])
 def test_argmax_preserving_defences_never_change_the_top1(name, params):
@@ -96,22 +99,22 @@ def test_gaussian_noise_with_sigma_zero_is_the_identity_and_is_seeded():
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.1, 0.5, 1.0, 2.0])
 @pytest.mark.parametrize("keep_argmax", [False, True])
-def test_mad_stays_within_its_l1_budget(epsilon, keep_argmax):
+@pytest.mark.parametrize("name", ["mad", "mad-angular"])
+def test_mad_stays_within_its_l1_budget(name, epsilon, keep_argmax):
     probs = torch.cat([random_probs(2000), torch.eye(K)])
-    out = defend("mad", probs, epsilon=epsilon, keep_argmax=keep_argmax)
+    out = defend(name, probs, epsilon=epsilon, keep_argmax=keep_argmax)
     assert_probability_vectors(out)
     assert (out - probs).abs().sum(1).max() <= epsilon + 1e-5
     if epsilon == 2.0 and not keep_argmax:  # the whole budget reaches a vertex: the answer is one-hot
         assert torch.allclose(out.max(1).values, torch.ones(len(out)))
 
 
-def test_mad_deviates_the_gradient_at_least_as_much_as_moving_to_the_least_likely_class():
-    """The angle between y~ - p and y - p (the thief's last-layer gradients) beats the naive candidate."""
+def test_the_angular_mad_deviates_the_gradient_at_least_as_much_as_the_reference_mad():
+    """The angle between y~ - p and y - p (the thief's last-layer gradients) beats the reference's answer, the
+    step toward the least likely class (one of the angular variant's candidates)."""
     probs, surrogate = random_probs(1000, seed=1), random_probs(1000, seed=2, sharpness=0.5)
     out = mad_perturb(probs, surrogate, 0.5, keep_argmax=False)
-    naive_target = torch.nn.functional.one_hot(probs.argmin(1), K).float()
-    alpha = (0.5 / (naive_target - probs).abs().sum(1, keepdim=True)).clamp(max=1)
-    naive = probs + alpha * (naive_target - probs)
+    naive = mad_reference(probs, 0.5, keep_argmax=False)
 
     def cosine(answer):
         return torch.nn.functional.cosine_similarity(answer - surrogate, probs - surrogate, dim=1)
@@ -120,14 +123,14 @@ def test_mad_deviates_the_gradient_at_least_as_much_as_moving_to_the_least_likel
     assert cosine(out).mean() < 0.9
 
 
-def test_mad_uses_the_defenders_surrogate():
+def test_the_angular_mad_uses_the_defenders_surrogate():
     probs, images = random_probs(200), random_images(200)
-    uniform = build_defence("mad", {"epsilon": 0.5}, DefenceContext(K, 0)).answer(images, probs)
+    uniform = build_defence("mad-angular", {"epsilon": 0.5}, DefenceContext(K, 0)).answer(images, probs)
     surrogate = random_head_surrogate(lambda x: x.flatten(1)[:, :48] * 20, 48, K, seed=1)
     predicted = surrogate(images)
     assert torch.allclose(predicted.sum(1), torch.ones(200)) and torch.equal(predicted, surrogate(images))
     assert not torch.equal(predicted, random_head_surrogate(lambda x: x.flatten(1)[:, :48] * 20, 48, K, seed=2)(images))
-    guided = build_defence("mad", {"epsilon": 0.5}, DefenceContext(K, 0, surrogate=surrogate)).answer(images, probs)
+    guided = build_defence("mad-angular", {"epsilon": 0.5}, DefenceContext(K, 0, surrogate=surrogate)).answer(images, probs)
     assert not torch.allclose(guided, uniform) and (guided - probs).abs().sum(1).max() <= 0.5 + 1e-5
 
 

@@ -76,6 +76,7 @@ def test_the_defences_command_lists_every_defence_with_its_ranges():
     done = subprocess.run([sys.executable, "-m", "fmsteal", "defences"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0
-    for name in ("none", "gaussian-noise", "reverse-sigmoid", "mad", "adaptive-misinformation", "watermark", "prada"):
+    for name in ("none", "gaussian-noise", "reverse-sigmoid", "mad", "mad-angular", "adaptive-misinformation", "watermark",
+                 "prada"):
         assert f"\n{name} " in "\n" + done.stdout
     assert "sigma: a number 0 to 10, default 0.1" in done.stdout

@@ -183,7 +183,7 @@ def defence_for(state: RunState):
     its backbone for MAD's surrogate, the test images as PRADA's honest clients (shuffled by the seed)."""
     config, victim, test = state.config, state.victim, state.test
     surrogate = None
-    if config.defence == "mad" and victim.embedder is not None:
+    if config.defence in ("mad", "mad-angular") and victim.embedder is not None:
         surrogate = random_head_surrogate(victim.embedder.features_of, victim.spec.feature_dim,
                                           len(test.class_names), config.seed)
     benign = (test.images, victim.probabilities(test.images)) if config.defence == "prada" else None

@@ -140,7 +140,8 @@ def protection_figure(cells: pd.DataFrame, output: str) -> go.Figure:
     figure.update_layout(title=f"Protection vs utility: {output_name(output)} answers<br><sup>measured here (grid "
                                f"{DEFENCE_GRID}) · thief {summary_thief(cells)} · mean ± 1 sd over n={seeds(n)} · "
                                f"{int(cells['budget'].max()):,} queries</sup>",
-                         margin={"t": 140}, legend={"title": "defence"})
+                         margin={"t": 140, "b": 40}, height=640,  # the legend below: the two plots keep the width
+                         legend={"title": "defence", "orientation": "h", "yanchor": "top", "y": -0.25})
     return figure
 
 
@@ -217,13 +218,16 @@ def _watermark_text(defended: pd.DataFrame) -> str:
 
 
 def _conviction_text(convicted: int, n: int, log10_p: float) -> str:
-    """"1 of 3 seeds (smallest p-value 1e-2.6)"."""
+    """"1 of 3 seeds (smallest p-value 2.5e-03)"."""
     return f"{convicted} of {seeds(n)} (smallest p-value {p_text(log10_p)})"
 
 
 def p_text(log10_p: float) -> str:
-    """A p-value from its log10: "0.79", or "1e-14.2" where a float would underflow or read as 0.00."""
-    return f"{10 ** log10_p:.2f}" if log10_p > -2 else f"1e{log10_p:.1f}"
+    """A p-value from its log10: "0.79"; "2.5e-03" where two decimals would read 0.00; "10^-412" where a float
+    would underflow."""
+    if log10_p > -2:
+        return f"{10 ** log10_p:.2f}"
+    return f"{10 ** log10_p:.1e}" if log10_p > -300 else f"10^{log10_p:.0f}"
 
 
 def summary_rows(cells: pd.DataFrame) -> list[list]:

@@ -80,6 +80,7 @@ PRESETS: dict[str, dict] = {
                      "gaussian-noise:sigma=0.1", "gaussian-noise:sigma=0.3", "gaussian-noise:sigma=0.3,keep_argmax=true",
                      "reverse-sigmoid:beta=0.3", "reverse-sigmoid:beta=1.0",
                      "mad:epsilon=0.5", "mad:epsilon=1.0", "mad:epsilon=1.0,keep_argmax=true",
+                     "mad-angular:epsilon=0.5", "mad-angular:epsilon=1.0", "mad-angular:epsilon=1.0,keep_argmax=true",
                      "adaptive-misinformation:tau=0.5", "adaptive-misinformation:tau=0.8",
                      "watermark:rate=0.02", "watermark:rate=0.1",
                      "prada:delta=0.9,block=true", "prada:delta=0.95,block=true"],

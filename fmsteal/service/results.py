@@ -199,7 +199,7 @@ def _titled(figure: go.Figure, headline: str, conditions: str) -> None:
         line = f"{line} · {part}" if line else part
     lines.append(line)
     figure.update_layout(title={"text": headline + "".join(f"<br><sup>{text}</sup>" for text in lines),
-                                "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 12}},
+                                "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 16}},
                          margin={"t": TITLE_TOP + SMALL_PRINT_LINE * len(lines)},
                          height=PLOT_HEIGHT + SMALL_PRINT_LINE * len(lines))
 

@@ -1,17 +1,17 @@
-"""`mad`: Prediction Poisoning (Orekondy et al., ICLR 2020), Maximizing Angular Deviation.
+"""`mad`: Prediction Poisoning (Orekondy et al., ICLR 2020) as the authors' code runs it
+(tribhuvanesh/prediction-poisoning, `defenses/victim/bb_mad.py`: oracle `extreme`, optimiser `linesearch`,
+L1 distance, the surrogate objective).
 
-The defender perturbs each answer y to y~ with ||y~ - y||_1 <= epsilon so that the gradient the thief
-takes on y~ points as far as possible from the one it would take on y. The gradient of a thief's
-cross-entropy with respect to its last linear layer is (y - p) h^T, with p its current prediction and
-h its penultimate features, so the angle between the two gradients is the angle between y~ - p and
-y - p: h drops out, and the defender needs only its surrogate's prediction p (`DefenceContext.surrogate`,
-e.g. `random_head_surrogate` on the victim's own backbone, as the paper's randomly initialised
-surrogate; without one, p is uniform, the prediction of a fresh zero head).
-
-As the paper's heuristic, the candidates are the K vertices e_k of the simplex, each approached
-from y as far as the budget allows (y~ = (1 - a) y + a e_k, a = min(1, epsilon / ||e_k - y||_1));
-the most deviating candidate is answered. `keep_argmax` (MAD-argmax) also caps a so that the
-victim's top-1 class stays on top.
+Their oracle picks a target y* among the simplex's vertices by ||G^T (y* - y)||^2, G the Jacobian of the
+surrogate's per-class NLL with respect to its last linear layer: row k is (p - e_k) h^T, so for two points
+of the simplex the objective is ||y* - y||^2 ||h||^2 and neither the surrogate's prediction p nor its
+features h change the choice. Without `keep_argmax` the target is the vertex farthest from y, that of the
+least likely class; with it (their `argmax` oracle) the target is the uniform vector over the set of classes
+that holds the top-1 (weighted up by 1e-5) farthest from y, all 2^(K-1) sets searched for K <= 10, and for
+K > 10 their greedy search (grow the set one class at a time by the angular objective, at most 1024
+candidates), which does depend on p (`DefenceContext.surrogate`; uniform without one). The answer is
+y~ = (1 - a) y + a y*, a = min(1, epsilon / (||y* - y||_1 + 1e-7)). fmsteal's variant that ranks the
+steps by the angle itself is `mad-angular`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,16 @@ from fmsteal.fields import Field
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MAD", "mad_perturb", "random_head_surrogate"]
+__all__ = ["MAD", "mad_reference", "random_head_surrogate"]
 
-ARGMAX_MARGIN = 0.99  # share of the largest argmax-preserving step taken, so the top-1 stays strictly ahead
-CHUNK_ELEMENTS = 2**22  # rows are processed in chunks of at most this many n x K x K candidate entries
+UPWEIGHT = 1e-5  # the reference's extra mass on the top-1 class of an argmax-preserving target
+EXACT_UP_TO = 10  # classes: the reference searches every set up to here, greedily beyond
+GREEDY_CANDIDATES = 1024  # the reference's max_iters of its greedy search
+CHUNK_ELEMENTS = 2**23  # rows are searched in chunks of at most this many n x sets x K entries
 
 
 @DEFENCES.register(
-    "mad", help="Orekondy et al. 2020: poison answers within an L1 budget to turn the thief's gradient",
+    "mad", help="Orekondy et al. 2020 (their code): poison answers within an L1 budget to turn the thief's gradient",
     params=(Field("epsilon", "float", 0.5, "L1 budget of the perturbation of each probability vector",
                   minimum=0, maximum=2),
             Field("keep_argmax", "bool", False, "MAD-argmax: never change the top-1 class")),
@@ -40,33 +42,83 @@ CHUNK_ELEMENTS = 2**22  # rows are processed in chunks of at most this many n x 
 class MAD(Defence):
     def answer(self, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":
         surrogate = self.context.surrogate
-        predicted = surrogate(images).to(probs) if surrogate else probs.new_full(probs.shape, 1 / probs.shape[1])
-        return mad_perturb(probs, predicted, self.params["epsilon"], self.params["keep_argmax"])
+        predicted = None
+        if self.params["keep_argmax"] and probs.shape[1] > EXACT_UP_TO:
+            predicted = surrogate(images).to(probs) if surrogate else probs.new_full(probs.shape, 1 / probs.shape[1])
+        return mad_reference(probs, self.params["epsilon"], self.params["keep_argmax"], predicted)
 
 
-def mad_perturb(probs: "torch.Tensor", surrogate: "torch.Tensor", epsilon: float, keep_argmax: bool) -> "torch.Tensor":
-    """`probs` (n x K) moved within L1 `epsilon` to maximise the angle between y~ - p and y - p, p = `surrogate`."""
+def mad_reference(probs: "torch.Tensor", epsilon: float, keep_argmax: bool,
+                  surrogate: "torch.Tensor | None" = None) -> "torch.Tensor":
+    """`probs` (n x K) moved by the authors' rule; `surrogate` (n x K predictions) is read only by the greedy
+    argmax-preserving search (keep_argmax with K > 10)."""
     import torch
 
-    rows = max(1, CHUNK_ELEMENTS // probs.shape[1] ** 2)
-    parts = [_perturb(y.double(), p.double(), epsilon, keep_argmax)
-             for y, p in zip(probs.split(rows), surrogate.split(rows))]
-    return torch.cat(parts).to(probs.dtype)
+    y = probs.double()
+    if not keep_argmax:
+        target = torch.nn.functional.one_hot(y.argmin(1), y.shape[1]).double()
+    elif y.shape[1] <= EXACT_UP_TO:
+        target = _farthest_set(y)
+    else:
+        predicted = surrogate.double() if surrogate is not None else torch.full_like(y, 1 / y.shape[1])
+        target = _greedy_set(y, predicted)
+    alpha = (epsilon / ((target - y).abs().sum(1, keepdim=True) + 1e-7)).clamp(0, 1)
+    return ((1 - alpha) * y + alpha * target).to(probs.dtype)
 
 
-def _perturb(y: "torch.Tensor", p: "torch.Tensor", epsilon: float, keep_argmax: bool) -> "torch.Tensor":
+def _set_targets(masks: "torch.Tensor", top: "torch.Tensor") -> "torch.Tensor":
+    """Uniform vectors over each set of classes (`masks`, n x sets x K of 0/1), each row's top-1 class weighted up."""
+    import torch
+
+    weighted = masks + UPWEIGHT * torch.nn.functional.one_hot(top, masks.shape[-1]).double().unsqueeze(1)
+    return weighted / weighted.sum(-1, keepdim=True)
+
+
+def _farthest_set(y: "torch.Tensor") -> "torch.Tensor":
+    """Per row, of the sets holding its top-1 class (in the reference's itertools.product order, the first of
+    equals kept), the target farthest from y in L2."""
+    import torch
+
     n, k = y.shape
-    step = y.new_zeros(k, k).fill_diagonal_(1).unsqueeze(0) - y.unsqueeze(1)  # n x K x K: row j is e_j - y
-    alpha = (epsilon / step.abs().sum(2).clamp(min=1e-12)).clamp(max=1)  # n x K, the budget's step toward e_j
-    if keep_argmax:
-        top = y.argmax(1, keepdim=True)
-        gap = y.gather(1, top) - y  # e_j overtakes the top-1 class from a = gap / (1 + gap) on
-        alpha = alpha.minimum((ARGMAX_MARGIN * gap / (1 + gap)).scatter(1, top, 1.0))
-    candidates = y.unsqueeze(1) + alpha.unsqueeze(2) * step
-    honest, moved = y - p, candidates - p.unsqueeze(1)
-    cosine = (moved * honest.unsqueeze(1)).sum(2) / (moved.norm(dim=2) * honest.norm(dim=1, keepdim=True)).clamp(min=1e-12)
-    best = cosine.argmin(1)
-    return candidates.gather(1, best.view(n, 1, 1).expand(n, 1, k)).squeeze(1)
+    codes = torch.arange(2 ** k).unsqueeze(1)
+    masks = ((codes >> torch.arange(k - 1, -1, -1)) & 1).double()  # bit 0 of the product order is class 0
+    top = y.argmax(1)
+    rows = max(1, CHUNK_ELEMENTS // (len(masks) * k))
+    chosen = []
+    for part, best in zip(y.split(rows), top.split(rows)):
+        targets = _set_targets(masks.expand(len(part), -1, -1), best)
+        score = (targets - part.unsqueeze(1)).pow(2).sum(2)
+        score = score.masked_fill(masks[:, best].T == 0, -1.0)  # sets without the top-1 class are not candidates
+        chosen.append(targets[torch.arange(len(part)), score.argmax(1)])
+    return torch.cat(chosen)
+
+
+def _greedy_set(y: "torch.Tensor", p: "torch.Tensor") -> "torch.Tensor":
+    """The reference's greedy search for K > 10: from {top-1}, add the class whose set's target turns the
+    thief's gradient most (2 - 2 cos(p - y*, p - y)); keep the best target seen; stop after GREEDY_CANDIDATES
+    candidates or when every class is in the set."""
+    import torch
+
+    n, k = y.shape
+    rows = torch.arange(n)
+    y = (y + 1e-8) / (y + 1e-8).sum(1, keepdim=True)  # as the reference, against underflow
+    top = y.argmax(1)
+    fixed = torch.nn.functional.one_hot(top, k).double()
+    honest = torch.nn.functional.normalize(p - y, dim=1)
+    best, best_value, tried, size = y.clone(), torch.full((n,), -1.0, dtype=y.dtype), 0, 1
+    while tried < GREEDY_CANDIDATES and size < k:
+        masks = (fixed.unsqueeze(1) + torch.eye(k, dtype=y.dtype)).clamp(max=1)  # n x K: each class added in turn
+        targets = _set_targets(masks, top)
+        moved = torch.nn.functional.normalize(p.unsqueeze(1) - targets, dim=2)
+        value = (moved - honest.unsqueeze(1)).pow(2).sum(2).masked_fill(fixed > 0, -1.0)  # 2 - 2 cos
+        pick = value.argmax(1)
+        gain = value[rows, pick]
+        better = gain > best_value
+        best[better] = targets[rows, pick][better]
+        best_value = torch.where(better, gain, best_value)
+        fixed[rows, pick] = 1
+        tried, size = tried + k - size, size + 1
+    return best
 
 
 def random_head_surrogate(features: Callable[["torch.Tensor"], "torch.Tensor"], feature_dim: int, num_classes: int,
