@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests"))
 
 
 def served(url: str, server: subprocess.Popen, timeout: float = 300) -> None:
@@ -73,7 +74,7 @@ def main() -> None:
     import app
     from fmsteal.experiment.config import FIELDS
     from machine import machine
-    from tests.app_fixtures import _free_port
+    from app_fixtures import _free_port
 
     values = {**{field.name: field.default for field in FIELDS}, "budget": app.START_BUDGET, "data_dir": args.data}
     port = _free_port()

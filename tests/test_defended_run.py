@@ -54,6 +54,19 @@ def test_a_defended_card_holds_the_argmax_thief_which_sees_through_a_kept_argmax
             or thieves["argmax"]["agreement"] == defended["agreement"])
 
 
+def test_a_thief_that_knows_an_invertible_defence_undoes_it(tiny_config):
+    """MAD without keep_argmax moves each answer toward its least likely class by a step the thief can solve for:
+    the invert thief recovers the victim's probabilities and learns what an undefended probability API teaches."""
+    defended, _ = run_to_card(tiny_config(defence="mad", defence_params="epsilon=1.0", output="probs",
+                                          evaluations="none", seed=44))
+    plain, _ = run_to_card(tiny_config(output="probs", evaluations="none", seed=44))
+    thieves = defended["defence"]["thieves"]
+    assert set(thieves) == {"distil", "argmax", "invert"}
+    assert defended["defence"]["answers_changed"] > 0.9  # at epsilon 1 nearly every top class is the least likely one
+    assert thieves["argmax"]["agreement"] < 0.3 and thieves["invert"]["agreement"] >= plain["agreement"] - 0.05
+    assert defended["defence"]["strongest_thief"] == "invert"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--defence", "bogus"], "defence must be one of none, top1"),
     (["--defence", "mad", "--defence-param", "epsilon=9"], "epsilon must be a number 0 to 2"),

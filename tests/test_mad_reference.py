@@ -135,3 +135,21 @@ def test_the_angular_variant_is_its_own_entry_and_changes_more_top1_answers():
     flipped = [(answer.argmax(1) != y.argmax(1)).float().mean().item() for answer in (reference, angular)]
     assert flipped[0] < flipped[1]
     assert torch.allclose(build_defence("mad-angular", {"epsilon": 0.5}, DefenceContext(10, 0)).answer(y, y), angular)
+
+
+@pytest.mark.parametrize("concentration", [0.3, 0.1])
+@pytest.mark.parametrize("epsilon", [0.1, 0.5, 1.0, 1.5])
+def test_a_thief_who_knows_mad_recovers_the_victims_probabilities(concentration, epsilon):
+    from fmsteal.adversary.defences import plan_defence
+    from fmsteal.adversary.outputs import Answers
+    from fmsteal.adversary.thieves import THIEVES, applicable
+
+    torch.manual_seed(1)
+    y = torch.distributions.Dirichlet(torch.full((10,), concentration)).sample((2000,))
+    answered = mad_reference(y, epsilon, False)
+    plan = plan_defence("mad", {"epsilon": epsilon}, "probs")
+    targets = THIEVES.get("invert").fn(Answers(labels=answered.argmax(1), probs=answered), 10, plan)
+    recovered = ((targets - y).abs().max(1).values < 1e-4).double().mean()
+    assert recovered > 0.95 and (targets - y).abs().sum(1).mean() < (answered - y).abs().sum(1).mean() / 20
+    assert not applicable("invert", plan_defence("mad", {"epsilon": epsilon, "keep_argmax": True}, "probs"))
+    assert not applicable("invert", plan_defence("mad", {"epsilon": epsilon}, "label"))

@@ -67,11 +67,16 @@ class Thief:
         self.network = yield from fit(network, inputs, targets, self.recipe, transform, self.device, self.seed,
                                       self.num_classes, validation, phase="steal", label=label)
 
-    def learn(self, images: torch.Tensor, answers: Answers, learns: str = "distil") -> Generator[dict, None, None]:
-        """Train on bought answers as the registered thief `learns` reads them, every 10th kept for validation."""
-        targets = THIEVES.get(learns).fn(answers, self.num_classes)
+    def learn(self, images: torch.Tensor, answers: Answers, learns: str = "distil",
+              defence=None) -> Generator[dict, None, None]:
+        """Train on bought answers as the registered thief `learns` reads them (knowing the API's `defence`, a
+        `DefencePlan`), every 10th kept for validation (against the labels it recovers, for a thief that undoes
+        a defence; else the answers' top classes)."""
+        entry = THIEVES.get(learns)
+        targets = entry.fn(answers, self.num_classes, defence)
+        labels = targets.argmax(1) if entry.meta.get("recovers") else answers.labels
         is_val = torch.arange(len(images)) % VALIDATION_EVERY == VALIDATION_EVERY - 1
-        validation = (images[is_val], answers.labels[is_val]) if is_val.any() else None
+        validation = (images[is_val], labels[is_val]) if is_val.any() else None
         self.bought = (images, answers)
         how = "" if learns == "distil" else f" ({learns})"
         yield from self.train(images[~is_val], targets[~is_val], validation,

@@ -1,10 +1,14 @@
 """What a thief learns from the answers it bought: one registered rule per kind of thief.
 
-`distil` (the default) learns each answer as given: probabilities, ranked top-k or labels. `argmax` learns
-only each answer's top class, as an attacker does who expects the probabilities to be poisoned: a defence
-that perturbs probabilities but keeps their argmax (MAD, reverse sigmoid or noise with keep_argmax) teaches
-it exactly what the undefended API would. A defended run trains both on the same answers and reports the
-stronger (the defender's worst case). Importing this module imports no torch.
+Each is `fn(answers, num_classes, defence) -> targets`, `defence` the API's `DefencePlan` (None undefended):
+the thief knows the mechanism it faces, as Kerckhoffs would have it. `distil` (the default) learns each answer
+as given: probabilities, ranked top-k or labels. `argmax` learns only each answer's top class, as an attacker
+does who expects the probabilities to be poisoned: a defence that perturbs probabilities but keeps their argmax
+(MAD, reverse sigmoid or noise with keep_argmax) teaches it exactly what the undefended API would. `invert`
+undoes a defence that registers an inverse (`invert` in its registry entry, e.g. MAD without keep_argmax) and
+distils what it recovers (and validates against the labels it recovers, `recovers`); `applies(defence)` says
+whether a thief has anything of its own to learn. A defended run trains every thief that applies on the same
+answers and reports the strongest (the defender's worst case). Importing this module imports no torch.
 """
 
 from __future__ import annotations
@@ -17,17 +21,34 @@ from fmsteal.registry import Registry
 if TYPE_CHECKING:
     import torch
 
+    from fmsteal.adversary.defences.base import DefencePlan
     from fmsteal.adversary.outputs import Answers
 
-__all__ = ["THIEVES", "TargetsFn", "targets_from"]
+__all__ = ["THIEVES", "TargetsFn", "applicable", "targets_from"]
 
-TargetsFn = Callable[["Answers", int], "torch.Tensor"]
+TargetsFn = Callable[["Answers", int, "DefencePlan | None"], "torch.Tensor"]
 
 THIEVES: Registry[TargetsFn] = Registry("thief")
 
 
+def _inverse(defence: "DefencePlan | None"):
+    """The registered inverse of `defence` with its parameters, or None where it has none."""
+    from fmsteal.adversary.defences import DEFENCES
+
+    if defence is None or defence.output not in ("probs", "rounded"):
+        return None
+    entry = DEFENCES.get(defence.name)
+    invertible = entry.meta.get("invertible", lambda params: False)
+    return entry.meta["invert"] if invertible(defence.params) else None
+
+
+def applicable(name: str, defence: "DefencePlan | None") -> bool:
+    """Whether thief `name` learns anything of its own from answers of an API with `defence`."""
+    return THIEVES.get(name).meta.get("applies", lambda plan: True)(defence)
+
+
 @THIEVES.register("distil", help="learns each answer as given: probabilities, ranked top-k or labels (the default)")
-def targets_from(answers: "Answers", num_classes: int) -> "torch.Tensor":
+def targets_from(answers: "Answers", num_classes: int, defence: "DefencePlan | None" = None) -> "torch.Tensor":
     """Training targets: class indices for labels, rank-weighted rows for top-k, probabilities otherwise."""
     import torch
     from torch import nn
@@ -46,6 +67,19 @@ def targets_from(answers: "Answers", num_classes: int) -> "torch.Tensor":
 
 
 @THIEVES.register("argmax", help="learns only each answer's top class, ignoring probabilities a defence may poison")
-def argmax_targets(answers: "Answers", num_classes: int) -> "torch.Tensor":
+def argmax_targets(answers: "Answers", num_classes: int, defence: "DefencePlan | None" = None) -> "torch.Tensor":
     """Class indices: the top-1 class of every answer, whatever else it carried."""
     return answers.labels
+
+
+@THIEVES.register("invert", help="undoes a defence it knows to be invertible (e.g. MAD without keep_argmax), then "
+                                 "distils the probabilities it recovers",
+                  applies=lambda defence: _inverse(defence) is not None, recovers=True)
+def inverted_targets(answers: "Answers", num_classes: int, defence: "DefencePlan | None" = None) -> "torch.Tensor":
+    """The victim's probabilities as the defence's inverse recovers them from each answer."""
+    from dataclasses import replace
+
+    inverse = _inverse(defence)
+    if inverse is None or answers.probs is None:
+        raise ValueError(f"The invert thief needs probability answers of an invertible defence; got {defence}.")
+    return targets_from(replace(answers, probs=inverse(answers.probs, defence.params)), num_classes)

@@ -23,7 +23,7 @@ from fmsteal.adversary.defences.mad import random_head_surrogate
 from fmsteal.adversary.defences.watermark import verify_watermark
 from fmsteal.adversary.strategies import STRATEGIES
 from fmsteal.adversary.thief import VALIDATION_EVERY, Thief
-from fmsteal.adversary.thieves import THIEVES
+from fmsteal.adversary.thieves import THIEVES, applicable
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import full_precision, recipe_for
@@ -275,20 +275,21 @@ def defence_results(state: RunState) -> Iterator[dict]:
 
 
 def strongest_thief(state: RunState) -> Iterator[dict]:
-    """Every registered thief on the answers the default one bought (an argmax thief ignores poisoned
-    probabilities): each one's agreement and accuracy, and the strongest, the defender's worst case.
-    On label answers every thief learns the same targets, so the default thief stands for all."""
-    thief, test = state.thief, state.test
+    """Every registered thief that applies to the API's defence, on the answers the default one bought (an argmax
+    thief ignores poisoned probabilities, an invert thief undoes an invertible defence): each one's agreement and
+    accuracy, and the strongest, the defender's worst case. On label answers every thief that applies learns the
+    same targets, so the default thief stands for them."""
+    thief, test, defence = state.thief, state.test, state.config.defence_plan()
     scores = {"distil": comparison(state.thief_test, state.victim_test, test)}
     images, answers = thief.bought
     for learns in THIEVES.names():
-        if learns in scores:
+        if learns in scores or not applicable(learns, defence):
             continue
         if answers.probs is None and answers.topk is None:
             scores[learns] = scores["distil"]
             continue
         other = replace(thief, network=None, bought=None)
-        yield from other.learn(images, answers, learns)
+        yield from other.learn(images, answers, learns, defence)
         scores[learns] = comparison(other.logits(test.images).argmax(1), state.victim_test, test)
     thieves = {name: {key: score[key] for key in ("agreement", "thief_accuracy", "macro_f1")}
                for name, score in scores.items()}
@@ -298,8 +299,9 @@ def strongest_thief(state: RunState) -> Iterator[dict]:
 
 def cost_evaluate(p: Pricing) -> float:
     seconds = p.test_pass("victim") + p.test_pass("thief")  # both sides' probabilities on the test images
-    if p.plan.config.defence != "none":  # the honest client's answers; a watermark's innocent model; the argmax thief
-        extra_thieves = 0 if p.plan.config.defence_plan().output == "label" else len(THIEVES.names()) - 1
+    if p.plan.config.defence != "none":  # the honest client's answers; a watermark's innocent model; other thieves
+        defence = p.plan.config.defence_plan()
+        extra_thieves = 0 if defence.output == "label" else sum(applicable(name, defence) for name in THIEVES.names()) - 1
         seconds += p.test_pass("victim") + (1 + extra_thieves) * p.thief_training(p.plan.config.budget)
     for name in p.plan.config.evaluation_names():
         entry = EVALUATIONS.get(name)

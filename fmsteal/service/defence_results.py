@@ -5,7 +5,8 @@ Reads the table `python -m fmsteal sweep --preset defences-cifar10` writes (a ro
 checkpoint; the defence's results repeated on every row of its cell) and keeps each cell's last
 checkpoint. Utility lost is the victim's undefended test accuracy minus what honest clients get from
 the defended API (a refused query counts as wrong). Protection is judged by the strongest thief on the same
-answers (the distilling thief or the argmax thief, `fmsteal.adversary.thieves`): the defender's worst case.
+answers (the distilling, the argmax or, for an invertible defence, the invert thief, `fmsteal.adversary.thieves`):
+the defender's worst case.
 Cells measured before the argmax thief existed count with the distilling thief alone, and say so. Every number
 is a mean ± sd over the seeds with n beside it; the finding is computed from the table. No torch here.
 """
@@ -185,7 +186,7 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
 
 def _against(row) -> str:
     """Which thief a protection figure is for."""
-    return (" for the stronger of the distilling and argmax thieves" if row.adaptive
+    return (f" for the strongest thief run on the same answers (the {row.strongest} thief)" if row.adaptive
             else " for the distilling thief (the argmax thief not yet run on these cells)")
 
 

@@ -81,10 +81,15 @@ def defence_summary(card: dict | None) -> str:
     if defence.get("mean_l1") is not None:
         text += f", mean L1 change {defence['mean_l1']:.3f}"
     thieves = defence.get("thieves") or {}
+    others = []
     if thieves.get("argmax", {}).get("agreement") not in (None, card["agreement"]):
-        text += (f". A thief that keeps only each answer's top class agrees on "
-                 f"{100 * thieves['argmax']['agreement']:.1f}% (the strongest, the {defence['strongest_thief']} "
-                 f"thief, is the defender's worst case)")
+        others.append(f"a thief that keeps only each answer's top class agrees on "
+                      f"{100 * thieves['argmax']['agreement']:.1f}%")
+    if "invert" in thieves:
+        others.append(f"a thief that knows the defence and undoes it, on {100 * thieves['invert']['agreement']:.1f}%")
+    if others:
+        text += (f". On the same answers, {'; '.join(others)} (the strongest, the {defence['strongest_thief']} thief, "
+                 "is the defender's worst case)")
     if "detected_at" in defence:
         caught = (f"flagged the thief after {defence['detected_at']:,} queries" if defence["detected_at"]
                   else "never flagged the thief")

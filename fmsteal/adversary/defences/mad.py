@@ -25,12 +25,35 @@ from fmsteal.fields import Field
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MAD", "mad_reference", "random_head_surrogate"]
+__all__ = ["MAD", "invert_mad", "mad_reference", "random_head_surrogate"]
 
 UPWEIGHT = 1e-5  # the reference's extra mass on the top-1 class of an argmax-preserving target
 EXACT_UP_TO = 10  # classes: the reference searches every set up to here, greedily beyond
 GREEDY_CANDIDATES = 1024  # the reference's max_iters of its greedy search
+TOLERANCE = 1e-6  # float32 answers: y~_k - a loses digits, so a candidate's entries are known to about this
 CHUNK_ELEMENTS = 2**23  # rows are searched in chunks of at most this many n x sets x K entries
+
+
+def invert_mad(answers: "torch.Tensor", params: dict) -> "torch.Tensor":
+    """The victim's probabilities behind `mad` answers without keep_argmax, for a thief who knows the defence (with
+    keep_argmax the target is one of many sets: not inverted). The step toward e_k has a = epsilon / (2 (1 - y_k)) < 1, so
+    y = (y~ - a e_k) / (1 - a) with a = epsilon / (2 (1 - y~_k) + epsilon). More than one class k can give a
+    probability vector with k least likely (the map is not one-to-one); of those the most confident (lowest
+    entropy) is taken, as a trained victim's answers mostly are."""
+    import torch
+
+    y = answers.double()
+    n, k = y.shape
+    alpha = params["epsilon"] / (2 * (1 - y) + params["epsilon"])  # n x K: the step, were class k the target
+    alpha = alpha.clamp(max=1 - 1e-12)
+    candidates = (y.unsqueeze(1) - alpha.unsqueeze(2) * torch.eye(k, dtype=y.dtype)) / (1 - alpha).unsqueeze(2)
+    own = candidates.diagonal(dim1=1, dim2=2)  # n x K: class k's probability in its own candidate
+    smallest = own <= candidates.min(2).values + TOLERANCE  # k is (up to rounding) its candidate's least likely class
+    valid = (candidates >= -TOLERANCE).all(2) & smallest
+    plausible = candidates.clamp(min=1e-12)
+    entropy = (plausible * plausible.log()).sum(2).neg().masked_fill(~valid, float("inf"))
+    pick = entropy.argmin(1)  # every row has a consistent class: its true target's
+    return torch.where(valid.any(1, keepdim=True), candidates[torch.arange(n), pick].clamp(min=0), y).to(answers.dtype)
 
 
 @DEFENCES.register(
@@ -38,7 +61,8 @@ CHUNK_ELEMENTS = 2**23  # rows are searched in chunks of at most this many n x s
     params=(Field("epsilon", "float", 0.5, "L1 budget of the perturbation of each probability vector",
                   minimum=0, maximum=2),
             Field("keep_argmax", "bool", False, "MAD-argmax: never change the top-1 class")),
-    acts_on_labels=lambda p: not p["keep_argmax"] and p["epsilon"] > 0)
+    acts_on_labels=lambda p: not p["keep_argmax"] and p["epsilon"] > 0, invert=invert_mad,
+    invertible=lambda p: not p["keep_argmax"])
 class MAD(Defence):
     def answer(self, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":
         surrogate = self.context.surrogate
