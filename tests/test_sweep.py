@@ -179,6 +179,24 @@ def test_sweep_time_limit_from_the_cli(tiny_grid, tmp_path: Path, capsys: pytest
         assert not (tmp_path / "bad").exists()
 
 
+def test_ctrl_c_in_the_cli_keeps_what_ran_notes_it_and_says_how_to_resume(tiny_grid, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from fmsteal.service import sweep
+
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps({"victims": ["tf_efficientnet_lite0"], "thieves": ["tf_efficientnet_lite0"],
+                                     "budgets": [100], "fixed": tiny_grid().fixed}))
+
+    def pressed(config: dict, cancel=None) -> dict:  # Ctrl-C lands while the first cell runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_cell", pressed)
+    assert main(["sweep", "--grid", str(grid_file), "--out", str(tmp_path / "out")]) == 130
+    assert "Interrupted: the finished cells are kept" in capsys.readouterr().err
+    assert "(interrupted: 1 cell left)" in (tmp_path / "out" / "PROVENANCE.md").read_text()
+
+
 def test_a_failing_cell_is_reported_and_the_rest_still_run(tiny_grid, tmp_path: Path, cifar_mini: Path) -> None:
     grid_file = tmp_path / "failing.json"
     grid_file.write_text(json.dumps({"victims": ["tf_efficientnet_lite0"], "thieves": ["tf_efficientnet_lite0"],

@@ -55,8 +55,14 @@ def sweep_main(args: argparse.Namespace) -> int:
 
     command = "python -m fmsteal " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     stop_after_s = None if args.stop_after is None else args.stop_after * 60
-    summary = run_sweep(grid, args.out, executor=args.executor, jobs=args.jobs, progress=progress, command=command,
-                        stop_after_s=stop_after_s)
+    try:
+        summary = run_sweep(grid, args.out, executor=args.executor, jobs=args.jobs, progress=progress,
+                            command=command, stop_after_s=stop_after_s)
+    except KeyboardInterrupt:
+        bar.close()
+        print("Interrupted: the finished cells are kept (and noted in PROVENANCE.md); rerun the same command to "
+              "resume.", file=sys.stderr)
+        return 130
     bar.close()
     print(f"{summary['ran']} cells run, {summary['skipped']} skipped, {len(summary['failed'])} failed "
           f"in {summary['wall_s'] / 60:.1f} min; table: {summary['table']}")
