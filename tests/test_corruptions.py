@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 
+import numpy as np
 import pytest
 import torch
 from evaluation_fixtures import drain, fft_thief_context, lp_context  # noqa: F401
+from PIL import Image
+from scipy.ndimage import gaussian_filter
 
 from fmsteal.errors import ConfigError
-from fmsteal.evaluation.corruptions import CORRUPTIONS, corrupt, parse_severities
+from fmsteal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt, parse_severities
 from fmsteal.evaluation.registry import EVALUATIONS
 
 
@@ -43,6 +47,42 @@ def test_bad_names_and_severities_say_what_to_use(images):
     for text in ("", "0", "6", "1,x"):
         with pytest.raises(ConfigError, match="1 to 5"):
             parse_severities(text)
+
+
+# ---- hendrycks/robustness make_cifar_c.py, as it runs on one 32 px PIL image (then np.uint8) ----
+
+def reference(name: str, picture: Image.Image, c: float) -> np.ndarray:
+    if name == "contrast":
+        x = np.array(picture) / 255.0
+        means = np.mean(x, axis=(0, 1), keepdims=True)
+        out = np.clip((x - means) * c + means, 0, 1) * 255
+    elif name == "pixelate":
+        out = picture.resize((int(32 * c), int(32 * c)), Image.BOX).resize((32, 32), Image.BOX)
+    elif name == "gaussian_blur":  # skimage.filters.gaussian(x, sigma=c, multichannel=True): scipy, mode nearest
+        out = np.clip(gaussian_filter(np.array(picture) / 255.0, sigma=(c, c, 0), mode="nearest", truncate=4.0), 0, 1) * 255
+    else:  # jpeg
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", quality=c)
+        out = Image.open(buffer)
+    return np.uint8(out)
+
+
+@pytest.mark.parametrize("name", ["contrast", "pixelate", "gaussian_blur", "jpeg"])
+@pytest.mark.parametrize("severity", [1, 3, 5])
+def test_corruptions_match_cifar10_c_on_real_images(images, name, severity):
+    assert images.shape[-1] == 32
+    ours = corrupt(images, name, severity, seed=0).permute(0, 2, 3, 1).numpy()
+    theirs = np.stack([reference(name, Image.fromarray(image.permute(1, 2, 0).numpy()), SEVERITIES[name][severity - 1])
+                       for image in images])
+    assert np.array_equal(ours, theirs)
+
+
+def test_noise_is_added_on_unit_pixels_and_truncated_as_cifar10_c():
+    grey = torch.full((64, 3, 32, 32), 128, dtype=torch.uint8)
+    noisy = corrupt(grey, "gaussian_noise", 3, seed=0).double()
+    expected = 128 - 0.5  # np.uint8 truncates: half a level down on average (rounding would keep 128)
+    assert abs(noisy.mean().item() - expected) < 0.15
+    assert abs(noisy.std().item() - 255 * SEVERITIES["gaussian_noise"][2]) < 0.3
 
 
 def run_corruptions(ctx, **params):

@@ -1,21 +1,21 @@
 """Inherited robustness: victim and thief accuracy, and their agreement, on corrupted test images.
 
-Five common corruptions at Hendrycks & Dietterich's CIFAR-10-C severities 1-5 (ICLR 2019), applied
-to the stored uint8 images with torchvision where it has the operation (JPEG through Pillow, as torchvision's
-codecs are deprecated since 0.29). Blur widths are given for 32 px images and scale with the stored side.
-Gaussian noise is seeded, so a run is repeatable.
+Five common corruptions at Hendrycks & Dietterich's CIFAR-10-C severities 1-5 (ICLR 2019), by the formulas
+of their `make_cifar_c.py` (hendrycks/robustness): on [0, 1] pixels, clipped, and truncated to uint8 as its
+`np.uint8` does. Gaussian noise adds seeded normal noise (their stream is numpy's, so the pixels differ, not the
+law); Gaussian blur is scipy's `gaussian_filter` as skimage calls it (edge pixels repeated, kernel to 4 sigma);
+contrast pulls each channel toward its own mean; pixelate is PIL's BOX resize down to int(side x c) and back;
+JPEG re-encodes with Pillow at the given quality. Images larger than 32 px keep the same parameters, except
+the blur's sigma, which scales with the side.
 """
 
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable, Generator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from fmsteal.engine.data import ImageSet
@@ -34,17 +34,25 @@ SEVERITIES = {
     "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),  # contrast factor
     "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),  # side of the coarse image, as a fraction
 }
+TRUNCATE = 4.0  # scipy's gaussian_filter: the kernel reaches 4 sigma
+
+
+def _to_uint8(unit: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats clipped, scaled and truncated to uint8, as `np.uint8(np.clip(x, 0, 1) * 255)`."""
+    return (unit.clamp(0, 1) * 255).to(torch.uint8)
 
 
 def _noise(images: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
-    noisy = images.float() / 255 + std * torch.randn(images.shape, generator=generator)
-    return (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
+    return _to_uint8(images.double() / 255 + std * torch.randn(images.shape, generator=generator, dtype=torch.double))
 
 
 def _blur(images: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    from scipy.ndimage import gaussian_filter
+
     sigma = sigma * images.shape[-1] / 32
-    size = 2 * math.ceil(3 * sigma) + 1
-    return TF.gaussian_blur(images, [size, size], [sigma, sigma])
+    blurred = gaussian_filter(images.permute(0, 2, 3, 1).numpy() / 255.0, sigma=(0, sigma, sigma, 0), mode="nearest",
+                              truncate=TRUNCATE)
+    return _to_uint8(torch.from_numpy(blurred).permute(0, 3, 1, 2))
 
 
 def _jpeg(images: torch.Tensor, quality: int, generator: torch.Generator) -> torch.Tensor:
@@ -57,13 +65,20 @@ def _jpeg(images: torch.Tensor, quality: int, generator: torch.Generator) -> tor
 
 
 def _contrast(images: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:
-    return TF.adjust_contrast(images, factor)
+    x = images.double() / 255
+    means = x.mean(dim=(2, 3), keepdim=True)  # each channel's own mean
+    return _to_uint8((x - means) * factor + means)
 
 
 def _pixelate(images: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
     height, width = images.shape[-2:]
-    small = F.interpolate(images.float(), size=(max(1, round(height * fraction)), max(1, round(width * fraction))), mode="area")
-    return F.interpolate(small, size=(height, width), mode="nearest").round().clamp(0, 255).to(torch.uint8)
+    small = (max(1, int(width * fraction)), max(1, int(height * fraction)))
+    out = torch.empty_like(images)
+    for i, image in enumerate(images):
+        picture = Image.fromarray(image.permute(1, 2, 0).numpy())
+        coarse = picture.resize(small, Image.BOX).resize((width, height), Image.BOX)
+        out[i] = torch.from_numpy(np.array(coarse)).permute(2, 0, 1)
+    return out
 
 
 CORRUPTIONS: dict[str, Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]] = {

@@ -186,7 +186,8 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
 
 def _against(row) -> str:
     """Which thief a protection figure is for."""
-    return (f" for the strongest thief run on the same answers (the {row.strongest} thief)" if row.adaptive
+    strongest = {"distil": "distilling"}.get(row.strongest, row.strongest)
+    return (f" for the strongest thief run on the same answers (the {strongest} thief)" if row.adaptive
             else " for the distilling thief (the argmax thief not yet run on these cells)")
 
 
