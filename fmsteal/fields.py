@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from fmsteal.errors import ConfigError
 
-__all__ = ["Field", "validate_params", "parse_params"]
+__all__ = ["Field", "validate_params", "parse_int_list", "parse_params"]
 
 Choices = tuple[str, ...] | Callable[[], tuple[str, ...]]
 
@@ -131,3 +131,16 @@ def parse_params(text: str | None, owner: str = "parameters") -> dict[str, str]:
             raise ConfigError(f"{owner}: write each parameter as KEY=VALUE, separated by commas; got {part.strip()!r}.")
         out[key.strip()] = value.strip()
     return out
+
+
+def parse_int_list(text: str, low: int, high: int, what: str, example: str) -> list[int]:
+    """"8, 2,2" -> [2, 8]: the distinct integers of a comma-separated list, sorted; a ConfigError naming `what`,
+    its range and an `example` unless every part is an integer from `low` to `high`."""
+    try:
+        values = sorted({int(part) for part in text.replace(" ", "").split(",") if part})
+    except ValueError:
+        values = []
+    if not values or not all(low <= v <= high for v in values):
+        raise ConfigError(f"{what} must be integers from {low} to {high} separated by commas, e.g. {example}; "
+                          f"got {text!r}.")
+    return values

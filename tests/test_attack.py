@@ -63,15 +63,15 @@ def test_the_attack_states_its_estimate_before_it_embeds_and_again_once_the_vict
     assert any(m.startswith("The victim answered 100 test images in") for m in messages)
     estimate = card["estimate"]
     priced = thief_estimate(thief=OPTIONS["thief"], mode="lp", size=64, device="cpu", preset="fast", strategy="random",
-                            budget=150, n_pool=300, n_test=100, n_embedded=250)
+                            budget=150, n_pool=300, n_test=100, n_embedded=250, n_asked=100)
     assert estimate["phases"] == priced["phases"] and estimate["victim_images"] == 250
     assert estimate["victim_seconds_per_image"] > 0
     wider = thief_estimate(thief=OPTIONS["thief"], mode="lp", size=64, device="cpu", preset="fast", strategy="random",
-                           budget=150, n_pool=300, n_test=100, n_embedded=400)
+                           budget=150, n_pool=300, n_test=100, n_embedded=400, n_asked=100)
     assert wider["phases"]["embed"] > priced["phases"]["embed"] and wider["phases"]["steal"] == priced["phases"]["steal"]
     fft = thief_estimate(thief="scratch_cnn", mode="fft", size=32, device="cpu", preset="fast", strategy="random",
-                         budget=150, n_pool=300, n_test=100, n_embedded=0)
-    assert set(fft["phases"]) == {"steal"} and fft["phases"]["steal"] > 0
+                         budget=150, n_pool=300, n_test=100, n_embedded=0, n_asked=0)
+    assert set(fft["phases"]) == {"steal"} and fft["phases"]["steal"] > 0 and fft["message"].endswith("150 images (its queries).")
 
 
 def test_a_random_thief_embeds_only_what_it_sends_and_max_test_caps_the_evaluation_queries(images):

@@ -102,12 +102,17 @@ def test_a_defence_grid_stays_out_of_the_undefended_results(defence_sweep) -> No
     assert results.load_tables(root).empty  # its defended cells share keys with the undefended ones
 
 
+def consequence_cells(evaluated_grid, tiny_sweep: Path, root: Path) -> pd.DataFrame:
+    """The tiny sweep's cards as a consequences grid under `root`, read back as the Results view reads it."""
+    grid = replace(evaluated_grid, name=consequence_results.CONSEQUENCE_GRID)
+    shutil.copytree(tiny_sweep / "cards", root / grid.name / "cards")
+    write_table(grid, root / grid.name)
+    return consequence_results.load_consequence_cells(root)
+
+
 def test_stealability_vs_transferability_from_a_swept_consequences_grid(evaluated_grid, tiny_sweep: Path,
                                                                          tmp_path: Path) -> None:
-    grid = replace(evaluated_grid, name=consequence_results.CONSEQUENCE_GRID)
-    shutil.copytree(tiny_sweep / "cards", tmp_path / grid.name / "cards")
-    write_table(grid, tmp_path / grid.name)
-    cells = consequence_results.load_consequence_cells(tmp_path)
+    cells = consequence_cells(evaluated_grid, tiny_sweep, tmp_path)
     assert len(cells) == 4 and cells["transfer_thief_pgd"].between(0, 1).all()
     summary = consequence_results.consequence_summary(cells)
     assert set(summary["n"]) == {2}
@@ -124,10 +129,7 @@ def test_stealability_vs_transferability_from_a_swept_consequences_grid(evaluate
 
 def test_the_transfer_finding_leaves_saturated_attacks_out_of_its_verdict(evaluated_grid, tiny_sweep: Path,
                                                                          tmp_path: Path) -> None:
-    grid = replace(evaluated_grid, name=consequence_results.CONSEQUENCE_GRID)
-    shutil.copytree(tiny_sweep / "cards", tmp_path / grid.name / "cards")
-    write_table(grid, tmp_path / grid.name)
-    cells = consequence_results.load_consequence_cells(tmp_path)
+    cells = consequence_cells(evaluated_grid, tiny_sweep, tmp_path)
     cells[["transfer_thief_pgd", "transfer_independent_pgd"]] = 1.0  # PGD fools every victim from both models
     cells["transfer_thief_fgsm"] = cells["transfer_independent_fgsm"] + 0.05  # the copy's FGSM 5 points ahead
     finding = consequence_results.transfer_finding(cells)

@@ -44,8 +44,8 @@ def test_the_sweep_finding_reads_only_unsaturated_budgets():
             {"eps": 8, "thief_fgsm": 0.80, "independent_fgsm": 0.70, "thief_pgd": 1.0, "independent_pgd": 1.0,
              "noise": 0.20}]
     finding = sweep_finding(rows)
-    assert "FGSM from the copy fools the victim +10.0 points more often than from the independent model at 1/255, 8/255" in finding
-    assert "PGD from the copy fools the victim +5.0 points more often" in finding and "at 1/255 (left out: 8/255" in finding
+    assert "FGSM: the copy's examples fool the victim +10.0 points against the independent model's at 1/255, 8/255" in finding
+    assert "PGD: the copy's examples fool the victim +5.0 points" in finding and "at 1/255 (left out: 8/255" in finding
     rows[0].update(thief_pgd=0.99, independent_pgd=0.98)
     assert "PGD fools the victim from both models on nearly every image at every budget (saturated)" in sweep_finding(rows)
 
@@ -53,7 +53,7 @@ def test_the_sweep_finding_reads_only_unsaturated_budgets():
 def test_epsilons_are_checked_before_anything_runs():
     assert parse_epsilons(" 8, 2,2,1") == [1, 2, 8]
     for bad in ("", "0", "2,x", "300"):
-        with pytest.raises(ConfigError, match="epsilons must be pixel levels"):
+        with pytest.raises(ConfigError, match="epsilons .pixel levels. must be integers from 1 to 255"):
             parse_epsilons(bad)
     config = ExperimentConfig(victim="tf_efficientnet_lite0", thief="tf_efficientnet_lite0",
                               evaluations="transfer-sweep,adversarial-fidelity")

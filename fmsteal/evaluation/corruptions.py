@@ -22,7 +22,7 @@ from fmsteal.engine.data import ImageSet
 from fmsteal.errors import ConfigError
 from fmsteal.evaluation.metrics import accuracy, agreement
 from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
-from fmsteal.fields import Field
+from fmsteal.fields import Field, parse_int_list
 
 __all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "corruptions", "mean_columns", "parse_severities"]
 
@@ -96,13 +96,7 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int) -> torch.
 
 def parse_severities(text: str) -> list[int]:
     """"1,3,5" -> [1, 3, 5]; a ConfigError unless every part is an integer from 1 to 5."""
-    try:
-        values = sorted({int(part) for part in text.replace(" ", "").split(",") if part})
-    except ValueError:
-        values = []
-    if not values or not all(1 <= v <= 5 for v in values):
-        raise ConfigError(f"severities must be integers from 1 to 5 separated by commas, e.g. \"3\" or \"1,3,5\"; got {text!r}.")
-    return values
+    return parse_int_list(text, 1, 5, "severities", '"3" or "1,3,5"')
 
 
 PARAMS = (

@@ -14,12 +14,11 @@ from collections.abc import Generator
 
 import torch
 
-from fmsteal.errors import ConfigError
 from fmsteal.evaluation.attacks import fgsm, pgd, quantize, sign_noise
 from fmsteal.evaluation.pixel_models import pixel_model
 from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
 from fmsteal.evaluation.transfer import BATCH, correct_images, train_independent
-from fmsteal.fields import Field
+from fmsteal.fields import Field, parse_int_list
 
 __all__ = ["SATURATED", "parse_epsilons", "sweep_finding", "transfer_sweep"]
 
@@ -39,13 +38,7 @@ PARAMS = (
 
 def parse_epsilons(text: str) -> list[int]:
     """"1,2,4,8" -> [1, 2, 4, 8]; a ConfigError unless every part is an integer from 1 to 255."""
-    try:
-        values = sorted({int(part) for part in text.replace(" ", "").split(",") if part})
-    except ValueError:
-        values = []
-    if not values or not all(1 <= v <= 255 for v in values):
-        raise ConfigError(f"epsilons must be pixel levels from 1 to 255 separated by commas, e.g. \"1,2,4,8\"; got {text!r}.")
-    return values
+    return parse_int_list(text, 1, 255, "epsilons (pixel levels)", '"1,2,4,8"')
 
 
 def cost(p, params: dict) -> float:
@@ -94,9 +87,10 @@ def transfer_sweep(ctx: EvaluationContext, params: dict) -> Generator[dict, None
                                       for name, count in sorted(fooled.items())}})
         yield {"kind": "progress", "phase": "evaluate", "done": done + 1, "total": len(epsilons),
                "message": f"Transfer over epsilons: {level}/255 done"}
-    unsaturated = {attack: [row["eps"] for row in _unsaturated(rows, attack)] for attack in ATTACKS}
-    return {"rows": rows, "n": len(chosen), "steps": steps, "step_share": STEP_SHARE,
-            "unsaturated": unsaturated if surrogate is not None else None, "finding": sweep_finding(rows)}
+    comparable = surrogate is not None and len(chosen) > 0
+    unsaturated = {attack: [row["eps"] for row in _unsaturated(rows, attack)] for attack in ATTACKS} if comparable else None
+    return {"rows": rows, "n": len(chosen), "steps": steps, "step_share": STEP_SHARE, "unsaturated": unsaturated,
+            "finding": sweep_finding(rows)}
 
 
 def _unsaturated(rows: list[dict], attack: str) -> list[dict]:
@@ -107,7 +101,9 @@ def _unsaturated(rows: list[dict], attack: str) -> list[dict]:
 def sweep_finding(rows: list[dict]) -> str:
     """Over the budgets where neither model saturates an attack, how much more often the copy's examples fool
     the victim than the independent model's; which budgets were left out and why."""
-    if not rows or "independent_pgd" not in rows[0]:
+    if not rows or rows[0].get("thief_pgd") is None:
+        return "No test image the victim classifies correctly: nothing to attack."
+    if "independent_pgd" not in rows[0]:
         return "No independent model to compare with (the query pool has no true labels)."
     parts = []
     for attack, name in ATTACKS.items():
@@ -117,8 +113,8 @@ def sweep_finding(rows: list[dict]) -> str:
             parts.append(f"{name} fools the victim from both models on nearly every image at every budget (saturated)")
             continue
         gains = [100 * (row[f"thief_{attack}"] - row[f"independent_{attack}"]) for row in kept]
-        text = (f"{name} from the copy fools the victim {_span(gains)} points more often than from the independent "
-                f"model at {_levels([row['eps'] for row in kept])}")
+        text = (f"{name}: the copy's examples fool the victim {_span(gains)} points against the independent model's "
+                f"at {_levels([row['eps'] for row in kept])}")
         if left:
             text += f" (left out: {_levels(left)}, where both saturate)"
         parts.append(text)

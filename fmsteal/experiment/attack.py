@@ -185,7 +185,7 @@ def attack(victim, *, pool, test, thief: str = _default("thief"), budget: int = 
     estimated = thief_estimate(thief=thief, mode=mode, size=size, device=torch_device.type, preset=preset,
                                strategy=strategy, budget=budget, n_pool=len(pool_set), n_test=len(test_set),
                                n_embedded=((budget if strategy == "random" else len(pool_set)) + len(test_set))
-                               if embedding else 0)
+                               if embedding else 0, n_asked=0 if reference is not None else len(test_set))
     yield {"kind": "log", "level": "info", "message": estimated["message"]}
     with _opened(victim, victim_params, classes) as handle:
         retries = _Retries(handle)

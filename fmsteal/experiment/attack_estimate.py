@@ -14,9 +14,10 @@ __all__ = ["thief_estimate", "with_victim"]
 
 
 def thief_estimate(*, thief: str, mode: str, size: int, device: str, preset: str, strategy: str, budget: int,
-                   n_pool: int, n_test: int, n_embedded: int) -> dict:
+                   n_pool: int, n_test: int, n_embedded: int, n_asked: int) -> dict:
     """{"seconds", "phases", "victim_images", "message"}: the thief's embedding of `n_embedded` images (none for
-    FFT) and its training at every rung of the curve, scored on `n_test` images each time."""
+    FFT) and its training at every rung of the curve, scored on `n_test` images each time; the victim is asked
+    the budget and `n_asked` test images."""
     from fmsteal.adversary.budget import curve_checkpoints
     from fmsteal.engine.zoo import get_backbone
     from fmsteal.experiment.config import ExperimentConfig
@@ -37,19 +38,20 @@ def thief_estimate(*, thief: str, mode: str, size: int, device: str, preset: str
         phases = {"embed": pricing.load_model(spec.base_name, size) + pricing.forward(spec.base_name, size, n_embedded),
                   **phases}
     seconds = sum(phases.values())
-    victim_images = budget + n_test
+    victim_images = budget + n_asked
+    asked = f" ({budget:,} queries, {n_asked:,} test images)" if n_asked else " (its queries)"
     return {"seconds": round(seconds, 1), "phases": {k: round(v, 1) for k, v in phases.items()},
             "victim_images": victim_images,
             "message": f"Estimated time for the thief: about {duration(seconds)} on this machine (at most: "
                        f"features already in the cache are not recomputed), plus the victim's time to answer "
-                       f"{victim_images:,} images ({budget:,} queries, {n_test:,} test images)."}
+                       f"{victim_images:,} images{asked}."}
 
 
 def with_victim(estimate: dict, answered: int, seconds: float, budget: int) -> dict:
     """`estimate` with the victim's answers to the budget priced at its measured speed (`answered` images in
-    `seconds`)."""
+    `seconds`); what is left once the test images are answered: those answers and the thief's training."""
     per_image = seconds / max(answered, 1)
-    remaining = estimate["seconds"] + per_image * budget
+    remaining = estimate["phases"]["steal"] + per_image * budget
     return {**estimate, "victim_seconds_per_image": round(per_image, 5),
             "message": f"The victim answered {answered:,} test images in {duration(seconds)}: the "
                        f"{budget:,} queries and the thief's work take about {duration(remaining)} more."}
