@@ -64,6 +64,13 @@ HEAD = ("<style>@media (max-width: 767px) {body.shared #run-view {order: -1} "  
 # presenter mode and redraws every plot with larger fonts, including plots drawn later (Gradio draws with Plotly.react).
 JS = """() => {
   if (new URLSearchParams(location.search).has('run')) document.body.classList.add('shared');
+  // a plot drawn or restyled while its tab was hidden keeps a stale width: fit the shown ones to their boxes
+  document.addEventListener('click', (event) => {
+    if (!event.target.closest('[role=tab]') || !window.Plotly) return;
+    setTimeout(() => document.querySelectorAll('.js-plotly-plot').forEach((gd) => {
+      if (gd.offsetParent) window.Plotly.Plots.resize(gd);
+    }), 100);
+  });
   const SCALE = 1.5;
   const scaled = (font) => font && font.size ? {...font, size: Math.round(SCALE * font.size)} : font;
   const presented = ({data, layout, height}) => {

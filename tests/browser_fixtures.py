@@ -128,6 +128,14 @@ def layout_faults(page, root: str = "body") -> list[str]:
     return page.evaluate(LAYOUT_FAULTS, root)
 
 
+def wait_for_clean_layout(page, timeout_ms: int = 10_000) -> None:
+    """Wait until `layout_faults` finds nothing (plots redraw and resize asynchronously); fail naming what it finds."""
+    try:
+        page.wait_for_function(f"() => ({LAYOUT_FAULTS})('body').length === 0", timeout=timeout_ms)
+    except playwright.Error:
+        pytest.fail(f"layout faults: {layout_faults(page)}")
+
+
 def font_size(page, selector: str) -> float:
     """The smallest computed font size (px) of the elements `selector` matches (at least one must)."""
     sizes = page.evaluate("(s) => [...document.querySelectorAll(s)].map((e) => parseFloat(getComputedStyle(e).fontSize))",

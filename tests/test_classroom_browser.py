@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from browser_fixtures import (ARTIFACTS, configure, font_size, layout_faults, open_page, status, wait_for_larger_font,
-                              wait_for_run)
+from browser_fixtures import (ARTIFACTS, configure, font_size, layout_faults, open_page, status, wait_for_clean_layout,
+                              wait_for_larger_font, wait_for_run)
 
 
 PROJECTOR, PHONE = (1024, 768), (390, 844)
@@ -117,3 +117,8 @@ def test_presenter_mode_enlarges_type_plots_and_buttons_and_cuts_nothing_at_1024
     assert layout_faults(phone) == []
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
     phone.screenshot(path=ARTIFACTS / "phone_results.png", full_page=True)
+    phone.get_by_role("tab", name="Steal a model").click()  # presenter mode set while Results is hidden
+    phone.locator("#presenter input").check()
+    phone.get_by_role("tab", name="Results").click()
+    wait_for_larger_font(phone, HEATMAP_NUMBERS, 1.3 * numbers)
+    wait_for_clean_layout(phone)

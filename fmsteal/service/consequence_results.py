@@ -84,7 +84,7 @@ def transfer_scatter(cells: pd.DataFrame) -> go.Figure:
                f"<br><sup>L∞ 8/255, FGSM and 10-step PGD on images the victim classifies correctly · "
                f"mean ± 1 sd over n={seeds(n)}</sup>"),
         xaxis_title="thief agreement with the victim %", yaxis_title="victim fooled %", margin={"t": 130},
-        legend={"orientation": "h", "y": -0.2})
+        height=560, legend={"orientation": "h", "yanchor": "top", "y": -0.25})  # below the axis title
     return figure
 
 
