@@ -54,6 +54,25 @@ def test_registered_images_are_recognised_by_content(cifar_mini):
     assert not torch.allclose(fresh, features[:2])
 
 
+def test_asking_the_same_tensor_again_follows_its_changes_and_new_registrations(cifar_mini):
+    images = small_set(cifar_mini)
+    embedder = lite0()
+    asked = images.images[:20].clone()
+    unknown = embedder.features_of(asked)  # nothing registered: every image through the backbone
+    assert embedder.images_forwarded == 20
+    drain(embedder.register(images))
+    known = embedder.features_of(asked)  # the same tensor, now registered: served from memory
+    assert embedder.images_forwarded == 20 and torch.allclose(known, unknown, atol=1e-4)
+    assert torch.equal(embedder.features_of(asked), known) and embedder.images_forwarded == 20
+    asked[0] = images.images[-1]  # changed in place: its first image is now another registered one
+    moved = embedder.features_of(asked)
+    assert embedder.images_forwarded == 20 and torch.equal(moved[1:], known[1:])
+    assert torch.equal(moved[0], embedder.features_of(images.images[-1:])[0])
+    asked[1] = 255 - asked[1]  # an image never seen: through the backbone
+    embedder.features_of(asked)
+    assert embedder.images_forwarded == 21
+
+
 def cache_file(images, size=48):
     return cache_dir("embeddings") / "tf_efficientnet_lite0" / f"{size}px-{images.fingerprint}.pt"
 
