@@ -18,6 +18,14 @@ def drain(events: Generator):
             return stop.value
 
 
+def run_evaluation(name: str, ctx, **params):
+    """The registered evaluation `name` run to its end on `ctx` with `params` (validated): its result."""
+    from fmsteal.evaluation.registry import EVALUATIONS
+
+    entry = EVALUATIONS.get(name)
+    return drain(entry.fn(ctx, entry.validate(params)))
+
+
 @functools.cache
 def build_context(archive: str, victim: str = "tf_efficientnet_lite0", victim_mode: str = "lp",
                   thief: str = "tf_efficientnet_lite0", thief_mode: str = "lp", output: str = "label", size: int = 64):

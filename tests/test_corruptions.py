@@ -8,13 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from evaluation_fixtures import drain, fft_thief_context, lp_context  # noqa: F401
+from evaluation_fixtures import fft_thief_context, lp_context, run_evaluation  # noqa: F401
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from fmsteal.errors import ConfigError
 from fmsteal.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt, parse_severities
-from fmsteal.evaluation.registry import EVALUATIONS
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +85,7 @@ def test_noise_is_added_on_unit_pixels_and_truncated_as_cifar10_c():
 
 
 def run_corruptions(ctx, **params):
-    entry = EVALUATIONS.get("corruptions")
-    return drain(entry.fn(ctx, entry.validate(params)))
+    return run_evaluation("corruptions", ctx, **params)
 
 
 def test_corruptions_evaluation_on_real_cifar(lp_context):

@@ -7,23 +7,19 @@ import json
 
 import pytest
 import torch
-from evaluation_fixtures import drain, lp_context  # noqa: F401
+from evaluation_fixtures import lp_context, run_evaluation  # noqa: F401
 
 from fmsteal.errors import ConfigError
 from fmsteal.evaluation.attacks import fgsm
 from fmsteal.evaluation.pixel_models import pixel_model
 from fmsteal.evaluation.registry import EVALUATIONS
-from fmsteal.evaluation.transfer_sweep import SATURATED, parse_epsilons, sweep_finding
+from fmsteal.evaluation.saturation import SATURATED
+from fmsteal.evaluation.transfer_sweep import parse_epsilons, sweep_finding
 from fmsteal.experiment.config import ExperimentConfig
 
 
-def run(name: str, ctx, **params) -> dict:
-    entry = EVALUATIONS.get(name)
-    return drain(entry.fn(ctx, entry.validate(params)))
-
-
 def test_the_sweep_measures_every_attack_at_every_budget_and_grows_with_epsilon(lp_context):
-    result = run("transfer-sweep", lp_context, n=16, epsilons="1,4,16", steps=3)
+    result = run_evaluation("transfer-sweep", lp_context, n=16, epsilons="1,4,16", steps=3)
     json.dumps(result)
     assert [row["eps"] for row in result["rows"]] == [1, 4, 16] and result["n"] == 16
     names = {"thief_fgsm", "thief_pgd", "independent_fgsm", "independent_pgd", "noise"}
@@ -63,7 +59,7 @@ def test_epsilons_are_checked_before_anything_runs():
 
 
 def test_the_authors_setting_scores_thief_victim_agreement_on_fgsm_images(lp_context):
-    result = run("adversarial-fidelity", lp_context, n=40)
+    result = run_evaluation("adversarial-fidelity", lp_context, n=40)
     assert result["n"] == 40 and result["attack"] == "fgsm" and result["eps"] == pytest.approx(8 / 255)
     # recomputed here: the same seeded draw of test images, FGSM on the thief, both models on the float images
     chosen = torch.randperm(len(lp_context.test), generator=torch.Generator().manual_seed(lp_context.seed))[:40]
@@ -75,10 +71,10 @@ def test_the_authors_setting_scores_thief_victim_agreement_on_fgsm_images(lp_con
     assert result["adversarial_fidelity"] == pytest.approx((by_thief == by_victim).double().mean().item())
     assert result["victim_fooled"] == pytest.approx((by_victim != y).double().mean().item())
     assert result["thief_fooled"] > 0.5  # white-box on the thief itself
-    pgd = run("adversarial-fidelity", lp_context, n=8, attack="pgd")
+    pgd = run_evaluation("adversarial-fidelity", lp_context, n=8, attack="pgd")
     assert pgd["attack"] == "pgd" and 0 <= pgd["adversarial_fidelity"] <= 1
     with pytest.raises(ConfigError, match="fgsm or pgd"):
-        run("adversarial-fidelity", lp_context, n=8, attack="cw")
+        run_evaluation("adversarial-fidelity", lp_context, n=8, attack="cw")
 
 
 def test_a_run_with_both_settings_prices_them_and_states_their_findings(tiny_config, tmp_path):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from fmsteal.adversary.defences.base import DefencePlan
     from fmsteal.adversary.outputs import Answers
 
-__all__ = ["THIEVES", "TargetsFn", "applicable", "targets_from"]
+__all__ = ["THIEVES", "TargetsFn", "applicable", "targets_from", "trained_apart"]
 
 TargetsFn = Callable[["Answers", int, "DefencePlan | None"], "torch.Tensor"]
 
@@ -45,6 +45,14 @@ def _inverse(defence: "DefencePlan | None"):
 def applicable(name: str, defence: "DefencePlan | None") -> bool:
     """Whether thief `name` learns anything of its own from answers of an API with `defence`."""
     return THIEVES.get(name).meta.get("applies", lambda plan: True)(defence)
+
+
+def trained_apart(defence: "DefencePlan") -> list[str]:
+    """The thieves besides the default one that train a copy of their own on a defended API's answers: those that
+    apply, unless the API answers labels (then each learns the labels the default one does)."""
+    if defence.output == "label":
+        return []
+    return [name for name in THIEVES.names() if name != "distil" and applicable(name, defence)]
 
 
 @THIEVES.register("distil", help="learns each answer as given: probabilities, ranked top-k or labels (the default)")

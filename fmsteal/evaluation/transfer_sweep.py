@@ -17,12 +17,12 @@ import torch
 from fmsteal.evaluation.attacks import fgsm, pgd, quantize, sign_noise
 from fmsteal.evaluation.pixel_models import pixel_model
 from fmsteal.evaluation.registry import EVALUATIONS, EvaluationContext
+from fmsteal.evaluation.saturation import SATURATED, signed_span
 from fmsteal.evaluation.transfer import BATCH, correct_images, train_independent
 from fmsteal.fields import Field, parse_int_list
 
-__all__ = ["SATURATED", "parse_epsilons", "sweep_finding", "transfer_sweep"]
+__all__ = ["parse_epsilons", "sweep_finding", "transfer_sweep"]
 
-SATURATED = 0.98  # a budget at which both models fool the victim on this share of images cannot rank them
 ATTACKS = {"fgsm": "FGSM", "pgd": "PGD"}
 STEP_SHARE = 0.25  # PGD step as a share of epsilon (2/255 at 8/255, as `transfer`)
 
@@ -113,17 +113,12 @@ def sweep_finding(rows: list[dict]) -> str:
             parts.append(f"{name} fools the victim from both models on nearly every image at every budget (saturated)")
             continue
         gains = [100 * (row[f"thief_{attack}"] - row[f"independent_{attack}"]) for row in kept]
-        text = (f"{name}: the copy's examples fool the victim {_span(gains)} points against the independent model's "
+        text = (f"{name}: the copy's examples fool the victim {signed_span(gains)} points against the independent model's "
                 f"at {_levels([row['eps'] for row in kept])}")
         if left:
             text += f" (left out: {_levels(left)}, where both saturate)"
         parts.append(text)
     return "; ".join(parts) + " (one run: no spread)."
-
-
-def _span(values: list[float]) -> str:
-    low, high = f"{min(values):+.1f}", f"{max(values):+.1f}"
-    return low if low == high else f"{low} to {high}"
 
 
 def _levels(levels: list[int]) -> str:

@@ -18,12 +18,12 @@ import torch
 
 from fmsteal import __version__
 from fmsteal.adversary.blackbox import BlackBoxVictim, api_predictions
-from fmsteal.adversary.defences import DefenceContext, build_defence
+from fmsteal.adversary.defences import DEFENCES, DefenceContext, build_defence
 from fmsteal.adversary.defences.mad import random_head_surrogate
 from fmsteal.adversary.defences.watermark import verify_watermark
 from fmsteal.adversary.strategies import STRATEGIES
 from fmsteal.adversary.thief import VALIDATION_EVERY, Thief
-from fmsteal.adversary.thieves import THIEVES, applicable
+from fmsteal.adversary.thieves import THIEVES, applicable, trained_apart
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import full_precision, recipe_for
@@ -180,10 +180,10 @@ def cost_victim(p: Pricing) -> float:
 
 def defence_for(state: RunState):
     """A fresh instance of the config's defence (one per client), built with the defender's own knowledge:
-    its backbone for MAD's surrogate, the test images as PRADA's honest clients (shuffled by the seed)."""
+    its backbone for a surrogate where the defence uses one (MAD), the test images as PRADA's honest clients (shuffled by the seed)."""
     config, victim, test = state.config, state.victim, state.test
     surrogate = None
-    if config.defence in ("mad", "mad-angular") and victim.embedder is not None:
+    if DEFENCES.get(config.defence).meta.get("surrogate") and victim.embedder is not None:
         surrogate = random_head_surrogate(victim.embedder.features_of, victim.spec.feature_dim,
                                           len(test.class_names), config.seed)
     benign = (test.images, victim.probabilities(test.images)) if config.defence == "prada" else None
@@ -282,10 +282,11 @@ def strongest_thief(state: RunState) -> Iterator[dict]:
     thief, test, defence = state.thief, state.test, state.config.defence_plan()
     scores = {"distil": comparison(state.thief_test, state.victim_test, test)}
     images, answers = thief.bought
+    apart = trained_apart(defence)
     for learns in THIEVES.names():
         if learns in scores or not applicable(learns, defence):
             continue
-        if answers.probs is None and answers.topk is None:
+        if learns not in apart:
             scores[learns] = scores["distil"]
             continue
         other = replace(thief, network=None, bought=None)
@@ -300,8 +301,7 @@ def strongest_thief(state: RunState) -> Iterator[dict]:
 def cost_evaluate(p: Pricing) -> float:
     seconds = p.test_pass("victim") + p.test_pass("thief")  # both sides' probabilities on the test images
     if p.plan.config.defence != "none":  # the honest client's answers; a watermark's innocent model; other thieves
-        defence = p.plan.config.defence_plan()
-        extra_thieves = 0 if defence.output == "label" else sum(applicable(name, defence) for name in THIEVES.names()) - 1
+        extra_thieves = len(trained_apart(p.plan.config.defence_plan()))
         seconds += p.test_pass("victim") + (1 + extra_thieves) * p.thief_training(p.plan.config.budget)
     for name in p.plan.config.evaluation_names():
         entry = EVALUATIONS.get(name)

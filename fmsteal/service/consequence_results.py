@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 
+from fmsteal.evaluation.saturation import SATURATED, signed_span
 from fmsteal.service.conditions import output_name, pct, seeds
 from fmsteal.service.plots import placeholder
 from fmsteal.service.results import grid_table
@@ -29,7 +30,6 @@ MEASURES = {"transfer_thief_pgd": ("PGD on the stolen copy", "circle"),
             "transfer_independent_fgsm": ("FGSM on an independent model", "diamond-open"),
             "transfer_noise": ("random sign noise (floor)", "x")}
 ATTACK_NAMES = {"fgsm": "FGSM", "pgd": "10-step PGD"}
-SATURATED = 0.98  # an attack fooling the victim on this share of images from both models cannot rank them
 VICTIM = ["victim", "victim_mode", "victim_label", "thief_label", "output"]
 
 
@@ -119,9 +119,8 @@ def transfer_finding(cells: pd.DataFrame) -> str:
                           + "; ".join(parts) + ".")
     text = " ".join(paragraphs)
     if gains:
-        span = f"{min(gains):+.1f}" if f"{min(gains):+.1f}" == f"{max(gains):+.1f}" else f"{min(gains):+.1f} to {max(gains):+.1f}"
-        text += (f" Over the unsaturated attacks, stealing adds {span} points of transfer over a model of the thief's "
-                 "architecture trained on as many true labels (means over seeds).")
+        text += (f" Over the unsaturated attacks, stealing adds {signed_span(gains)} points of transfer over a model of "
+                 "the thief's architecture trained on as many true labels (means over seeds).")
     else:
         text += " Every attack is saturated at this epsilon: the grid cannot say whether stealing adds transfer."
     if len(summary) > 2:

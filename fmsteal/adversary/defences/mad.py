@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fmsteal.adversary.defences.base import DEFENCES, Defence
+from fmsteal.adversary.defences.base import DEFENCES, Defence, DefenceContext
 from fmsteal.fields import Field
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MAD", "invert_mad", "mad_reference", "random_head_surrogate"]
+__all__ = ["MAD", "PARAMS", "acts_on_labels", "invert_mad", "mad_reference", "random_head_surrogate",
+           "surrogate_predictions"]
 
 UPWEIGHT = 1e-5  # the reference's extra mass on the top-1 class of an argmax-preserving target
 EXACT_UP_TO = 10  # classes: the reference searches every set up to here, greedily beyond
@@ -56,19 +57,30 @@ def invert_mad(answers: "torch.Tensor", params: dict) -> "torch.Tensor":
     return torch.where(valid.any(1, keepdim=True), candidates[torch.arange(n), pick].clamp(min=0), y).to(answers.dtype)
 
 
+# MAD's parameters, and when it can act on a label answer (this module's `mad` and `mad-angular` alike)
+PARAMS = (Field("epsilon", "float", 0.5, "L1 budget of the perturbation of each probability vector", minimum=0, maximum=2),
+          Field("keep_argmax", "bool", False, "MAD-argmax: never change the top-1 class"))
+
+
+def acts_on_labels(params: dict) -> bool:
+    return not params["keep_argmax"] and params["epsilon"] > 0
+
+
+def surrogate_predictions(context: DefenceContext, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":
+    """The defender's surrogate's probabilities for `images` (uniform without a surrogate: a fresh zero head's)."""
+    if context.surrogate is None:
+        return probs.new_full(probs.shape, 1 / probs.shape[1])
+    return context.surrogate(images).to(probs)
+
+
 @DEFENCES.register(
     "mad", help="Orekondy et al. 2020 (their code): poison answers within an L1 budget to turn the thief's gradient",
-    params=(Field("epsilon", "float", 0.5, "L1 budget of the perturbation of each probability vector",
-                  minimum=0, maximum=2),
-            Field("keep_argmax", "bool", False, "MAD-argmax: never change the top-1 class")),
-    acts_on_labels=lambda p: not p["keep_argmax"] and p["epsilon"] > 0, invert=invert_mad,
+    params=PARAMS, acts_on_labels=acts_on_labels, surrogate=True, invert=invert_mad,
     invertible=lambda p: not p["keep_argmax"])
 class MAD(Defence):
     def answer(self, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":
-        surrogate = self.context.surrogate
-        predicted = None
-        if self.params["keep_argmax"] and probs.shape[1] > EXACT_UP_TO:
-            predicted = surrogate(images).to(probs) if surrogate else probs.new_full(probs.shape, 1 / probs.shape[1])
+        greedy = self.params["keep_argmax"] and probs.shape[1] > EXACT_UP_TO  # the only search that reads it
+        predicted = surrogate_predictions(self.context, images, probs) if greedy else None
         return mad_reference(probs, self.params["epsilon"], self.params["keep_argmax"], predicted)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fmsteal.adversary.defences.base import DEFENCES, Defence
-from fmsteal.fields import Field
+from fmsteal.adversary.defences.mad import PARAMS, acts_on_labels, surrogate_predictions
 
 if TYPE_CHECKING:
     import torch
@@ -35,14 +35,10 @@ CHUNK_ELEMENTS = 2**22  # rows are processed in chunks of at most this many n x 
 @DEFENCES.register(
     "mad-angular", help="fmsteal's variant of MAD: of the budget's steps toward each class, the one that turns "
                         "a surrogate thief's gradient most",
-    params=(Field("epsilon", "float", 0.5, "L1 budget of the perturbation of each probability vector",
-                  minimum=0, maximum=2),
-            Field("keep_argmax", "bool", False, "MAD-argmax: never change the top-1 class")),
-    acts_on_labels=lambda p: not p["keep_argmax"] and p["epsilon"] > 0)
+    params=PARAMS, acts_on_labels=acts_on_labels, surrogate=True)
 class AngularMAD(Defence):
     def answer(self, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":
-        surrogate = self.context.surrogate
-        predicted = surrogate(images).to(probs) if surrogate else probs.new_full(probs.shape, 1 / probs.shape[1])
+        predicted = surrogate_predictions(self.context, images, probs)
         return mad_perturb(probs, predicted, self.params["epsilon"], self.params["keep_argmax"])
 
 
