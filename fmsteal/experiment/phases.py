@@ -180,13 +180,15 @@ def cost_victim(p: Pricing) -> float:
 
 def defence_for(state: RunState):
     """A fresh instance of the config's defence (one per client), built with the defender's own knowledge:
-    its backbone for a surrogate where the defence uses one (MAD), the test images as PRADA's honest clients (shuffled by the seed)."""
+    its backbone for a surrogate where the defence uses one (MAD), the test images as honest clients' streams where
+    it measures false alarms (PRADA; shuffled by the seed)."""
     config, victim, test = state.config, state.victim, state.test
+    wants = DEFENCES.get(config.defence).meta
     surrogate = None
-    if DEFENCES.get(config.defence).meta.get("surrogate") and victim.embedder is not None:
+    if wants.get("surrogate") and victim.embedder is not None:
         surrogate = random_head_surrogate(victim.embedder.features_of, victim.spec.feature_dim,
                                           len(test.class_names), config.seed)
-    benign = (test.images, victim.probabilities(test.images)) if config.defence == "prada" else None
+    benign = (test.images, victim.probabilities(test.images)) if wants.get("benign") else None
     context = DefenceContext(len(test.class_names), config.seed, surrogate, benign)
     return build_defence(config.defence, parse_params(config.defence_params), context)
 

@@ -4,7 +4,8 @@ A defence is a class registered with `@DEFENCES.register(name, help=..., params=
 and built per attack as `cls(params, context)`. It has `answer(images, probs) -> probs` (it may keep
 state across batches: one instance serves one client) and `report() -> dict` (its own results, read
 by the experimenter only). Optional registry entries: `surrogate=True` (the run builds the defender a
-surrogate model, `DefenceContext.surrogate`), `invert(answers, params)` with `invertible(params)` (a thief who
+surrogate model, `DefenceContext.surrogate`), `benign=True` (it is given honest clients' streams,
+`DefenceContext.benign`, to measure its false alarms on), `invert(answers, params)` with `invertible(params)` (a thief who
 knows the defence can undo it: `fmsteal.adversary.thieves`). Importing this module, or any defence module,
 imports no torch.
 """

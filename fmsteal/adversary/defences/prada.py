@@ -39,7 +39,7 @@ MIN_DISTANCES = 100  # the test runs on more than this many pooled distances
     params=(Field("delta", "float", 0.9, "flag the client when the Shapiro-Wilk W of its distances falls below this",
                   minimum=0, maximum=1),
             Field("block", "bool", False, "refuse the client's queries while it is flagged")),
-    acts_on_labels=lambda p: True)
+    acts_on_labels=lambda p: True, benign=True)
 class Prada(Defence):
     def __init__(self, params: dict, context: DefenceContext) -> None:
         super().__init__(params, context)
