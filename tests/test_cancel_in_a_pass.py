@@ -68,6 +68,16 @@ def _cancelled_after(work, when: float) -> float:
     return time.perf_counter() - began - when
 
 
+def _least_late(work, when: float, bound: float, tries: int = 3) -> float:
+    """The least lateness of up to `tries` cancels at `when`, stopping at the first within `bound`: a cancel seen only
+    at the end of a step is late every time, while a busy machine's scheduling (another test's threads, the
+    collector) delays a single try."""
+    lates = []
+    while len(lates) < tries and (not lates or lates[-1] >= bound):
+        lates.append(_cancelled_after(work, when))
+    return min(lates)
+
+
 def _timed(work) -> float:
     began = time.perf_counter()
     work()
@@ -89,7 +99,7 @@ def test_a_training_step_at_a_large_size_is_cancelled_within_a_fraction_of_it():
     train(1)  # warm-up
     step = _timed(lambda: train(1))
     for into in (0.3, 0.6):  # in the second step's forward pass, then (most likely) in its backward pass
-        late = _cancelled_after(lambda: train(6), step * (1 + into))
+        late = _least_late(lambda: train(6), step * (1 + into), step / 4)
         print(f"a training step of 4 images at {LARGE} px: {step:.2f} s; cancelled {into:.0%} into the second, "
               f"stopped {late:.3f} s later")
         assert late < step / 4  # within a layer or two, not at the end of the step (0.7 and 0.4 of one away)
@@ -106,6 +116,6 @@ def test_an_attack_gradient_at_a_large_size_is_cancelled_within_a_fraction_of_it
 
     attack(1)  # warm-up
     step = _timed(lambda: attack(1))
-    late = _cancelled_after(lambda: attack(4), step * 1.5)
+    late = _least_late(lambda: attack(4), step * 1.5, step / 4)
     print(f"a PGD step through 4 images at {LARGE} px: {step:.2f} s; cancelled in the second, stopped {late:.3f} s later")
     assert late < step / 4  # within a layer or two, not at the end of the gradient (half a step away)
