@@ -41,7 +41,7 @@ def assert_probability_vectors(out: torch.Tensor) -> None:
 def test_importing_the_registries_and_validating_imports_no_torch():
     code = ("import sys; from fmsteal.adversary.outputs import OUTPUT_MODES; "
             "from fmsteal.adversary.defences import DEFENCES, plan_defence; "
-            "assert len(DEFENCES.names()) == 11 and 'label' in OUTPUT_MODES; "
+            "assert len(DEFENCES.names()) == 12 and 'label' in OUTPUT_MODES; "
             "plan_defence('mad', {'epsilon': '0.5'}, 'probs'); plan_defence('topk', {'top_k': 2}, 'probs'); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -73,7 +73,7 @@ def test_the_same_defences_without_keep_argmax_do_change_labels():
 @pytest.mark.parametrize("name, params", [
     ("gaussian-noise", {"sigma": 0.05}), ("gaussian-noise", {"sigma": 3.0}),
     ("reverse-sigmoid", {}), ("reverse-sigmoid", {"beta": 10.0, "gamma": 10.0}),
-    ("reverse-sigmoid", {"beta": 0.5, "gamma": 0.01}), ("adaptive-misinformation", {}),
+    ("reverse-sigmoid", {"beta": 0.5, "gamma": 0.01}), ("adaptive-misinformation-reversed", {}),
 ])
 def test_perturbing_defences_answer_probability_vectors(name, params):
     probs = torch.cat([random_probs(2000), torch.eye(K)])
@@ -134,13 +134,32 @@ def test_the_angular_mad_uses_the_defenders_surrogate():
     assert not torch.allclose(guided, uniform) and (guided - probs).abs().sum(1).max() <= 0.5 + 1e-5
 
 
-def test_adaptive_misinformation_misleads_only_unconfident_queries():
-    confident = torch.tensor([[0.97] + [0.03 / (K - 1)] * (K - 1)])
-    unsure = torch.tensor([[0.2, 0.15, 0.15, 0.1, 0.1, 0.1, 0.1, 0.05, 0.04, 0.01]])
-    defence = build_defence("adaptive-misinformation", {"tau": 0.5, "nu": 50.0}, DefenceContext(K, 0))
-    assert torch.allclose(defence.answer(random_images(1), confident), confident, atol=1e-6)
-    assert defence.answer(random_images(1), unsure).argmax(1).item() == 9  # the victim's least likely class
+CONFIDENT = torch.tensor([[0.97] + [0.03 / (K - 1)] * (K - 1)])
+UNSURE = torch.tensor([[0.2, 0.15, 0.15, 0.1, 0.1, 0.1, 0.1, 0.05, 0.04, 0.01]])
+
+
+def test_reversed_misinformation_misleads_only_unconfident_queries():
+    defence = build_defence("adaptive-misinformation-reversed", {"tau": 0.5}, DefenceContext(K, 0))
+    assert defence.params["nu"] == 50.0  # its own default, softer than the reference's
+    assert torch.allclose(defence.answer(random_images(1), CONFIDENT), CONFIDENT, atol=1e-6)
+    assert defence.answer(random_images(1), UNSURE).argmax(1).item() == 9  # the victim's least likely class
     assert defence.report() == {"out_of_distribution": 1, "out_of_distribution_fraction": 0.5}
+
+
+def test_adaptive_misinformation_answers_unconfident_queries_with_its_misinformation_function():
+    misleading = torch.tensor([[0.01] * 3 + [0.91] + [0.01] * 6])
+    context = DefenceContext(K, 0, misinformation=lambda images: misleading.expand(len(images), K))
+    defence = build_defence("adaptive-misinformation", {"tau": 0.5}, context)
+    assert defence.params["nu"] == 10_000.0  # the reference's
+    assert torch.equal(defence.answer(random_images(1), CONFIDENT), CONFIDENT)  # 1 / (1 + e^4700) is 0 in float32
+    assert torch.allclose(defence.answer(random_images(1), UNSURE), misleading)
+    assert defence.report() == {"out_of_distribution": 1, "out_of_distribution_fraction": 0.5,
+                                "misinformation_agreement": 0.0}
+
+
+def test_adaptive_misinformation_without_a_trained_function_says_what_to_use():
+    with pytest.raises(ConfigError, match="adaptive-misinformation-reversed"):
+        build_defence("adaptive-misinformation", {}, DefenceContext(K, 0))
 
 
 def test_watermark_is_deterministic_per_key_and_marks_about_rate_of_the_queries():

@@ -60,9 +60,10 @@ def fit(
     phase: str = "train",
     label: str = "training",
     report_seconds: float = 0.5,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = soft_cross_entropy,
 ) -> Generator[dict, None, nn.Module]:
-    """Train `model` on `inputs` (a tensor, or `FeatureViews`: one augmented view per item per step); with
-    `validation` (inputs, labels) keep the epoch with the best macro-F1.
+    """Train `model` on `inputs` (a tensor, or `FeatureViews`: one augmented view per item per step) to minimise
+    `loss(logits, targets)`; with `validation` (inputs, labels) keep the epoch with the best macro-F1.
 
     Progress is yielded at the end of every epoch and at least every `report_seconds` within one; a
     cancelled run (`fmsteal.cancel`) stops before the next step.
@@ -82,9 +83,9 @@ def fit(
             index = order[step * batch_size:(step + 1) * batch_size]
             with autocast(device, recipe.fp32):
                 logits = model(transform(inputs[index], True))
-            loss = soft_cross_entropy(logits.float(), targets[index].to(device))
+            step_loss = loss(logits.float(), targets[index].to(device))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step_loss.backward()
             optimizer.step()
             scheduler.step()
             if step + 1 == steps or time.monotonic() - reported >= report_seconds:

@@ -43,6 +43,14 @@ class TrainedVictim:
         transform = image_transform(self.spec, self.image_size, self.device, augment=False)
         return predict(self.network, to_uint8(images), transform, self.device, fp32=self.fp32)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the victim's head reads for [0, 1] or uint8 images: the frozen backbone's features (LP) or the
+        trained body's (FFT), float32 on the CPU."""
+        if self.embedder is not None:
+            return self.embedder.features_of(images)
+        transform = image_transform(self.spec, self.image_size, self.device, augment=False)
+        return predict(self.network[0], to_uint8(images), transform, self.device, fp32=self.fp32)
+
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax over classes for [0, 1] or uint8 images."""
         return self.logits(images).softmax(1)

@@ -26,7 +26,8 @@ from fmsteal.adversary.thief import VALIDATION_EVERY, Thief
 from fmsteal.adversary.thieves import THIEVES, applicable, trained_apart
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
-from fmsteal.engine.recipes import full_precision, recipe_for
+from fmsteal.engine.misinformation import train_misinformation
+from fmsteal.engine.recipes import Recipe, full_precision, recipe_for
 from fmsteal.engine.victim import TrainedVictim, train_victim
 from fmsteal.engine.zoo import get_backbone
 from fmsteal.evaluation.metrics import accuracy, agreement, confusion, macro_f1, per_class_agreement
@@ -59,6 +60,7 @@ class RunState:
     data_key: dict | None = None
     embedders: dict = field(default_factory=dict)  # role -> Embedder (or None)
     victim: TrainedVictim | None = None
+    misinformation: Callable | None = None  # the defender's misinformation function, where its defence uses one
     victim_test: torch.Tensor | None = None
     victim_accuracy: float = 0.0
     black_box: BlackBoxVictim | None = None
@@ -159,6 +161,9 @@ def run_victim(state: RunState) -> Iterator[dict]:
     state.victim = yield from train_victim(spec, config.victim_mode, state.victim_train, state.embedders["victim"],
                                            recipe, state.plan.victim_size, state.device, config.seed)
     warm.record(state.data_key, "victim", [state.victim.cache_file], **warm.victim_fields(config, state.plan.victim_size))
+    if DEFENCES.get(config.defence).meta.get("misinformer"):
+        state.misinformation = yield from train_misinformation(state.victim, state.victim_train,
+                                                               misinformation_recipe(config), config.seed)
     state.victim_test = state.victim.logits(state.test.images).argmax(1)
     state.victim_accuracy = accuracy(state.victim_test, state.test.labels)
     yield {"kind": "log", "level": "info", "message": f"Victim test accuracy: {state.victim_accuracy:.1%}"}
@@ -170,10 +175,28 @@ def cost_victim(p: Pricing) -> float:
     if config.victim_mode == "lp":
         training = 0.0 if p.victim_trained else (p.linear(spec.feature_dim, plan.n_victim_train * recipe.epochs)
                                                  + p.views("victim", plan.n_victim_train))
-        return training + p.hashing(plan.n_victim_train + plan.n_test)
+        return training + p.hashing(plan.n_victim_train + plan.n_test) + cost_misinformation(p)
     size = plan.victim_size
     training = 0.0 if p.victim_trained else p.train(config.victim, size, plan.n_victim_train * recipe.epochs)
-    return p.load_model(config.victim, size) + training + p.forward(config.victim, size, plan.n_test)
+    return (p.load_model(config.victim, size) + training + p.forward(config.victim, size, plan.n_test)
+            + cost_misinformation(p))
+
+
+def misinformation_recipe(config) -> Recipe:
+    """The misinformation head learns as a linear probe of the victim's kind (`fmsteal.engine.misinformation`)."""
+    return recipe_for(config.preset, "victim", "lp", False)
+
+
+def cost_misinformation(p: Pricing) -> float:
+    """Training the defender's misinformation head (where its defence uses one) and its answer to every query."""
+    plan, config = p.plan, p.plan.config
+    if not DEFENCES.get(config.defence).meta.get("misinformer"):
+        return 0.0
+    name = config.backbone("victim")
+    seconds = p.linear(get_backbone(name).feature_dim, plan.n_victim_train * misinformation_recipe(config).epochs)
+    if config.victim_mode == "lp":
+        return seconds + p.views("victim", plan.n_victim_train)
+    return seconds + p.forward(name, plan.victim_size, plan.n_victim_train + plan.n_test + config.budget)
 
 
 # -- steal --------------------------------------------------------------------------------------
@@ -181,7 +204,8 @@ def cost_victim(p: Pricing) -> float:
 def defence_for(state: RunState):
     """A fresh instance of the config's defence (one per client), built with the defender's own knowledge:
     its backbone for a surrogate where the defence uses one (MAD), the test images as honest clients' streams where
-    it measures false alarms (PRADA; shuffled by the seed)."""
+    it measures false alarms (PRADA; shuffled by the seed), the misinformation function trained beside the victim
+    (adaptive misinformation)."""
     config, victim, test = state.config, state.victim, state.test
     wants = DEFENCES.get(config.defence).meta
     surrogate = None
@@ -189,7 +213,7 @@ def defence_for(state: RunState):
         surrogate = random_head_surrogate(victim.embedder.features_of, victim.spec.feature_dim,
                                           len(test.class_names), config.seed)
     benign = (test.images, victim.probabilities(test.images)) if wants.get("benign") else None
-    context = DefenceContext(len(test.class_names), config.seed, surrogate, benign)
+    context = DefenceContext(len(test.class_names), config.seed, surrogate, benign, state.misinformation)
     return build_defence(config.defence, parse_params(config.defence_params), context)
 
 

@@ -82,6 +82,7 @@ PRESETS: dict[str, dict] = {
                      "mad:epsilon=0.5", "mad:epsilon=1.0", "mad:epsilon=1.0,keep_argmax=true",
                      "mad-angular:epsilon=0.5", "mad-angular:epsilon=1.0", "mad-angular:epsilon=1.0,keep_argmax=true",
                      "adaptive-misinformation:tau=0.5", "adaptive-misinformation:tau=0.8",
+                     "adaptive-misinformation-reversed:tau=0.5", "adaptive-misinformation-reversed:tau=0.8",
                      "watermark:rate=0.02", "watermark:rate=0.1",
                      "prada:delta=0.9,block=true", "prada:delta=0.95,block=true"],
         "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz",

@@ -10,6 +10,6 @@ so the experiment's config validates against `DEFENCES` without it. Listing orde
 from fmsteal.adversary.defences.base import (DEFENCES, Defence, DefenceContext, DefencePlan, build_defence,
                                           plan_defence)
 from fmsteal.adversary.defences import (truncation, noise, reverse_sigmoid, mad, mad_angular,  # noqa: F401,E402
-                                     misinformation, watermark, prada)
+                                     misinformation, misinformation_reversed, watermark, prada)
 
 __all__ = ["DEFENCES", "Defence", "DefenceContext", "DefencePlan", "build_defence", "plan_defence"]

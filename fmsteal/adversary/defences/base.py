@@ -5,7 +5,8 @@ and built per attack as `cls(params, context)`. It has `answer(images, probs) ->
 state across batches: one instance serves one client) and `report() -> dict` (its own results, read
 by the experimenter only). Optional registry entries: `surrogate=True` (the run builds the defender a
 surrogate model, `DefenceContext.surrogate`), `benign=True` (it is given honest clients' streams,
-`DefenceContext.benign`, to measure its false alarms on), `invert(answers, params)` with `invertible(params)` (a thief who
+`DefenceContext.benign`, to measure its false alarms on), `misinformer=True` (the run trains it a
+misinformation function beside the victim, `DefenceContext.misinformation`), `invert(answers, params)` with `invertible(params)` (a thief who
 knows the defence can undo it: `fmsteal.adversary.thieves`). Importing this module, or any defence module,
 imports no torch.
 """
@@ -37,6 +38,8 @@ class DefenceContext:
     # detectors: an honest client's stream (images in natural order, the victim's probabilities for them),
     # on which they measure their false-alarm rate for `report()`
     benign: tuple["torch.Tensor", "torch.Tensor"] | None = None
+    # adaptive misinformation: images -> probabilities of a function trained to mislead (`fmsteal.engine.misinformation`)
+    misinformation: Callable[["torch.Tensor"], "torch.Tensor"] | None = None
 
 
 class Defence:
