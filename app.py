@@ -23,6 +23,7 @@ from gradio.utils import get_upload_folder
 
 from fmsteal import settings
 from fmsteal.engine.cache import remove_stale_temporaries
+from fmsteal.engine.pack import install_in_background
 from fmsteal.errors import FmstealError
 from fmsteal.experiment.cards import evaluation_findings
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
@@ -602,6 +603,8 @@ def build() -> gr.Blocks:
 def main() -> None:
     remove_stale_temporaries()  # half-written files of runs killed with the last server
     uploads.sweep_uploads()
+    if settings.current().warm_pack:  # precomputed features for a fresh server; runs wait for them (await_pack)
+        install_in_background(settings.current().warm_pack)
     build().queue(default_concurrency_limit=None).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),

@@ -35,6 +35,7 @@ class Settings:
     imagenet32: str | None  # FMSTEAL_IMAGENET32: folder of ImageNet32's train_data_batch_* files
     cache_max_bytes: int  # FMSTEAL_CACHE_MAX_GB: the cache is trimmed oldest-first above this size
     hub_offline: bool  # HF_HUB_OFFLINE: never try the Hugging Face Hub
+    warm_pack: str  # FMSTEAL_WARM_PACK: a pack of precomputed features the app unpacks into the cache at launch ("" none)
     # Bounds on reading data (fmsteal.engine.safe_fs, fmsteal.engine.data) and on uploads (fmsteal.service.uploads):
     max_files: int  # FMSTEAL_MAX_FILES: most entries one data folder or archive may hold (public default 100,000)
     max_data_bytes: int  # FMSTEAL_MAX_DATA_GB: most bytes of images read from one folder or archive (public: 2)
@@ -75,6 +76,7 @@ def current() -> Settings:
         imagenet32=env.get("FMSTEAL_IMAGENET32") or None,
         cache_max_bytes=int(float(env.get("FMSTEAL_CACHE_MAX_GB", 20)) * 2**30),
         hub_offline=_flag("HF_HUB_OFFLINE"),
+        warm_pack=env.get("FMSTEAL_WARM_PACK", "").strip(),
         max_files=int(env.get("FMSTEAL_MAX_FILES", 100_000 if public else 1_500_000)),
         max_data_bytes=int(float(env.get("FMSTEAL_MAX_DATA_GB", 2 if public else 16)) * 2**30),
         max_image_pixels=int(env.get("FMSTEAL_MAX_IMAGE_PIXELS", 40_000_000)),

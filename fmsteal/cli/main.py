@@ -1,4 +1,4 @@
-"""The `fmsteal` command: sub-commands `run`, `attack`, `sweep`, `zoo`, `defences`."""
+"""The `fmsteal` command: sub-commands `run`, `attack`, `sweep`, `pack`, `unpack`, `zoo`, `defences`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
             add_sweep_parser = None
         if add_sweep_parser is not None:
             add_sweep_parser(commands)
+        from fmsteal.cli.pack import add_pack_parsers
+
+        add_pack_parsers(commands)
     for name, summary in LISTINGS.items():
         commands.add_parser(name, help=summary)
     args = parser.parse_args(argv)
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             from fmsteal.cli.listings import defences_main
 
             return defences_main()
+        if args.command in ("pack", "unpack"):
+            from fmsteal.cli import pack
+
+            return pack.pack_main(args) if args.command == "pack" else pack.unpack_main(args)
         if args.command == "zoo":
             from fmsteal.cli.listings import zoo_main
 

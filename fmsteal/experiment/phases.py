@@ -27,6 +27,7 @@ from fmsteal.adversary.thieves import THIEVES, applicable, trained_apart
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.misinformation import train_misinformation
+from fmsteal.engine.pack import await_pack
 from fmsteal.engine.recipes import Recipe, full_precision, recipe_for
 from fmsteal.engine.victim import TrainedVictim, train_victim
 from fmsteal.engine.zoo import get_backbone
@@ -98,6 +99,7 @@ def split_pool(config, train: ImageSet) -> tuple[ImageSet, ImageSet | None, Imag
 
 def run_data(state: RunState) -> Iterator[dict]:
     config = state.config
+    yield from await_pack()  # a warm pack being unpacked at launch holds what this run would compute
     splits = load_splits(config.source)
     state.dataset = splits.name
     state.train = stratified_subset(splits.train, config.train_per_class)

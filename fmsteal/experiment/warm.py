@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from fmsteal.engine.cache import cache_dir
+from fmsteal.engine.cache import cache_dir, cache_root
 from fmsteal.experiment.cards import write_card
 from fmsteal.engine.data import source_key
 
@@ -28,10 +28,14 @@ def data_key(config) -> dict | None:
 
 
 def record(base: dict | None, part: str, files: list[Path], **fields) -> None:
-    """Remember that `part` of a run on the data `base` (see `data_key`, with `fields`) is served by `files`."""
+    """Remember that `part` of a run on the data `base` (see `data_key`, with `fields`) is served by `files`
+    (named relative to the cache's root where inside it, so that a warm pack carries its records)."""
     path = _record_path(base, part, fields)
     if path is not None and files:
-        write_card({"files": sorted({str(f) for f in files})}, path)  # atomic: parallel sweep cells share records
+        root = cache_root().resolve()
+        names = {(Path(f).resolve().relative_to(root).as_posix() if Path(f).resolve().is_relative_to(root) else str(f))
+                 for f in files}
+        write_card({"files": sorted(names)}, path)  # atomic: parallel sweep cells share records
 
 
 def is_cached(base: dict | None, part: str, **fields) -> bool:
@@ -43,7 +47,7 @@ def is_cached(base: dict | None, part: str, **fields) -> bool:
         files = json.loads(path.read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return bool(files) and all(Path(f).exists() for f in files)
+    return bool(files) and all((cache_root() / f).exists() for f in files)  # an absolute name stays itself
 
 
 def victim_fields(config, image_size: int) -> dict:
