@@ -104,3 +104,28 @@ def test_a_cache_file_with_tampered_features_or_other_weights_is_rebuilt(cifar_m
     stale = lite0()
     _, features = drain(stale.embed(images))
     assert stale.cache_rebuilt == 1 and torch.allclose(features, reference, atol=1e-5)
+
+
+def test_a_verified_file_is_trusted_by_its_seal_until_it_is_written_again(cifar_mini, monkeypatch):
+    """The checksum is read once per version of a file: a load of the untouched file skips it, a file written
+    again in place (same inode and size) is checked again and rebuilt when it does not match."""
+    from fmsteal.engine import embed
+
+    images = small_set(cifar_mini, per_class=3)
+    _, reference = drain(lite0().embed(images))
+    sums = []
+    checksum = embed._checksum
+    monkeypatch.setattr(embed, "_checksum", lambda content: sums.append(1) or checksum(content))
+    for _ in range(2):
+        loaded = lite0()
+        _, features = drain(loaded.embed(images))
+        assert loaded.images_forwarded == 0 and torch.equal(features, reference)
+    assert sums == []  # sealed when written: neither load read the features' every byte
+    path = cache_file(images)
+    stored = torch.load(path, weights_only=True)
+    stored["features"][0] += 1.0
+    with path.open("r+b") as file:  # in place: the same inode, the same size
+        torch.save(stored, file)
+    tampered = lite0()
+    drain(tampered.embed(images))
+    assert sums and tampered.cache_rebuilt == 1 and tampered.images_forwarded == len(images)

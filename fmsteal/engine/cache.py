@@ -58,12 +58,13 @@ def atomic_save(obj: object, path: Path) -> None:
 def load_or_none(path: Path) -> dict | None:
     """The dict saved at `path`, or None when it is missing or unreadable (corrupt files are not trusted).
 
-    A successful load marks the file as used now, for `trim_cache`'s least-recently-used order.
+    Its tensors are mapped from the file (copy on write), so the pages a run reads are all it loads. A successful
+    load marks the file as used now, for `trim_cache`'s least-recently-used order.
     """
     if not path.exists():
         return None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:
         return None
     if not isinstance(obj, dict):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator
@@ -24,6 +26,7 @@ from fmsteal.engine.zoo import BackboneSpec, load_backbone
 
 Progress = Generator[dict, None, torch.Tensor]
 REMEMBERED_LOOKUPS = 4  # image tensors an embedder remembers where the features of are (`_lookup`)
+HASH_BYTES = 12  # an image's content hash (`image_hashes`)
 
 
 def preprocess(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
@@ -46,7 +49,7 @@ def autocast(device: torch.device, fp32: bool = False):
 def image_hashes(images: torch.Tensor) -> list[bytes]:
     """A content hash per uint8 image: how the embedder recognises images it has seen."""
     flat = images.reshape(len(images), -1).numpy()
-    return [hashlib.blake2b(row.tobytes(), digest_size=12).digest() for row in flat]
+    return [hashlib.blake2b(row.tobytes(), digest_size=HASH_BYTES).digest() for row in flat]
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -95,21 +98,31 @@ class Embedder:
 
     def embed(self, images: ImageSet, label: str = "images") -> Progress:
         """Features of every image of `images`, from the cache or the backbone."""
+        features, _ = yield from self._embed(images, label)
+        return features
+
+    def _embed(self, images: ImageSet, label: str) -> Generator[dict, None, tuple[torch.Tensor, bytes | None]]:
+        """`embed`, and the images' hashes where the cache file holds them (files written since it does)."""
         bf16 = self.device.type == "cuda" and not self.fp32  # fp32 features, from a CPU or a GPU, share files
         file = cache_dir("embeddings") / self.spec.name / f"{self.image_size}px-{images.fingerprint}{'-bf16' * bf16}.pt"
         meta = {"backbone": self.spec.name, "weights": self.weights_fingerprint, "data": images.fingerprint,
                 "size": self.image_size, "mean": list(self.spec.mean), "std": list(self.spec.std), "n": len(images),
                 **({"precision": "bf16"} if bf16 else {})}
         self.files.append(file)
+        before = file.stat() if file.exists() else None  # loading marks it used: its times change
         stored = load_or_none(file)
-        if stored is not None and stored.get("meta") == meta and _checksum(stored.get("features")) == stored.get("checksum"):
-            return stored["features"]
+        if stored is not None and stored.get("meta") == meta and _trusted(file, stored, before):
+            return stored["features"], stored.get("hashes")
         if stored is not None or file.exists():
             self.cache_rebuilt += 1
             yield {"kind": "log", "level": "warning", "message": f"Embedding cache {file.name} was corrupt or stale: rebuilding it."}
         features = yield from self.forward(images.images, label)
-        atomic_save({"meta": meta, "features": features, "checksum": _checksum(features)}, file)
-        return features
+        hashes = b"".join(image_hashes(images.images))
+        checksum = _checksum(features)
+        atomic_save({"meta": meta, "features": features, "checksum": checksum, "hashes": hashes,
+                     "hashes_checksum": _checksum(hashes)}, file)
+        _seal(file, checksum)
+        return features, hashes
 
     def forward(self, images: torch.Tensor, label: str = "images") -> Progress:
         """Run the backbone over uint8 `images` in batches, yielding progress."""
@@ -124,8 +137,10 @@ class Embedder:
 
     def register(self, images: ImageSet, label: str = "images") -> Progress:
         """Embed `images` (cached) and remember them by content for `features_of`."""
-        features = yield from self.embed(images, label)
-        for row, key in enumerate(image_hashes(images.images)):
+        features, hashes = yield from self._embed(images, label)
+        keys = ([hashes[i:i + HASH_BYTES] for i in range(0, len(hashes), HASH_BYTES)]
+                if hashes is not None and len(hashes) == HASH_BYTES * len(images) else image_hashes(images.images))
+        for row, key in enumerate(keys):
             self._index[key] = (features, row)
         return features
 
@@ -133,9 +148,12 @@ class Embedder:
         """Features of arbitrary images: registered ones from memory, others through the backbone."""
         pixels = to_uint8(images)
         gathers, missing = self._lookup(pixels)
+        if len(gathers) == 1 and not missing:  # all from one registered set, in order: a single copy
+            source, rows, _ = gathers[0]
+            return source.index_select(0, rows)
         out = torch.empty(len(pixels), self.spec.feature_dim)
         for source, rows, targets in gathers:
-            out[targets] = source[rows]
+            out.index_copy_(0, targets, source.index_select(0, rows))
         for start in range(0, len(missing), self.batch_size):
             check()
             rows = missing[start:start + self.batch_size]
@@ -193,7 +211,37 @@ class Embedder:
         return features
 
 
-def _checksum(features: object) -> str | None:
-    if not isinstance(features, torch.Tensor):
-        return None
-    return hashlib.blake2b(features.contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+def _checksum(content: object) -> str | None:
+    """The checksum of a file's features (a tensor) or of its images' hashes (bytes)."""
+    if isinstance(content, torch.Tensor):
+        content = content.contiguous().numpy().tobytes()
+    return hashlib.blake2b(content, digest_size=16).hexdigest() if isinstance(content, bytes) else None
+
+
+def _trusted(file: Path, stored: dict, before: os.stat_result | None) -> bool:
+    """The file's features (and its images' hashes, in files that hold them) match their checksums. Checked once
+    and then sealed beside it (`.<name>.sealed`: its inode, size, modification time and checksum, as the file was
+    when last loaded; `before` is its state before this load marked it used), so that later loads of the same,
+    untouched file skip reading every byte again; a file written anew or in place fails the seal."""
+    checksum, sealed = stored.get("checksum"), None
+    with contextlib.suppress(OSError, ValueError):
+        sealed = json.loads(_seal_path(file).read_text())
+    if before is None or sealed != [before.st_ino, before.st_size, before.st_mtime_ns, checksum]:
+        hashes = stored.get("hashes")
+        if _checksum(stored.get("features")) != checksum:
+            return False
+        if hashes is not None and _checksum(hashes) != stored.get("hashes_checksum"):
+            return False
+    _seal(file, checksum)  # as this load left it
+    return True
+
+
+def _seal(file: Path, checksum: str | None) -> None:
+    """Record that `file`, as it is now, holds contents matching `checksum`."""
+    with contextlib.suppress(OSError):
+        info = file.stat()
+        _seal_path(file).write_text(json.dumps([info.st_ino, info.st_size, info.st_mtime_ns, checksum]))
+
+
+def _seal_path(file: Path) -> Path:
+    return file.with_name(f".{file.name}.sealed")
