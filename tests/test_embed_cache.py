@@ -77,7 +77,8 @@ def cache_file(images, size=48):
     return cache_dir("embeddings") / "tf_efficientnet_lite0" / f"{size}px-{images.fingerprint}.pt"
 
 
-def test_a_corrupt_cache_file_is_rebuilt(cifar_mini):
+def test_a_corrupt_cache_file_is_rebuilt(cifar_mini, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))  # no other file holds these images' features
     images = small_set(cifar_mini, per_class=5)
     _, reference = drain(lite0().embed(images))
     cache_file(images).write_bytes(b"not a tensor file")
@@ -88,7 +89,8 @@ def test_a_corrupt_cache_file_is_rebuilt(cifar_mini):
     assert torch.allclose(rebuilt, reference, atol=1e-5)
 
 
-def test_a_cache_file_with_tampered_features_or_other_weights_is_rebuilt(cifar_mini):
+def test_a_cache_file_with_tampered_features_or_other_weights_is_rebuilt(cifar_mini, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))
     images = small_set(cifar_mini, per_class=4)
     _, reference = drain(lite0().embed(images))
     path = cache_file(images)
@@ -106,11 +108,12 @@ def test_a_cache_file_with_tampered_features_or_other_weights_is_rebuilt(cifar_m
     assert stale.cache_rebuilt == 1 and torch.allclose(features, reference, atol=1e-5)
 
 
-def test_a_verified_file_is_trusted_by_its_seal_until_it_is_written_again(cifar_mini, monkeypatch):
+def test_a_verified_file_is_trusted_by_its_seal_until_it_is_written_again(cifar_mini, tmp_path, monkeypatch):
     """The checksum is read once per version of a file: a load of the untouched file skips it, a file written
     again in place (same inode and size) is checked again and rebuilt when it does not match."""
     from fmsteal.engine import embed
 
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))
     images = small_set(cifar_mini, per_class=3)
     _, reference = drain(lite0().embed(images))
     sums = []
@@ -129,3 +132,19 @@ def test_a_verified_file_is_trusted_by_its_seal_until_it_is_written_again(cifar_
     tampered = lite0()
     drain(tampered.embed(images))
     assert sums and tampered.cache_rebuilt == 1 and tampered.images_forwarded == len(images)
+
+
+def test_an_image_is_embedded_once_whichever_set_it_comes_in(cifar_mini, tmp_path, monkeypatch):
+    """A set that shares images with sets embedded before (another seed's pool subset, a larger budget) forwards
+    only its new images, and its features are those of a direct forward pass."""
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))  # a cache holding nothing else
+    images = small_set(cifar_mini, per_class=8)
+    first, overlapping, union = (images.subset(torch.arange(a, b)) for a, b in ((0, 50), (30, 80), (0, 80)))
+    embedders = [lite0() for _ in range(3)]
+    drain(embedders[0].embed(first))
+    events, features = drain(embedders[1].embed(overlapping))
+    _, together = drain(embedders[2].embed(union))
+    assert [e.images_forwarded for e in embedders] == [50, 30, 0]  # images 50-79 were the only new ones
+    assert events[-1]["total"] == 30
+    direct = embedders[0]._forward_batch(overlapping.images)
+    assert torch.allclose(features, direct, atol=1e-5) and torch.equal(together[30:], features)

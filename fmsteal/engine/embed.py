@@ -2,7 +2,9 @@
 
 `Embedder.embed(images)` is a generator: it yields progress events while the backbone runs and
 returns the features (`features = yield from embedder.embed(images)`). Files are checked against
-the weights, the data and a checksum of their own contents before they are trusted.
+the weights, the data and a checksum of their own contents before they are trusted (the checksum once per
+version of a file, sealed beside it). A file holds its images' content hashes, so an image another file
+already holds is not forwarded again, whichever set it comes in.
 """
 
 from __future__ import annotations
@@ -116,13 +118,44 @@ class Embedder:
         if stored is not None or file.exists():
             self.cache_rebuilt += 1
             yield {"kind": "log", "level": "warning", "message": f"Embedding cache {file.name} was corrupt or stale: rebuilding it."}
-        features = yield from self.forward(images.images, label)
-        hashes = b"".join(image_hashes(images.images))
+        keys = image_hashes(images.images)
+        features, missing = self._known(file, meta, keys)
+        if missing:
+            rows = torch.tensor(missing)
+            features.index_copy_(0, rows, (yield from self.forward(images.images[rows], label)))
+        hashes = b"".join(keys)
         checksum = _checksum(features)
         atomic_save({"meta": meta, "features": features, "checksum": checksum, "hashes": hashes,
                      "hashes_checksum": _checksum(hashes)}, file)
         _seal(file, checksum)
         return features, hashes
+
+    def _known(self, file: Path, meta: dict, keys: list[bytes]) -> tuple[torch.Tensor, list[int]]:
+        """Features of the images (by their hashes `keys`) that other trusted cache files of this backbone, size,
+        weights and preprocessing already hold (those that carry their images' hashes), and the rows still to
+        compute: an image is embedded once, whichever sets it comes in."""
+        out = torch.empty(len(keys), self.spec.feature_dim)
+        wanted: dict[bytes, list[int]] = {}
+        for row, key in enumerate(keys):
+            wanted.setdefault(key, []).append(row)
+        kind = {k: v for k, v in meta.items() if k not in ("data", "n")}
+        for sibling in sorted(file.parent.glob(f"{self.image_size}px-*.pt")):
+            if not wanted:
+                break
+            before = sibling.stat() if sibling != file else None
+            stored = load_or_none(sibling) if before is not None else None
+            if (stored is None or not isinstance(stored.get("hashes"), bytes) or not isinstance(stored.get("meta"), dict)
+                    or {k: v for k, v in stored["meta"].items() if k not in ("data", "n")} != kind
+                    or not _trusted(sibling, stored, before)):
+                continue
+            hashes, rows, places = stored["hashes"], [], []
+            for start in range(0, len(hashes), HASH_BYTES):
+                for place in wanted.pop(hashes[start:start + HASH_BYTES], ()):
+                    rows.append(start // HASH_BYTES)
+                    places.append(place)
+            if rows:
+                out.index_copy_(0, torch.tensor(places), stored["features"].index_select(0, torch.tensor(rows)))
+        return out, sorted(place for places in wanted.values() for place in places)
 
     def forward(self, images: torch.Tensor, label: str = "images") -> Progress:
         """Run the backbone over uint8 `images` in batches, yielding progress."""
