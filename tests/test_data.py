@@ -194,6 +194,25 @@ def test_count_images_reads_archives_by_their_headers(tmp_path, cifar_archive):
         data.count_images(str(tmp_path / "junk.tar.gz"))
 
 
+def test_a_fresh_process_reads_an_archives_counts_from_the_cache_until_it_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path / "cache"))
+    folder = write_folder(tmp_path / "toy", {"train": {"cat": 3, "dog": 2}, "test": {"cat": 1, "dog": 2}})
+    archive = tmp_path / "toy.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="toy")
+    scans = []
+    real = data_listing._scan_archive
+    monkeypatch.setattr(data_listing, "_scan_archive", lambda *a: scans.append(a[0]) or real(*a))
+    assert data.count_images(str(archive)) == (5, 3, 2) and len(scans) == 1
+    data_listing._memo.clear()  # what a new process starts with
+    assert data.count_images(str(archive)) == (5, 3, 2) and len(scans) == 1  # its headers not read again
+    with tarfile.open(archive, "w:gz") as tar:  # the archive changes: its size and time with it
+        tar.add(folder / "train", arcname="toy/train")
+        tar.add(folder / "test" / "cat", arcname="toy/test/cat")
+    data_listing._memo.clear()
+    assert data.count_images(str(archive)) == (5, 1, 2) and len(scans) == 2
+
+
 def test_large_images_are_resized_as_they_are_read(tmp_path):
     """Photos bigger than MAX_STORED_SIDE are stored at 128 px, close to a full decode then resize."""
     folder = tmp_path / "photos"

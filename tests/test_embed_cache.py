@@ -148,3 +148,15 @@ def test_an_image_is_embedded_once_whichever_set_it_comes_in(cifar_mini, tmp_pat
     assert events[-1]["total"] == 30
     direct = embedders[0]._forward_batch(overlapping.images)
     assert torch.allclose(features, direct, atol=1e-5) and torch.equal(together[30:], features)
+
+
+def test_a_warm_run_knows_the_weights_fingerprint_without_loading_the_backbone(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))
+    computed = lite0()
+    fingerprint = computed.weights_fingerprint
+    assert computed._model is not None  # the first time, from the weights themselves
+    remembered = lite0()
+    assert remembered.weights_fingerprint == fingerprint and remembered._model is None
+    assert Embedder(get_backbone("tf_efficientnet_lite1"), 48, CPU).weights_fingerprint != fingerprint
+    other_size = Embedder(get_backbone("tf_efficientnet_lite0"), 64, CPU)
+    assert other_size.weights_fingerprint == fingerprint and other_size._model is not None  # a size of its own

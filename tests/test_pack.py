@@ -28,9 +28,13 @@ def test_a_pack_serves_a_fresh_cache_the_same_run_without_a_backbone_pass(tiny_c
     assert first["backbone_images_forwarded"] > 0
     assert main(["pack", str(tmp_path / "warm.tar")]) == 0
     assert "FMSTEAL_WARM_PACK=" in capsys.readouterr().out
+    with tarfile.open(tmp_path / "warm.tar") as tar:  # the measured speeds travel too (kept per machine)
+        assert {"speeds.json", pack.MANIFEST} <= set(tar.getnames())
+        assert any(name.startswith("embeddings/") for name in tar.getnames())
+        assert not any(Path(name).name.startswith(".") for name in tar.getnames())  # no seal or temporary file
 
     monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path / "fresh-server"))
-    (tmp_path / "fresh-server").mkdir()  # a server of the same kind: its speeds measured (a pack carries none)
+    (tmp_path / "fresh-server").mkdir()  # a server of this kind: it has measured its speeds
     (tmp_path / "fresh-server" / "speeds.json").write_bytes((tmp_path / "made-here" / "speeds.json").read_bytes())
     cold = estimate(config)
     assert main(["unpack", str(tmp_path / "warm.tar")]) == 0
@@ -89,15 +93,18 @@ def _link(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
     ("no manifest", "no readable fmsteal-pack.json"),
     ("other format", "another format"),
     ("not a tar", "is not a warm pack"),
+    ("too large", "more than the cache may hold"),
 ])
 def test_a_hostile_or_damaged_pack_is_refused_with_what_to_do(tmp_path, monkeypatch, case, message):
     cache = tmp_path / "cache"
     monkeypatch.setenv("FMSTEAL_CACHE", str(cache))
     good = _file("embeddings/x/96px-a.pt", b"features")
     members = {"escape": [_file("embeddings/../../evil.txt", b"x")], "absolute": [_file("/tmp/evil.txt", b"x")],
-               "symlink": [_link("embeddings/link.pt", "/etc/passwd")], "outside the kinds": [_file("speeds.json", b"{}")],
+               "symlink": [_link("embeddings/link.pt", "/etc/passwd")], "outside the kinds": [_file("victims.json", b"{}")],
                "unlisted": [good, _file("victims/extra.pt", b"x")], "damaged": [good], "no manifest": [good],
-               "other format": [good], "not a tar": []}[case]
+               "other format": [good], "not a tar": [], "too large": [good]}[case]
+    if case == "too large":
+        monkeypatch.setenv("FMSTEAL_CACHE_MAX_GB", str(4 / 2**30))  # four bytes
     manifest = {"damaged": _listed(good, sha256="0" * 64), "no manifest": None,
                 "other format": {**_listed(good), "format": 99},
                 "unlisted": _listed(good)}.get(case, _listed(*members))

@@ -161,10 +161,12 @@ def _cached(key: str, read, name: str) -> Splits:
         splits = read()
         atomic_save({"key": key, "name": name, "class_names": splits.train.class_names,
                      "train": (splits.train.images, splits.train.labels),
-                     "test": (splits.test.images, splits.test.labels)}, file)
+                     "test": (splits.test.images, splits.test.labels),
+                     "fingerprints": (splits.train.fingerprint, splits.test.fingerprint)}, file)
         return splits
     names = stored["class_names"]
-    return Splits(stored["name"], ImageSet(*stored["train"], names), ImageSet(*stored["test"], names))
+    train, test = stored.get("fingerprints") or (None, None)  # files written before they held them: hashed anew
+    return Splits(stored["name"], ImageSet(*stored["train"], names, train), ImageSet(*stored["test"], names, test))
 
 
 def _read_local(local: Local, unlabelled_ok: bool = False) -> Splits:

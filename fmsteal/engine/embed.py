@@ -16,15 +16,17 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from fmsteal import __version__
 from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
 from fmsteal.cancel import check
 from fmsteal.engine.data import ImageSet
-from fmsteal.engine.zoo import BackboneSpec, load_backbone
+from fmsteal.engine.zoo import BackboneSpec, load_backbone, weights_file
 
 Progress = Generator[dict, None, torch.Tensor]
 REMEMBERED_LOOKUPS = 4  # image tensors an embedder remembers where the features of are (`_lookup`)
@@ -89,13 +91,24 @@ class Embedder:
 
     @property
     def weights_fingerprint(self) -> str:
-        """A hash of a sample of every weight tensor: tells apart any two sets of weights."""
+        """A hash of a sample of every weight tensor: tells apart any two sets of weights. Remembered in the cache
+        per weights file (its path, size and modification time), versions and size, so that a run whose features
+        are all cached never loads the backbone."""
         if self._fingerprint is None:
+            memo = _fingerprint_memo(self.spec, self.image_size)
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+                self._fingerprint = str(json.loads(memo.read_text())["fingerprint"])
+                return self._fingerprint
             digest = hashlib.blake2b(digest_size=12)
             for name, tensor in self.model.state_dict().items():
                 digest.update(name.encode())
                 digest.update(tensor.detach().flatten()[:4096].float().cpu().numpy().tobytes())
             self._fingerprint = digest.hexdigest()
+            if memo is not None:
+                with contextlib.suppress(OSError):
+                    tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+                    tmp.write_text(json.dumps({"backbone": self.spec.name, "fingerprint": self._fingerprint}))
+                    os.replace(tmp, memo)
         return self._fingerprint
 
     def embed(self, images: ImageSet, label: str = "images") -> Progress:
@@ -274,6 +287,17 @@ def _seal(file: Path, checksum: str | None) -> None:
     with contextlib.suppress(OSError):
         info = file.stat()
         _seal_path(file).write_text(json.dumps([info.st_ino, info.st_size, info.st_mtime_ns, checksum]))
+
+
+def _fingerprint_memo(spec: BackboneSpec, image_size: int) -> Path | None:
+    """Where the weights fingerprint of `spec` at `image_size` is remembered, keyed by its weights file (path, size,
+    modification time) and the versions of fmsteal, timm and torch; None without a weights file to key it by."""
+    file = weights_file(spec)
+    if file is None:
+        return None
+    info = os.stat(file)
+    key = [spec.name, image_size, file, info.st_size, info.st_mtime_ns, __version__, version("timm"), torch.__version__]
+    return cache_dir("weights") / f"{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:20]}.json"
 
 
 def _seal_path(file: Path) -> Path:

@@ -3,23 +3,29 @@
 `scan` counts a source's images for the estimate and stamps it for cache keys, walking each folder
 once per input: its result is kept, keyed by the path and a quick stamp (the modification times of
 the folder and of its sub-folders two levels down, which change whenever a file is added, removed or
-renamed there). Loading a dataset lists it with `list_local`, which refreshes the same memo.
+renamed there; an archive's size and modification time), in memory and in the cache's `listings/` (a fresh
+process need not read 60,000 archive headers again). Loading a dataset lists it with `list_local`, which
+refreshes the same memo.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import lzma
 import os
 import tarfile
 import threading
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fmsteal.engine.safe_fs import Clock, FileEntry, Limits, open_regular, os_error, walk
 from fmsteal.engine.tar_names import Unreadable, tar_members
 from fmsteal.errors import DataError
+from fmsteal.settings import current
 
 __all__ = ["IMAGE_SUFFIXES", "LAYOUT", "Local", "Scan", "archive_images", "file_stamp", "list_local", "scan"]
 
@@ -69,9 +75,14 @@ def scan(path: Path, shown: str) -> Scan:
             if hit is not None and hit[0] == quick:
                 _memo.move_to_end(str(path))
                 return hit[1]
+        stored = _stored(path, quick)
+        if stored is not None:
+            _remember(path, quick, stored)
+            return stored
         clock = Clock(Limits.listing(), shown, "Listing")
         result = _scan_folder(path, shown, clock)[0] if path.is_dir() else _scan_archive(path, shown, clock)
         _remember(path, quick, result)
+        _store(path, quick, result)
         return result
 
 
@@ -187,6 +198,28 @@ def _subfolders(path: Path) -> list[os.DirEntry]:
             if entry.is_dir(follow_symlinks=False):
                 found.append(entry)
     return sorted(found, key=lambda e: e.name)
+
+
+def _stored_path(path: Path, quick: tuple) -> Path:
+    key = json.dumps([str(path), quick]).encode()
+    return current().cache / "listings" / f"{hashlib.sha1(key).hexdigest()[:20]}.json"
+
+
+def _stored(path: Path, quick: tuple) -> Scan | None:
+    """The scan a process left in the cache for this path and quick stamp, or None."""
+    try:
+        return Scan(**json.loads(_stored_path(path, quick).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _store(path: Path, quick: tuple, result: Scan) -> None:
+    file = _stored_path(path, quick)
+    with contextlib.suppress(OSError):
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(result)))
+        os.replace(tmp, file)
 
 
 def _remember(path: Path, quick: tuple, result: Scan) -> None:

@@ -27,12 +27,14 @@ from pathlib import Path, PurePosixPath
 
 from fmsteal.engine.cache import cache_root
 from fmsteal.errors import DataError
+from fmsteal.settings import current
 
-__all__ = ["MANIFEST", "PACKED", "await_pack", "fetch_pack", "install_in_background", "install_pack", "write_pack"]
+__all__ = ["MANIFEST", "PACKED", "SPEEDS", "await_pack", "fetch_pack", "install_in_background", "install_pack", "write_pack"]
 
 log = logging.getLogger(__name__)
 
-PACKED = ("datasets", "embeddings", "victims", "warm")  # the cache's kinds a pack carries (not machine speeds)
+PACKED = ("datasets", "embeddings", "victims", "warm")  # the cache's kinds a pack carries
+SPEEDS = "speeds.json"  # and the measured speeds, kept per machine and torch version: another machine measures anew
 MANIFEST = "fmsteal-pack.json"
 FORMAT = 1
 WAIT_SECONDS = 900.0  # a run waits this long at most for an install under way, then computes what it needs
@@ -40,11 +42,13 @@ HEARTBEAT_SECONDS = 5.0  # an install touches its marker this often; one untouch
 _CHUNK = 1 << 20
 
 
-def write_pack(out: str | Path, kinds: tuple[str, ...] = PACKED) -> dict:
-    """Pack this cache's files of `kinds` into the tar file `out` (written whole, then renamed); its manifest."""
+def write_pack(out: str | Path) -> dict:
+    """Pack this cache's files (`PACKED` kinds and `SPEEDS`) into the tar file `out` (written whole, then renamed);
+    its manifest."""
     root, out = cache_root(), Path(out)
-    files = sorted(p for kind in kinds if (root / kind).is_dir() for p in (root / kind).rglob("*")
+    files = sorted(p for kind in PACKED if (root / kind).is_dir() for p in (root / kind).rglob("*")
                    if p.is_file() and not p.name.startswith("."))
+    files += [root / SPEEDS] if (root / SPEEDS).is_file() else []
     if not files:
         raise DataError(f"The cache {root} holds nothing to pack: run the experiments the pack should serve first.")
     listed = {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}
@@ -94,7 +98,7 @@ def install_pack(source: str) -> dict:
     began, root = time.monotonic(), cache_root()
     marker = root / "packs" / f"{hashlib.sha1(source.encode()).hexdigest()[:16]}.installing"
     marker.parent.mkdir(parents=True, exist_ok=True)
-    _write_marker(marker, {"pid": os.getpid(), "source": source, "done": 0, "total": 0, "stage": "fetching"})
+    _write_marker(marker, {"source": source, "done": 0, "total": 0})
     finished = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(marker, finished), daemon=True)
     beat.start()
@@ -106,7 +110,6 @@ def install_pack(source: str) -> dict:
         beat.join()
         marker.unlink(missing_ok=True)
     summary["seconds"] = round(time.monotonic() - began, 1)
-    _write_marker(marker.with_suffix(".installed"), {"source": source, **summary})
     return summary
 
 
@@ -151,6 +154,9 @@ def _unpack(path: Path, root: Path, marker: Path, source: str) -> dict:
     with tar:
         manifest = _manifest(tar, source)
         listed, total = manifest["files"], manifest["bytes"]
+        if total > current().cache_max_bytes:
+            raise DataError(f"{source} holds {total / 2**30:.1f} GB, more than the cache may hold "
+                            f"(FMSTEAL_CACHE_MAX_GB): raise it, or pack fewer experiments.")
         for member in tar:
             if member.name == MANIFEST:
                 continue
@@ -161,8 +167,7 @@ def _unpack(path: Path, root: Path, marker: Path, source: str) -> dict:
                 continue
             _extract(tar, member, target, listed[name], source)
             added, written = added + 1, written + member.size
-            _write_marker(marker, {"pid": os.getpid(), "source": source, "done": written, "total": total,
-                                   "stage": "unpacking"})
+            _write_marker(marker, {"source": source, "done": written, "total": total})
     return {"added": added, "kept": kept, "bytes": written}
 
 
@@ -179,8 +184,9 @@ def _manifest(tar: tarfile.TarFile, source: str) -> dict:
 
 def _checked_name(member: tarfile.TarInfo, listed: dict, source: str) -> str:
     path = PurePosixPath(member.name)
-    if (not member.isfile() or path.is_absolute() or ".." in path.parts or len(path.parts) < 2
-            or path.parts[0] not in PACKED or member.name not in listed or listed[member.name]["bytes"] != member.size):
+    allowed = member.name == SPEEDS or (len(path.parts) > 1 and path.parts[0] in PACKED)
+    if (not member.isfile() or path.is_absolute() or ".." in path.parts or not allowed or member.name not in listed
+            or listed[member.name]["bytes"] != member.size):
         raise DataError(f"{source} holds {member.name!r}, which a warm pack may not: nothing more was unpacked. "
                         "Use a pack `fmsteal pack` wrote.")
     return member.name

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["BackboneSpec", "ZOO", "INPUT_SCALINGS", "get_backbone", "scaled_name", "list_backbones", "load_backbone",
-           "OFFLINE_HINT"]
+           "weights_file", "OFFLINE_HINT"]
 
 Family = Literal["foundation", "conventional", "scratch"]
 
@@ -78,11 +78,7 @@ class BackboneSpec:
 
     def offline_available(self) -> bool:
         """True when the weights can be loaded here without the network."""
-        if self.weight_source == "none":
-            return True
-        if self.weight_source.startswith("pypi:"):
-            return _pypi_weights_module(self) is not None
-        return _hub_weights_cached(self.hub_id)
+        return self.weight_source == "none" or weights_file(self) is not None
 
     def describe(self) -> str:
         """One line for pickers: label, family, size, availability."""
@@ -224,10 +220,21 @@ def _pypi_state_dict(spec: BackboneSpec, model: "nn.Module") -> dict[str, "torch
     return dict(zip(target.keys(), source.values()))
 
 
-def _hub_weights_cached(repo_id: str | None) -> bool:
+def weights_file(spec: BackboneSpec) -> str | None:
+    """The local file `spec`'s pretrained weights load from, found without loading them (None: a network trained
+    here, or weights not on this machine)."""
+    if spec.weight_source.startswith("pypi:"):
+        module = _pypi_weights_module(spec)
+        if module is None:
+            return None
+        return str(next(getattr(module, n) for n in dir(module) if n.endswith("ModelFile")).get_model_file_path())
+    if spec.hub_id is None:
+        return None
     from huggingface_hub import try_to_load_from_cache
 
     for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-        if isinstance(try_to_load_from_cache(repo_id, filename), str):
-            return True
-    return False
+        found = try_to_load_from_cache(spec.hub_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
+

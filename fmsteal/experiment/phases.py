@@ -386,12 +386,12 @@ def device_name(device: torch.device) -> str:
 
 
 def versions() -> dict:
-    """The versions a card records: python, torch, torchvision, timm."""
-    import timm
-    import torchvision
+    """The versions a card records: python, torch, torchvision, timm (the installed packages', read without
+    importing them)."""
+    from importlib.metadata import version
 
     return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "timm": timm.__version__}
+            "torchvision": version("torchvision"), "timm": version("timm")}
 
 
 PHASES: tuple[Phase, ...] = (

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import torch
+import torch._dynamo  # noqa: F401  torch.optim loads it on first use (2.4 s): a server pays it at launch instead
 
 from fmsteal.cancel import cancel_scope, check
 from fmsteal.errors import Cancelled, DeviceUnavailable
