@@ -94,21 +94,23 @@ class Embedder:
         """A hash of a sample of every weight tensor: tells apart any two sets of weights. Remembered in the cache
         per weights file (its path, size and modification time), versions and size, so that a run whose features
         are all cached never loads the backbone."""
-        if self._fingerprint is None:
-            memo = _fingerprint_memo(self.spec, self.image_size)
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+        if self._fingerprint is not None:
+            return self._fingerprint
+        memo = _fingerprint_memo(self.spec, self.image_size)
+        if memo is not None:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 self._fingerprint = str(json.loads(memo.read_text())["fingerprint"])
                 return self._fingerprint
-            digest = hashlib.blake2b(digest_size=12)
-            for name, tensor in self.model.state_dict().items():
-                digest.update(name.encode())
-                digest.update(tensor.detach().flatten()[:4096].float().cpu().numpy().tobytes())
-            self._fingerprint = digest.hexdigest()
-            if memo is not None:
-                with contextlib.suppress(OSError):
-                    tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps({"backbone": self.spec.name, "fingerprint": self._fingerprint}))
-                    os.replace(tmp, memo)
+        digest = hashlib.blake2b(digest_size=12)
+        for name, tensor in self.model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+        self._fingerprint = digest.hexdigest()
+        if memo is not None:
+            with contextlib.suppress(OSError):
+                tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"backbone": self.spec.name, "fingerprint": self._fingerprint}))
+                os.replace(tmp, memo)
         return self._fingerprint
 
     def embed(self, images: ImageSet, label: str = "images") -> Progress:
