@@ -74,16 +74,27 @@ def test_the_attack_states_its_estimate_before_it_embeds_and_again_once_the_vict
     assert set(fft["phases"]) == {"steal"} and fft["phases"]["steal"] > 0 and fft["message"].endswith("150 images (its queries).")
 
 
-def test_a_random_thief_embeds_only_what_it_sends_and_max_test_caps_the_evaluation_queries(images):
+def test_a_random_thief_embeds_only_what_it_sends_and_max_test_caps_the_evaluation_queries(images, tmp_path,
+                                                                                          monkeypatch):
+    from fmsteal.adversary.thief import random_order
     from fmsteal.engine.embed import Embedder
     from fmsteal.engine.zoo import get_backbone
 
+    monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))  # no feature of these images cached yet
     pool, test = images
     victim = ColourModel()
     result = list(fmsteal.attack(victim, pool=pool, test=test, budget=150, seed=5, max_test=40, **OPTIONS))[-1]
     card = result["card"]
     assert victim.seen == 150 + 40 and card["evaluation_queries"] == 40 == card["test_size"]
     assert card["backbone_images_forwarded"] == 150 + 40  # not the 300 pool images: 150 will never be sent
+    other = list(fmsteal.attack(ColourModel(), pool=pool, test=test, budget=150, seed=6, max_test=40, **OPTIONS))[-1]
+
+    def used(seed: int) -> tuple[set, set]:  # the pool images a seed sends, the test images it scores on
+        scored = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:40]
+        return set(random_order(len(pool), seed)[0][:150].tolist()), set(scored.tolist())
+
+    (sent, scored), (sent_again, scored_again) = used(5), used(6)
+    assert 0 < other["card"]["backbone_images_forwarded"] == len(sent_again - sent) + len(scored_again - scored) < 190
     whole = Embedder(get_backbone(OPTIONS["thief"]), OPTIONS["image_size"], torch.device("cpu"))
     for part in (pool, test):
         list(whole.register(part))

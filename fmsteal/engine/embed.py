@@ -85,8 +85,11 @@ class Embedder:
 
     @property
     def model(self) -> torch.nn.Module:
+        """The backbone, loaded on first use: outside inference mode even when first asked for within it (the
+        first forward pass), so that attacks can take gradients through its weights later."""
         if self._model is None:
-            self._model = load_backbone(self.spec, self.image_size).to(self.device).eval()
+            with torch.inference_mode(False):
+                self._model = load_backbone(self.spec, self.image_size).to(self.device).eval()
         return self._model
 
     @property
