@@ -3,9 +3,9 @@
 `scan` counts a source's images for the estimate and stamps it for cache keys, walking each folder
 once per input: its result is kept, keyed by the path and a quick stamp (the modification times of
 the folder and of its sub-folders two levels down, which change whenever a file is added, removed or
-renamed there; an archive's size and modification time), in memory and in the cache's `listings/` (a fresh
-process need not read 60,000 archive headers again). Loading a dataset lists it with `list_local`, which
-refreshes the same memo.
+renamed there; an archive's size and modification time) in memory, and an archive's also in the cache's
+`listings/` (a fresh process need not read its 60,000 headers again). Loading a dataset lists it with
+`list_local`, which refreshes the same memo.
 """
 
 from __future__ import annotations
@@ -75,14 +75,14 @@ def scan(path: Path, shown: str) -> Scan:
             if hit is not None and hit[0] == quick:
                 _memo.move_to_end(str(path))
                 return hit[1]
-        stored = _stored(path, quick)
-        if stored is not None:
-            _remember(path, quick, stored)
-            return stored
-        clock = Clock(Limits.listing(), shown, "Listing")
-        result = _scan_folder(path, shown, clock)[0] if path.is_dir() else _scan_archive(path, shown, clock)
+        if path.is_dir():
+            result = _scan_folder(path, shown, Clock(Limits.listing(), shown, "Listing"))[0]
+        else:  # an archive's quick stamp is its whole identity: its scan may outlive this process
+            result = _stored(path, quick)
+            if result is None:
+                result = _scan_archive(path, shown, Clock(Limits.listing(), shown, "Listing"))
+                _store(path, quick, result)
         _remember(path, quick, result)
-        _store(path, quick, result)
         return result
 
 
