@@ -7,18 +7,18 @@ evicting the least recently used files first (a load marks a file used by touchi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import stat
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from fmsteal import settings
 
-__all__ = ["EVICTABLE", "atomic_save", "cache_dir", "cache_root", "cache_size", "load_or_none",
-           "remove_stale_temporaries", "trim_cache"]
+__all__ = ["EVICTABLE", "atomic_save", "cache_dir", "cache_root", "cache_size", "keyed_file", "load_or_none",
+           "remove_stale_temporaries", "trim_cache", "write_text_atomic"]
 
 EVICTABLE = ("datasets", "embeddings", "victims")  # the cache's kinds whose files `trim_cache` may remove
 _TMP = ".tmp"
@@ -36,23 +36,41 @@ def cache_dir(kind: str) -> Path:
     return path
 
 
+def keyed_file(kind: str, key: object, suffix: str, prefix: str = "") -> Path:
+    """The file of the cache's `kind` for `key` (JSON data): named by a hash of it."""
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir(kind) / f"{prefix}{digest}{suffix}"
+
+
 def atomic_save(obj: object, path: Path) -> None:
     """torch.save through a temporary file and a rename, so readers never see half a file; then trim the cache.
 
     The temporary file's name carries this process's id, so `remove_stale_temporaries` knows when its
     writer is gone.
     """
+    import torch
+
+    _replace(path, lambda tmp: torch.save(obj, tmp))
+    if path.resolve().is_relative_to(cache_root().resolve()):
+        trim_cache(keep=path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`text` written to `path` as `atomic_save` writes (a temporary file, then a rename): small records."""
+    _replace(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _replace(path: Path, write) -> None:
+    """`write(tmp)` into a temporary file beside `path` named after this process, then renamed onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP)
     os.close(handle)
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    if path.resolve().is_relative_to(cache_root().resolve()):
-        trim_cache(keep=path)
 
 
 def load_or_none(path: Path) -> dict | None:
@@ -61,6 +79,8 @@ def load_or_none(path: Path) -> dict | None:
     Its tensors are mapped from the file (copy on write), so the pages a run reads are all it loads. A successful
     load marks the file as used now, for `trim_cache`'s least-recently-used order.
     """
+    import torch
+
     if not path.exists():
         return None
     try:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from fmsteal import __version__
-from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
+from fmsteal.engine.cache import atomic_save, cache_dir, keyed_file, load_or_none, write_text_atomic
 from fmsteal.cancel import check
 from fmsteal.engine.data import ImageSet
 from fmsteal.engine.zoo import BackboneSpec, load_backbone, weights_file
@@ -54,6 +54,11 @@ def image_hashes(images: torch.Tensor) -> list[bytes]:
     """A content hash per uint8 image: how the embedder recognises images it has seen."""
     flat = images.reshape(len(images), -1).numpy()
     return [hashlib.blake2b(row.tobytes(), digest_size=HASH_BYTES).digest() for row in flat]
+
+
+def split_hashes(hashes: bytes) -> list[bytes]:
+    """The per-image hashes an embedding file holds end to end (`HASH_BYTES` each), in its rows' order."""
+    return [hashes[start:start + HASH_BYTES] for start in range(0, len(hashes), HASH_BYTES)]
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -111,9 +116,7 @@ class Embedder:
         self._fingerprint = digest.hexdigest()
         if memo is not None:
             with contextlib.suppress(OSError):
-                tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps({"backbone": self.spec.name, "fingerprint": self._fingerprint}))
-                os.replace(tmp, memo)
+                write_text_atomic(memo, json.dumps({"backbone": self.spec.name, "fingerprint": self._fingerprint}))
         return self._fingerprint
 
     def embed(self, images: ImageSet, label: str = "images") -> Progress:
@@ -160,16 +163,18 @@ class Embedder:
         for sibling in sorted(file.parent.glob(f"{self.image_size}px-*.pt")):
             if not wanted:
                 break
-            before = sibling.stat() if sibling != file else None
-            stored = load_or_none(sibling) if before is not None else None
+            if sibling == file:
+                continue
+            before = sibling.stat()
+            stored = load_or_none(sibling)
             if (stored is None or not isinstance(stored.get("hashes"), bytes) or not isinstance(stored.get("meta"), dict)
                     or {k: v for k, v in stored["meta"].items() if k not in ("data", "n")} != kind
                     or not _trusted(sibling, stored, before)):
                 continue
-            hashes, rows, places = stored["hashes"], [], []
-            for start in range(0, len(hashes), HASH_BYTES):
-                for place in wanted.pop(hashes[start:start + HASH_BYTES], ()):
-                    rows.append(start // HASH_BYTES)
+            rows, places = [], []
+            for row, key in enumerate(split_hashes(stored["hashes"])):
+                for place in wanted.pop(key, ()):
+                    rows.append(row)
                     places.append(place)
             if rows:
                 out.index_copy_(0, torch.tensor(places), stored["features"].index_select(0, torch.tensor(rows)))
@@ -189,8 +194,8 @@ class Embedder:
     def register(self, images: ImageSet, label: str = "images") -> Progress:
         """Embed `images` (cached) and remember them by content for `features_of`."""
         features, hashes = yield from self._embed(images, label)
-        keys = ([hashes[i:i + HASH_BYTES] for i in range(0, len(hashes), HASH_BYTES)]
-                if hashes is not None and len(hashes) == HASH_BYTES * len(images) else image_hashes(images.images))
+        keys = (split_hashes(hashes) if hashes is not None and len(hashes) == HASH_BYTES * len(images)
+                else image_hashes(images.images))
         for row, key in enumerate(keys):
             self._index[key] = (features, row)
         return features
@@ -291,7 +296,7 @@ def _seal(file: Path, checksum: str | None) -> None:
     """Record that `file`, as it is now, holds contents matching `checksum`."""
     with contextlib.suppress(OSError):
         info = file.stat()
-        _seal_path(file).write_text(json.dumps([info.st_ino, info.st_size, info.st_mtime_ns, checksum]))
+        write_text_atomic(_seal_path(file), json.dumps([info.st_ino, info.st_size, info.st_mtime_ns, checksum]))
 
 
 def _fingerprint_memo(spec: BackboneSpec, image_size: int) -> Path | None:
@@ -302,7 +307,7 @@ def _fingerprint_memo(spec: BackboneSpec, image_size: int) -> Path | None:
         return None
     info = os.stat(file)
     key = [spec.name, image_size, file, info.st_size, info.st_mtime_ns, __version__, version("timm"), torch.__version__]
-    return cache_dir("weights") / f"{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:20]}.json"
+    return keyed_file("weights", key, ".json")
 
 
 def _seal_path(file: Path) -> Path:

@@ -11,7 +11,6 @@ renamed there; an archive's size and modification time) in memory, and an archiv
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import lzma
 import os
@@ -24,8 +23,8 @@ from pathlib import Path
 
 from fmsteal.engine.safe_fs import Clock, FileEntry, Limits, open_regular, os_error, walk
 from fmsteal.engine.tar_names import Unreadable, tar_members
+from fmsteal.engine.cache import keyed_file, write_text_atomic
 from fmsteal.errors import DataError
-from fmsteal.settings import current
 
 __all__ = ["IMAGE_SUFFIXES", "LAYOUT", "Local", "Scan", "archive_images", "file_stamp", "list_local", "scan"]
 
@@ -201,8 +200,7 @@ def _subfolders(path: Path) -> list[os.DirEntry]:
 
 
 def _stored_path(path: Path, quick: tuple) -> Path:
-    key = json.dumps([str(path), quick]).encode()
-    return current().cache / "listings" / f"{hashlib.sha1(key).hexdigest()[:20]}.json"
+    return keyed_file("listings", [str(path), quick], ".json")
 
 
 def _stored(path: Path, quick: tuple) -> Scan | None:
@@ -214,12 +212,8 @@ def _stored(path: Path, quick: tuple) -> Scan | None:
 
 
 def _store(path: Path, quick: tuple, result: Scan) -> None:
-    file = _stored_path(path, quick)
     with contextlib.suppress(OSError):
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(result)))
-        os.replace(tmp, file)
+        write_text_atomic(_stored_path(path, quick), json.dumps(asdict(result)))
 
 
 def _remember(path: Path, quick: tuple, result: Scan) -> None:

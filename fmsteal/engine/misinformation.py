@@ -11,8 +11,6 @@ whole network would double the victim's training). They also expose the victim t
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Generator
 
 import torch
@@ -20,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmsteal.engine.augment import feature_transform, view_features
-from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
+from fmsteal.engine.cache import atomic_save, keyed_file, load_or_none
 from fmsteal.engine.data import ImageSet
 from fmsteal.engine.recipes import Recipe
 from fmsteal.engine.train import fit, predict
@@ -43,7 +41,7 @@ def train_misinformation(victim: TrainedVictim, train: ImageSet, recipe: Recipe,
     num_classes, device = len(train.class_names), victim.device
     key = {"misinformation_for": victim.cache_file.stem if victim.cache_file else None, "data": train.fingerprint,
            "recipe": recipe.to_dict(), "seed": seed}
-    file = cache_dir("victims") / f"misinformation-{hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]}.pt"
+    file = keyed_file("victims", key, ".pt", prefix="misinformation-")
     torch.manual_seed(seed)
     head = nn.Linear(victim.spec.feature_dim, num_classes)
     stored = load_or_none(file) if victim.cache_file else None

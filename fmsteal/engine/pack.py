@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from fmsteal.engine.cache import cache_root
+from fmsteal.engine.cache import cache_root, write_text_atomic
 from fmsteal.errors import DataError
 from fmsteal.settings import current
 
@@ -232,9 +232,7 @@ def _installing() -> dict | None:
 
 
 def _write_marker(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(state))
 
 
 def _sha256(path: Path) -> str:

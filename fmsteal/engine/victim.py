@@ -5,8 +5,6 @@ Attackers never get a `TrainedVictim`; they get a `BlackBoxVictim` around its `p
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Generator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import torch
 from torch import nn
 
 from fmsteal.engine.augment import feature_transform, image_transform, view_features
-from fmsteal.engine.cache import atomic_save, cache_dir, load_or_none
+from fmsteal.engine.cache import atomic_save, keyed_file, load_or_none
 from fmsteal.engine.data import ImageSet
 from fmsteal.engine.embed import Embedder, to_uint8
 from fmsteal.engine.recipes import Recipe
@@ -62,7 +60,7 @@ def train_victim(spec: BackboneSpec, mode: str, train: ImageSet, embedder: Embed
     num_classes = len(train.class_names)
     key = {"backbone": spec.name, "weights": embedder.weights_fingerprint if embedder else spec.weight_source,
            "mode": mode, "data": train.fingerprint, "size": image_size, "recipe": recipe.to_dict(), "seed": seed}
-    file = cache_dir("victims") / f"{hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]}.pt"
+    file = keyed_file("victims", key, ".pt")
     torch.manual_seed(seed)
     if mode == "lp":
         network: nn.Module = nn.Linear(spec.feature_dim, num_classes)

@@ -157,13 +157,19 @@ def cost_embed(p: Pricing) -> float:
 
 # -- victim -------------------------------------------------------------------------------------
 
+def defence_wants(config, what: str) -> bool:
+    """Whether the config's defence asks the run for `what` in its registry entry (`surrogate`, `benign`,
+    `misinformer`: see `fmsteal.adversary.defences.base`)."""
+    return bool(DEFENCES.get(config.defence).meta.get(what))
+
+
 def run_victim(state: RunState) -> Iterator[dict]:
     config, spec = state.config, get_backbone(state.config.backbone("victim"))
     recipe = recipe_for(config.preset, "victim", config.victim_mode, spec.family == "scratch")
     state.victim = yield from train_victim(spec, config.victim_mode, state.victim_train, state.embedders["victim"],
                                            recipe, state.plan.victim_size, state.device, config.seed)
     warm.record(state.data_key, "victim", [state.victim.cache_file], **warm.victim_fields(config, state.plan.victim_size))
-    if DEFENCES.get(config.defence).meta.get("misinformer"):
+    if defence_wants(config, "misinformer"):
         state.misinformation = yield from train_misinformation(state.victim, state.victim_train,
                                                                misinformation_recipe(config), config.seed)
     state.victim_test = state.victim.logits(state.test.images).argmax(1)
@@ -192,7 +198,7 @@ def misinformation_recipe(config) -> Recipe:
 def cost_misinformation(p: Pricing) -> float:
     """Training the defender's misinformation head (where its defence uses one) and its answer to every query."""
     plan, config = p.plan, p.plan.config
-    if not DEFENCES.get(config.defence).meta.get("misinformer"):
+    if not defence_wants(config, "misinformer"):
         return 0.0
     name = config.backbone("victim")
     seconds = p.linear(get_backbone(name).feature_dim, plan.n_victim_train * misinformation_recipe(config).epochs)
@@ -203,18 +209,18 @@ def cost_misinformation(p: Pricing) -> float:
 
 # -- steal --------------------------------------------------------------------------------------
 
+
 def defence_for(state: RunState):
     """A fresh instance of the config's defence (one per client), built with the defender's own knowledge:
     its backbone for a surrogate where the defence uses one (MAD), the test images as honest clients' streams where
     it measures false alarms (PRADA; shuffled by the seed), the misinformation function trained beside the victim
     (adaptive misinformation)."""
     config, victim, test = state.config, state.victim, state.test
-    wants = DEFENCES.get(config.defence).meta
     surrogate = None
-    if wants.get("surrogate") and victim.embedder is not None:
+    if defence_wants(config, "surrogate") and victim.embedder is not None:
         surrogate = random_head_surrogate(victim.embedder.features_of, victim.spec.feature_dim,
                                           len(test.class_names), config.seed)
-    benign = (test.images, victim.probabilities(test.images)) if wants.get("benign") else None
+    benign = (test.images, victim.probabilities(test.images)) if defence_wants(config, "benign") else None
     context = DefenceContext(len(test.class_names), config.seed, surrogate, benign, state.misinformation)
     return build_defence(config.defence, parse_params(config.defence_params), context)
 

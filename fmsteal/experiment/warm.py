@@ -8,11 +8,10 @@ is still there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from fmsteal.engine.cache import cache_dir, cache_root
+from fmsteal.engine.cache import cache_root, keyed_file
 from fmsteal.experiment.cards import write_card
 from fmsteal.engine.data import source_key
 
@@ -66,5 +65,5 @@ def _record_path(base: dict | None, part: str, fields: dict) -> Path | None:
     if base is None:
         return None
     key = {"part": part, **base, **fields}
-    return cache_dir("warm") / f"{hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]}.json"
+    return keyed_file("warm", key, ".json")
 
