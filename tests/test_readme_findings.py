@@ -76,6 +76,12 @@ def test_the_readme_benchmark_rows_quote_the_committed_results() -> None:
     assert ", ".join(f"{label} {this[case]:.1f} s ({'baseline ' * (case == 'no_evaluations')}{base[case]:.1f} s, "
                      f"{ratio[case]:.2f}x)" for label, case in (("without", "no_evaluations"), ("first", "default_first"),
                                                                 ("again", "default_again"))) in rows["bench_warm_run.py"]
+    again = {name: warm["runs"][name]["default_again"] for name in ("this", "baseline")}
+    spans = {name: f"{min(r['seconds'] for r in runs):.1f}-{max(r['seconds'] for r in runs):.1f} s"
+             for name, runs in again.items()}
+    median_run = sorted(again["this"], key=lambda r: r["seconds"])[len(again["this"]) // 2]
+    assert (f"again with evaluations: {spans['this']}, baseline {spans['baseline']}; the evaluations take "
+            f"{median_run['timings']['evaluate']:.1f} s of this median run" in rows["bench_warm_run.py"])
     cold = load("bench_cold_start")
     assert (f"first curve point {cold['first_point_after_launch_s']:.1f} s after launch (serving after "
             f"{cold['serving_s']:.1f} s; embedding 60,000 images took {cold['cold']['timings']['embed']:.1f} s), warm "
@@ -83,6 +89,11 @@ def test_the_readme_benchmark_rows_quote_the_committed_results() -> None:
             f"given a warm pack of {cold['pack_mb']:,} MB (a local file) {cold['packed']['first_point_after_launch_s']:.1f}"
             f" s after launch ({cold['ratios']['first_point_packed_over_cold']:.2f}x the fresh start)"
             in rows["bench_cold_start.py"])
+    warm_start = (REPO / "README.md").read_text().split("### Warm start", 1)[1].split("\n\n", 2)[1]
+    assert (f"({cold['cold']['timings']['embed']:.1f} s on a 2-core CPU, `bench_cold_start.py`)" in warm_start
+            and cold["machine"]["cpus"] == 2)
+    assert (f"given one\n({cold['pack_mb']:,} MB, a local file), a fresh app on the same machine showed the default run's "
+            f"first curve point {cold['packed']['first_point_after_launch_s']:.1f} s after\nlaunch" in warm_start)
     memory = load("bench_memory")
     held = {mode: memory[mode]["after_mb"][-1] - memory[mode]["idle_mb"] for mode in ("released", "kept")}
     assert (f"+{held['released']:,.0f} MB above idle against +{held['kept']:,.0f} MB ({memory['held_ratio']:.2f}x)"
