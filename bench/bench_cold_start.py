@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "bench_cold_start.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fmsteal-bench-cold-"))
+    try:
+        measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # two servers' caches and the pack: over a gigabyte
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """The three starts, in `work`; prints and writes their figures."""
     os.environ["FMSTEAL_CACHE"] = str(work / "client-cache")  # importing the app here leaves the server's cache empty
     import app
     from fmsteal.experiment.config import FIELDS
@@ -94,20 +103,21 @@ def main() -> None:
     finally:
         server.terminate()
     first_packed = packed_serving + packed["first_point_s"]
+    pack_mb = pack.stat().st_size / 2**20
     print(f"Default run ({app.START_BUDGET:,} queries, {values['victim']} victim, {values['thief']} thief) on "
           f"{Path(args.data).name}:")
     print(f"  fresh start: serving after {serving:.1f} s, first curve point {first_cold:.1f} s after launch "
           f"({cold['first_point_s']:.1f} s after Start), done {cold['done_s']:.1f} s after Start; phases {cold['timings']}")
     print(f"  warm (baseline): first curve point {warm['first_point_s']:.1f} s, done {warm['done_s']:.1f} s "
           f"(cold/warm to the first point {cold['first_point_s'] / warm['first_point_s']:.1f}x); phases {warm['timings']}")
-    print(f"  fresh start with a warm pack of {pack.stat().st_size / 2**20:,.0f} MB (local file): serving after "
+    print(f"  fresh start with a warm pack of {pack_mb:,.0f} MB (local file): serving after "
           f"{packed_serving:.1f} s, first curve point {first_packed:.1f} s after launch ({first_packed / first_cold:.2f}x "
           f"the fresh start); phases {packed['timings']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "benchmark": "bench_cold_start", "when": time.strftime("%Y-%m-%d %H:%M:%S"), "data": Path(args.data).name,
         "budget": app.START_BUDGET, "serving_s": round(serving, 1), "first_point_after_launch_s": round(first_cold, 1),
-        "cold": cold, "warm": warm, "pack_mb": round(pack.stat().st_size / 2**20),
+        "cold": cold, "warm": warm, "pack_mb": round(pack_mb),
         "packed": {**packed, "serving_s": round(packed_serving, 1), "first_point_after_launch_s": round(first_packed, 1)},
         "ratios": {"first_point_cold_over_warm": round(cold["first_point_s"] / warm["first_point_s"], 2),
                    "first_point_packed_over_cold": round(first_packed / first_cold, 3)}, "machine": machine()}, indent=1))

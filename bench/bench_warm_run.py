@@ -85,7 +85,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per case whose median is reported")
     args = parser.parse_args()
     checkouts = {"this": REPO, **({"baseline": Path(args.baseline).resolve()} if args.baseline else {})}
-    runs = measure(checkouts, args.data, args.cache or tempfile.mkdtemp(prefix="fmsteal-bench-warm-"), args.repeats)
+    cache = args.cache or tempfile.mkdtemp(prefix="fmsteal-bench-warm-")
+    try:
+        runs = measure(checkouts, args.data, cache, args.repeats)
+    finally:
+        for copy in [f"{cache}-{name}" for name in checkouts] + ([] if args.cache else [cache]):
+            shutil.rmtree(copy, ignore_errors=True)  # a cache given with --cache is kept
     seconds = {name: {case: round(median(case_runs), 2) for case, case_runs in cases.items()}
                for name, cases in runs.items()}
     for name, cases in seconds.items():
