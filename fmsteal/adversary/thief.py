@@ -21,7 +21,7 @@ from fmsteal.adversary.strategies import Selection, select
 from fmsteal.adversary.thieves import THIEVES
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.recipes import Recipe
-from fmsteal.engine.train import fit, predict
+from fmsteal.engine.train import fit, predict, soft_cross_entropy
 from fmsteal.engine.zoo import BackboneSpec, load_backbone
 from fmsteal.errors import QueryRefused
 
@@ -51,8 +51,9 @@ class Thief:
         return predict(self.network, images, self._image_transform(False), self.device, fp32=self.recipe.fp32)
 
     def train(self, images: torch.Tensor, targets: torch.Tensor, validation: tuple[torch.Tensor, torch.Tensor] | None,
-              label: str) -> Generator[dict, None, None]:
-        """(Re)train on queried images: LP from a fresh head, FFT warm-started from the last rung."""
+              label: str, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = soft_cross_entropy
+              ) -> Generator[dict, None, None]:
+        """(Re)train on queried images to minimise `loss`: LP from a fresh head, FFT warm-started from the last rung."""
         torch.manual_seed(self.seed)
         if self.mode == "lp":
             network = nn.Linear(self.spec.feature_dim, self.num_classes)
@@ -65,7 +66,7 @@ class Thief:
                                                     nn.Linear(self.spec.feature_dim, self.num_classes))
             inputs, transform = images, self._image_transform(True)
         self.network = yield from fit(network, inputs, targets, self.recipe, transform, self.device, self.seed,
-                                      self.num_classes, validation, phase="steal", label=label)
+                                      self.num_classes, validation, phase="steal", label=label, loss=loss)
 
     def learn(self, images: torch.Tensor, answers: Answers, learns: str = "distil",
               defence=None) -> Generator[dict, None, None]:
@@ -79,8 +80,9 @@ class Thief:
         validation = (images[is_val], labels[is_val]) if is_val.any() else None
         self.bought = (images, answers)
         how = "" if learns == "distil" else f" ({learns})"
+        loss = entry.meta["loss"](defence, self.seed) if "loss" in entry.meta else soft_cross_entropy
         yield from self.train(images[~is_val], targets[~is_val], validation,
-                              label=f"Training the {self.spec.label} thief{how} on {len(images):,} answers")
+                              label=f"Training the {self.spec.label} thief{how} on {len(images):,} answers", loss=loss)
 
     def _image_transform(self, train: bool):
         return image_transform(self.spec, self.image_size, self.device, self.recipe.augment and train,

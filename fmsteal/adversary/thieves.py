@@ -6,8 +6,10 @@ as given: probabilities, ranked top-k or labels. `argmax` learns only each answe
 does who expects the probabilities to be poisoned: a defence that perturbs probabilities but keeps their argmax
 (MAD, reverse sigmoid or noise with keep_argmax) teaches it exactly what the undefended API would. `invert`
 undoes a defence that registers an inverse (`invert` in its registry entry, e.g. MAD without keep_argmax) and
-distils what it recovers (and validates against the labels it recovers, `recovers`); `applies(defence)` says
-whether a thief has anything of its own to learn. A defended run trains every thief that applies on the same
+distils what it recovers (and validates against the labels it recovers, `recovers`); `simulate` fits its model
+through the defence's own rule (`simulate` in its registry entry, e.g. reverse sigmoid, or Gaussian noise averaged
+over `draws` draws): a thief's `loss(defence, seed)`, where it has one, replaces the soft cross-entropy it trains
+with. `applies(defence)` says whether a thief has anything of its own to learn. A defended run trains every thief that applies on the same
 answers and reports the strongest (the defender's worst case). Importing this module imports no torch.
 """
 
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from fmsteal.adversary.defences.base import DefencePlan
     from fmsteal.adversary.outputs import Answers
 
-__all__ = ["THIEVES", "TargetsFn", "applicable", "targets_from", "trained_apart"]
+__all__ = ["THIEVES", "TargetsFn", "applicable", "simulated_cross_entropy", "targets_from", "trained_apart"]
 
 TargetsFn = Callable[["Answers", int, "DefencePlan | None"], "torch.Tensor"]
 
@@ -40,6 +42,16 @@ def _inverse(defence: "DefencePlan | None"):
     entry = DEFENCES.get(defence.name)
     invertible = entry.meta.get("invertible", lambda params: False)
     return entry.meta["invert"] if invertible(defence.params) else None
+
+
+def _simulator(defence: "DefencePlan | None"):
+    """The registry entry of `defence` when it registers a differentiable `simulate` of its probability answers."""
+    from fmsteal.adversary.defences import DEFENCES
+
+    if defence is None or defence.output != "probs":
+        return None
+    entry = DEFENCES.get(defence.name)
+    return entry if "simulate" in entry.meta else None
 
 
 def applicable(name: str, defence: "DefencePlan | None") -> bool:
@@ -91,3 +103,32 @@ def inverted_targets(answers: "Answers", num_classes: int, defence: "DefencePlan
     if inverse is None or answers.probs is None:
         raise ValueError(f"The invert thief needs probability answers of an invertible defence; got {defence}.")
     return targets_from(replace(answers, probs=inverse(answers.probs, defence.params)), num_classes)
+
+
+def simulated_cross_entropy(defence: "DefencePlan", seed: int) -> Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]:
+    """The loss of a thief who knows `defence`'s rule: the cross-entropy of the bought answers against the model's
+    probabilities passed through the rule (for a random rule, the mean answer over its registered `draws`, seeded),
+    so the model learns the probabilities the defence was given, not the ones it answered."""
+    import torch
+
+    entry = _simulator(defence)
+    if entry is None:
+        raise ValueError(f"The simulate thief needs probability answers of a defence that registers `simulate`; "
+                         f"got {defence}.")
+    simulate, draws = entry.meta["simulate"], entry.meta.get("draws", 1)
+    generator = torch.Generator().manual_seed(seed)
+
+    def loss(logits: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
+        probs = logits.softmax(1)
+        answered = sum(simulate(probs, defence.params, generator) for _ in range(draws)) / draws
+        return -(targets * answered.clamp(min=1e-12).log()).sum(1).mean()
+
+    return loss
+
+
+@THIEVES.register("simulate", help="knows the defence's rule (reverse sigmoid, Gaussian noise) and fits a model whose "
+                                   "answers, passed through it, match those it bought",
+                  applies=lambda defence: _simulator(defence) is not None, loss=simulated_cross_entropy)
+def simulated_targets(answers: "Answers", num_classes: int, defence: "DefencePlan | None" = None) -> "torch.Tensor":
+    """The answers as given: the loss, not the targets, undoes the defence."""
+    return targets_from(answers, num_classes, defence)

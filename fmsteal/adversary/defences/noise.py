@@ -14,7 +14,7 @@ from fmsteal.fields import Field
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GaussianNoise", "restore_argmax"]
+__all__ = ["GaussianNoise", "noisy", "restore_argmax"]
 
 
 @DEFENCES.register(
@@ -22,7 +22,8 @@ __all__ = ["GaussianNoise", "restore_argmax"]
     params=(Field("sigma", "float", 0.1, "standard deviation of the noise added to each probability",
                   minimum=0, maximum=10),
             Field("keep_argmax", "bool", False, "swap the top-1 class back where the noise changed it")),
-    acts_on_labels=lambda p: not p["keep_argmax"] and p["sigma"] > 0)
+    acts_on_labels=lambda p: not p["keep_argmax"] and p["sigma"] > 0,
+    simulate=lambda probs, params, generator: noisy(probs, params, generator), draws=8)
 class GaussianNoise(Defence):
     def __init__(self, params: dict, context: DefenceContext) -> None:
         import torch
@@ -31,11 +32,19 @@ class GaussianNoise(Defence):
         self.generator = torch.Generator().manual_seed(context.seed)
 
     def answer(self, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":
-        noise = probs.new_empty(probs.shape).normal_(0.0, 1.0, generator=self.generator)
-        noisy = (probs + self.params["sigma"] * noise).clamp(min=0)
-        sums = noisy.sum(1, keepdim=True)
-        noisy = (noisy / sums.clamp(min=1e-12)).where(sums > 0, probs)  # all mass clipped away: answer as is
-        return restore_argmax(noisy, probs) if self.params["keep_argmax"] else noisy
+        return noisy(probs, self.params, self.generator)
+
+
+def noisy(probs: "torch.Tensor", params: dict, generator: "torch.Generator") -> "torch.Tensor":
+    """`probs` with one draw of the noise (from the CPU `generator`), clipped and renormalised; differentiable in
+    `probs`, so a thief who knows the defence can fit through it (`fmsteal.adversary.thieves`)."""
+    import torch
+
+    noise = torch.randn(probs.shape, generator=generator, dtype=probs.dtype).to(probs.device)
+    perturbed = (probs + params["sigma"] * noise).clamp(min=0)
+    sums = perturbed.sum(1, keepdim=True)
+    perturbed = (perturbed / sums.clamp(min=1e-12)).where(sums > 0, probs)  # all mass clipped away: answer as is
+    return restore_argmax(perturbed, probs) if params["keep_argmax"] else perturbed
 
 
 def restore_argmax(perturbed: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":

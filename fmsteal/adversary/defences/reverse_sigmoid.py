@@ -29,7 +29,8 @@ CLIP = 1e-9  # probabilities are kept in [CLIP, 1 - CLIP] for the logit
     params=(Field("beta", "float", 1.0, "magnitude of the perturbation", minimum=1e-6, maximum=10),
             Field("gamma", "float", 0.1, "convergence: how fast the perturbation saturates in the logit",
                   minimum=1e-6, maximum=10)),
-    acts_on_labels=lambda p: True)
+    acts_on_labels=lambda p: True,
+    simulate=lambda probs, params, generator: reverse_sigmoid(probs, params["beta"], params["gamma"]))
 class ReverseSigmoid(Defence):
     def answer(self, images: "torch.Tensor", probs: "torch.Tensor") -> "torch.Tensor":
         return reverse_sigmoid(probs, self.params["beta"], self.params["gamma"])
