@@ -85,8 +85,10 @@ def defence_summary(card: dict | None) -> str:
     if thieves.get("argmax", {}).get("agreement") not in (None, card["agreement"]):
         others.append(f"a thief that keeps only each answer's top class agrees on "
                       f"{100 * thieves['argmax']['agreement']:.1f}%")
-    if "invert" in thieves:
-        others.append(f"a thief that knows the defence and undoes it, on {100 * thieves['invert']['agreement']:.1f}%")
+    for name, who in (("invert", "a thief that knows the defence and undoes it"),
+                      ("simulate", "a thief that knows the defence's rule and fits its model through it")):
+        if name in thieves:
+            others.append(f"{who}, on {100 * thieves[name]['agreement']:.1f}%")
     if others:
         text += (f". On the same answers, {'; '.join(others)} (the strongest, the {defence['strongest_thief']} thief, "
                  "is the defender's worst case)")

@@ -6,8 +6,10 @@ state across batches: one instance serves one client) and `report() -> dict` (it
 by the experimenter only). Optional registry entries: `surrogate=True` (the run builds the defender a
 surrogate model, `DefenceContext.surrogate`), `benign=True` (it is given honest clients' streams,
 `DefenceContext.benign`, to measure its false alarms on), `misinformer=True` (the run trains it a
-misinformation function beside the victim, `DefenceContext.misinformation`), `invert(answers, params)` with `invertible(params)` (a thief who
-knows the defence can undo it: `fmsteal.adversary.thieves`). Importing this module, or any defence module,
+misinformation function beside the victim, `DefenceContext.misinformation`), `invert(answers, params)` with
+`invertible(params)` (a thief who knows the defence can undo it: `fmsteal.adversary.thieves`),
+`simulate(probs, params, generator)` with `draws` (the rule itself, differentiable in `probs`, which a thief who
+knows it fits through; a random rule by its mean over `draws`). Importing this module, or any defence module,
 imports no torch.
 """
 
