@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,6 +44,18 @@ def test_no_transfer_and_no_corruptions_leave_those_evaluations_out(cifar_mini, 
     assert main(["run", "--victim", "tf_efficientnet_lite0", "--thief", "tf_efficientnet_lite0", "--data-dir",
                  str(cifar_mini), "--no-transfer", "--no-corruptions"]) == 0
     assert configs[0].evaluations == "fidelity,examples" and configs[0].evaluation_names() == ["fidelity", "examples"]
+
+
+def test_default_in_a_list_of_evaluations_adds_every_default_one():
+    from fmsteal.errors import ConfigError
+    from fmsteal.experiment.pipeline import ExperimentConfig
+
+    defaults = ExperimentConfig().evaluation_names()
+    assert "transfer-sweep" not in defaults  # off by default
+    both = ExperimentConfig(evaluations="transfer-sweep, default").evaluation_names()
+    assert [name for name in both if name != "transfer-sweep"] == defaults and len(both) == len(defaults) + 1
+    with pytest.raises(ConfigError, match="bogus"):
+        ExperimentConfig(evaluations="default,bogus")
 
 
 def test_bad_arguments_exit_with_a_message_not_a_traceback(tmp_path):

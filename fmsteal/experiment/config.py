@@ -93,7 +93,7 @@ FIELDS: tuple[Field, ...] = (
     Field("defence_params", "str", "", "the defence's parameters as KEY=VALUE, separated by commas (see "
           "`fmsteal defences`)", "Defence parameters", repeat_flag="--defence-param"),
     Field("evaluations", "str", "default", "what to measure after the theft: 'default' (every evaluation on by "
-          "default), 'none', or evaluation names separated by commas", "Evaluations"),
+          "default), 'none', or evaluation names separated by commas ('default' among them: the default ones too)", "Evaluations"),
 )
 # Fields added after run cards were first published: left out of the job id at their default, so the
 # ids (and file names) of earlier cards, precomputed grids included, stay valid.
@@ -144,17 +144,17 @@ class ExperimentConfig(_Base):
                             self.output, self.top_k, self.decimals)
 
     def evaluation_names(self) -> list[str]:
-        """The evaluations this run performs, in registry order."""
+        """The evaluations this run performs, in registry order ("default" in a list stands for every default one:
+        `default,transfer-sweep`)."""
         from fmsteal.evaluation.registry import EVALUATIONS
 
         if self.evaluations == "none":
             return []
-        if self.evaluations == "default":
-            return [entry.name for entry in EVALUATIONS if entry.meta.get("default_on", True)]
-        names = [name.strip() for name in self.evaluations.split(",") if name.strip()]
-        for name in names:
+        names = {name.strip() for name in self.evaluations.split(",") if name.strip()}
+        for name in names - {"default"}:
             EVALUATIONS.get(name)  # ConfigError naming the valid evaluations
-        return [entry.name for entry in EVALUATIONS if entry.name in names]
+        return [entry.name for entry in EVALUATIONS
+                if entry.name in names or ("default" in names and entry.meta.get("default_on", True))]
 
     def backbone(self, role: str) -> str:
         """The zoo name of the victim's or thief's backbone with its input scaling (`resnet18@raw`)."""
