@@ -29,7 +29,7 @@ from fmsteal.experiment.cards import evaluation_findings
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
 from fmsteal.experiment.estimate import duration, estimate
 from fmsteal.service import (classroom, consequence_results, consequences, defence_results, live, plots, results,
-                             sharing, uploads)
+                             sharing, transfer_sweep_results, uploads)
 from fmsteal.service.conditions import output_name
 from fmsteal.service.form import Form, api_function
 from fmsteal.service.job_files import browser_secret
@@ -548,6 +548,12 @@ def consequences_section() -> None:
                 "stolen copy, shown to the real victim, beside a model trained on true labels and random noise.")
     gr.Plot(consequence_results.transfer_scatter(cells), show_label=False, elem_id="transfer-plot")
     gr.Markdown(f"**Finding.** {consequence_results.transfer_finding(cells)}", elem_id="transfer-finding")
+    swept = transfer_sweep_results.load_sweep_cells()
+    if not swept.empty:
+        gr.Markdown("#### Over smaller budgets\nAt 8/255 PGD fools a victim from either model on nearly every image; "
+                    "smaller budgets show whether the copy's examples transfer better.")
+        gr.Plot(transfer_sweep_results.sweep_figure(swept), show_label=False, elem_id="transfer-sweep-plot")
+        gr.Markdown(f"**Finding.** {transfer_sweep_results.sweep_grid_finding(swept)}", elem_id="transfer-sweep-finding")
 
 
 def _finding(figure_and_sentence: tuple) -> tuple:

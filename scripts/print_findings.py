@@ -20,8 +20,9 @@ from fmsteal.service.consequence_results import load_consequence_cells, transfer
 from fmsteal.service.defence_results import load_defence_cells, protection_finding  # noqa: E402
 from fmsteal.service.results import precomputed_root  # noqa: E402
 from fmsteal.service.sweep import Grid, measured_status  # noqa: E402
+from fmsteal.service.transfer_sweep_results import load_sweep_cells, sweep_grid_finding  # noqa: E402
 
-STATUS_OF = ("defences-cifar10", "consequences-cifar10", "confound-cifar10")
+STATUS_OF = ("defences-cifar10", "consequences-cifar10", "transfer-sweep-cifar10", "confound-cifar10")
 
 
 def readme_findings() -> dict[str, str]:
@@ -29,6 +30,7 @@ def readme_findings() -> dict[str, str]:
     defences, consequences = load_defence_cells(), load_consequence_cells()
     found = {f"defences, {output} answers": protection_finding(defences, output) for output in ("label", "probs")}
     found["consequences"] = transfer_finding(consequences)
+    found["transfer over epsilons"] = sweep_grid_finding(load_sweep_cells())
     found["confound table"], found["confound"] = confound_table(), confound_finding()
     for grid in STATUS_OF:
         found[f"status {grid}"] = measured_status(Grid.from_preset(grid), precomputed_root() / grid)

@@ -1,5 +1,7 @@
 """The embedding cache: hits skip the backbone; corrupt or stale files are rebuilt, never trusted."""
 
+import os
+
 import torch
 
 from fmsteal.engine.cache import cache_dir
@@ -138,11 +140,17 @@ def test_an_image_is_embedded_once_whichever_set_it_comes_in(cifar_mini, tmp_pat
     """A set that shares images with sets embedded before (another seed's pool subset, a larger budget) forwards
     only its new images, and its features are those of a direct forward pass."""
     monkeypatch.setenv("FMSTEAL_CACHE", str(tmp_path))  # a cache holding nothing else
-    images = small_set(cifar_mini, per_class=8)
+    images = small_set(cifar_mini, per_class=9)
     first, overlapping, union = (images.subset(torch.arange(a, b)) for a, b in ((0, 50), (30, 80), (0, 80)))
     embedders = [lite0() for _ in range(3)]
     drain(embedders[0].embed(first))
+    files = sorted((tmp_path / "embeddings").glob("*/48px-*.pt"))
+    for file in files:
+        os.utime(file, ns=(0, 0))  # long unused: what gives features is marked used, what is only looked at is not
+    drain(lite0().embed(images.subset(torch.arange(80, 90))))  # no image in common with the first set
+    assert [file.stat().st_mtime_ns for file in files] == [0]
     events, features = drain(embedders[1].embed(overlapping))
+    assert [file.stat().st_mtime_ns > 0 for file in files] == [True]
     _, together = drain(embedders[2].embed(union))
     assert [e.images_forwarded for e in embedders] == [50, 30, 0]  # images 50-79 were the only new ones
     assert events[-1]["total"] == 30

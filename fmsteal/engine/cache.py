@@ -18,7 +18,7 @@ from pathlib import Path
 from fmsteal import settings
 
 __all__ = ["EVICTABLE", "atomic_save", "cache_dir", "cache_root", "cache_size", "keyed_file", "load_or_none",
-           "remove_stale_temporaries", "trim_cache", "write_text_atomic"]
+           "mark_as_used", "remove_stale_temporaries", "trim_cache", "write_text_atomic"]
 
 EVICTABLE = ("datasets", "embeddings", "victims")  # the cache's kinds whose files `trim_cache` may remove
 _TMP = ".tmp"
@@ -73,11 +73,11 @@ def _replace(path: Path, write) -> None:
             os.remove(tmp)
 
 
-def load_or_none(path: Path) -> dict | None:
+def load_or_none(path: Path, mark_used: bool = True) -> dict | None:
     """The dict saved at `path`, or None when it is missing or unreadable (corrupt files are not trusted).
 
     Its tensors are mapped from the file (copy on write), so the pages a run reads are all it loads. A successful
-    load marks the file as used now, for `trim_cache`'s least-recently-used order.
+    load marks the file as used now (`mark_used`), for `trim_cache`'s least-recently-used order.
     """
     import torch
 
@@ -89,11 +89,17 @@ def load_or_none(path: Path) -> dict | None:
         return None
     if not isinstance(obj, dict):
         return None
+    if mark_used:
+        mark_as_used(path)
+    return obj
+
+
+def mark_as_used(path: Path) -> None:
+    """Mark the cache file `path` as used now (its modification time: `trim_cache` evicts the oldest first)."""
     try:
         os.utime(path)
     except OSError:
         pass
-    return obj
 
 
 def cache_size() -> int:

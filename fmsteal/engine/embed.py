@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from fmsteal import __version__
-from fmsteal.engine.cache import atomic_save, cache_dir, keyed_file, load_or_none, write_text_atomic
+from fmsteal.engine.cache import atomic_save, cache_dir, keyed_file, load_or_none, mark_as_used, write_text_atomic
 from fmsteal.cancel import check
 from fmsteal.engine.data import ImageSet
 from fmsteal.engine.zoo import BackboneSpec, load_backbone, weights_file
@@ -166,7 +166,7 @@ class Embedder:
             if sibling == file:
                 continue
             before = sibling.stat()
-            stored = load_or_none(sibling)
+            stored = load_or_none(sibling, mark_used=False)  # only a sibling that gives features counts as used
             if (stored is None or not isinstance(stored.get("hashes"), bytes) or not isinstance(stored.get("meta"), dict)
                     or {k: v for k, v in stored["meta"].items() if k not in ("data", "n")} != kind
                     or not _trusted(sibling, stored, before)):
@@ -178,6 +178,8 @@ class Embedder:
                     places.append(place)
             if rows:
                 out.index_copy_(0, torch.tensor(places), stored["features"].index_select(0, torch.tensor(rows)))
+                mark_as_used(sibling)
+                _seal(sibling, stored["checksum"])  # as marking it left it
         return out, sorted(place for places in wanted.values() for place in places)
 
     def forward(self, images: torch.Tensor, label: str = "images") -> Progress:

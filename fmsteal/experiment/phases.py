@@ -196,14 +196,16 @@ def misinformation_recipe(config) -> Recipe:
 
 
 def cost_misinformation(p: Pricing) -> float:
-    """Training the defender's misinformation head (where its defence uses one) and its answer to every query."""
+    """Training the defender's misinformation head (where its defence uses one) and its answer to every query. A
+    linear-probe victim's head trains on the features (and augmented views) the victim trained on, embedded with it;
+    a fine-tuned victim's body embeds its training set, the test set and the queries for it."""
     plan, config = p.plan, p.plan.config
     if not defence_wants(config, "misinformer"):
         return 0.0
     name = config.backbone("victim")
     seconds = p.linear(get_backbone(name).feature_dim, plan.n_victim_train * misinformation_recipe(config).epochs)
     if config.victim_mode == "lp":
-        return seconds + p.views("victim", plan.n_victim_train)
+        return seconds
     return seconds + p.forward(name, plan.victim_size, plan.n_victim_train + plan.n_test + config.budget)
 
 

@@ -95,9 +95,10 @@ def transfer_finding(cells: pd.DataFrame) -> str:
     if cells.empty:
         return "No precomputed transfer results."
     summary = consequence_summary(cells).sort_values("agreement", ascending=False)
+    groups = dict(list(cells.groupby(VICTIM, sort=False)))  # a victim is its backbone, mode and thief, not its name
     paragraphs, gains = [], []
     for row in summary.itertuples():
-        victim = cells[cells["victim"] == row.victim].sort_values("seed")
+        victim = groups[tuple(getattr(row, key) for key in VICTIM)].sort_values("seed")
         parts = []
         for attack, name in ATTACK_NAMES.items():
             copy, independent = victim[f"transfer_thief_{attack}"], victim[f"transfer_independent_{attack}"]
