@@ -103,9 +103,10 @@ def sweep_grid_finding(cells: pd.DataFrame) -> str:
             at = ", ".join(f"{eps}/255 {pct(copy[eps].mean(), copy[eps].std(), len(group), with_n=False)} vs "
                            f"{pct(independent[eps].mean(), independent[eps].std(), len(group), with_n=False)}"
                            for eps in open_budgets)
+            higher, lower = int((pairs > 0).sum()), int((pairs < 0).sum())
+            ties = f", equal in {len(pairs) - higher - lower}" if higher + lower < len(pairs) else ""
             parts.append(f"{label} (unsaturated at {', '.join(map(str, open_budgets))}/255; copy vs independent: {at}): "
-                         f"the copy adds {signed_span([g.mean() for g in gains.values()])} points, higher in "
-                         f"{int((pairs > 0).sum())} and lower in {int((pairs < 0).sum())} of {len(pairs)} "
-                         "seed-budget pairs")
+                         f"the copy adds {signed_span([g.mean() for g in gains.values()])} points, higher in {higher}"
+                         f"{ties} and lower in {lower} of {len(pairs)} seed-budget pairs")
         paragraphs.append(f"{name}, n={seeds(len(group))}: " + "; ".join(parts) + ".")
     return " ".join(paragraphs)
