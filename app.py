@@ -56,7 +56,7 @@ body.presenter .gradio-container button:not([role=tab]) {font-size: var(--text-l
 #gallery .caption-label, #transfer-examples .caption-label {position: static; white-space: normal; max-width: none;
   border: none; font-size: 12px; line-height: 1.25}
 """
-WIDE_PLOTS = ("#results-heatmap", "#results-curve", "#defence-plot", "#transfer-plot")  # too much to read at 390 px
+WIDE_PLOTS = ("#results-heatmap", "#results-curve", "#defence-plot", "#transfer-plot", "#transfer-sweep-plot")  # too much to read at 390 px
 HEAD = ("<style>@media (max-width: 767px) {body.shared #run-view {order: -1} "  # Gradio mangles @media body rules
         + ", ".join(WIDE_PLOTS) + " {overflow-x: auto} "
         + ", ".join(f"{plot} .js-plotly-plot" for plot in WIDE_PLOTS) + " {min-width: 760px} "

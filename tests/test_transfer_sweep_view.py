@@ -52,8 +52,8 @@ def test_the_finding_reads_only_unsaturated_budgets_paired_by_seed(cells):
 
 def test_the_figure_plots_each_victims_means_against_epsilon(cells):
     figure = view.sweep_figure(cells)
-    assert [a.text for a in figure.layout.annotations] == ["EfficientNet-Lite0 (pretrained, LP)",
-                                                           "Scratch CNN (from scratch)"]
+    assert [a.text for a in figure.layout.annotations] == ["EfficientNet-Lite0<br>(pretrained, LP)",
+                                                           "Scratch CNN<br>(from scratch)"]
     copy_fgsm = [trace for trace in figure.data if trace.name == "FGSM on the stolen copy"]
     assert len(copy_fgsm) == 2 and list(copy_fgsm[0].x) == list(BUDGETS)
     lite0 = cells[cells["victim"] == "tf_efficientnet_lite0"]

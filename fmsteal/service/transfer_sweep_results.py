@@ -54,6 +54,11 @@ def _victims(cells: pd.DataFrame):
         yield f"{label} ({'from scratch' if mode == 'fft' else 'pretrained, LP'})", group.sort_values("seed")
 
 
+def _panel_title(name: str) -> str:
+    """"Scratch CNN<br>(from scratch)": a panel's title on two lines, so side-by-side titles never meet."""
+    return name.replace(" (", "<br>(", 1)
+
+
 def sweep_figure(cells: pd.DataFrame) -> go.Figure:
     """Victim fooled % against epsilon, one panel per victim: FGSM and PGD from the copy (solid) and from the
     independent model (dashed), random sign noise dotted; mean ± 1 sd over seeds."""
@@ -61,7 +66,8 @@ def sweep_figure(cells: pd.DataFrame) -> go.Figure:
     if not victims:
         return placeholder(go.Figure(), f"No precomputed epsilon sweep (grid {SWEEP_GRID}).")
     budgets = sweep_budgets(cells)
-    figure = make_subplots(rows=1, cols=len(victims), shared_yaxes=True, subplot_titles=[n for n, _ in victims])
+    figure = make_subplots(rows=1, cols=len(victims), shared_yaxes=True, subplot_titles=[_panel_title(n) for n, _ in victims],
+                           horizontal_spacing=0.08)
     colours = {"fgsm": "#1f77b4", "pgd": "#d62728"}
     for col, (_, group) in enumerate(victims, start=1):
         lines = [(f"sweep_{side}_{attack}", f"{ATTACKS[attack]} on {who}", colours[attack], dash)
@@ -74,12 +80,11 @@ def sweep_figure(cells: pd.DataFrame) -> go.Figure:
                 mode="lines+markers", name=name, legendgroup=name, showlegend=col == 1,
                 line={"color": colour, "dash": dash}, hovertemplate=f"{name}<br>%{{x}}/255: %{{y:.1f}}% fooled"
                                                                       "<extra></extra>"), row=1, col=col)
-        figure.update_xaxes(title_text="L∞ budget (/255)", type="log", tickvals=budgets, row=1, col=col)
+        figure.update_xaxes(title_text="ε (/255)", type="log", tickvals=budgets, row=1, col=col)
     n = min(len(group) for _, group in victims)
     figure.update_yaxes(title_text="victim fooled %", range=[0, 102], row=1, col=1)
-    figure.update_layout(title=f"Transfer over epsilons<br><sup>mean ± 1 sd over n={seeds(n)} · {int(SATURATED * 100)}%"
-                               " fooled from both models counts as saturated</sup>",
-                         height=520, margin={"t": 110}, legend={"orientation": "h", "yanchor": "top", "y": -0.22})
+    figure.update_layout(title=f"Transfer over epsilons<br><sup>mean ± 1 sd, n={seeds(n)}</sup>",
+                         height=560, margin={"t": 140}, legend={"orientation": "h", "yanchor": "top", "y": -0.22})
     return figure
 
 
