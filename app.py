@@ -56,7 +56,8 @@ body.presenter .gradio-container button:not([role=tab]) {font-size: var(--text-l
 #gallery .caption-label, #transfer-examples .caption-label {position: static; white-space: normal; max-width: none;
   border: none; font-size: 12px; line-height: 1.25}
 """
-WIDE_PLOTS = ("#results-heatmap", "#results-curve", "#defence-plot", "#transfer-plot", "#transfer-sweep-plot")  # too much to read at 390 px
+# too much to read at 390 px
+WIDE_PLOTS = ("#results-heatmap", "#results-curve", "#defence-plot", "#transfer-plot", "#transfer-sweep-plot")
 HEAD = ("<style>@media (max-width: 767px) {body.shared #run-view {order: -1} "  # Gradio mangles @media body rules
         + ", ".join(WIDE_PLOTS) + " {overflow-x: auto} "
         + ", ".join(f"{plot} .js-plotly-plot" for plot in WIDE_PLOTS) + " {min-width: 760px} "
@@ -553,7 +554,8 @@ def consequences_section() -> None:
         gr.Markdown("#### Over smaller budgets\nAt 8/255 PGD fools a victim from either model on nearly every image; "
                     "smaller budgets show whether the copy's examples transfer better.")
         gr.Plot(transfer_sweep_results.sweep_figure(swept), show_label=False, elem_id="transfer-sweep-plot")
-        gr.Markdown(f"**Finding.** {transfer_sweep_results.sweep_grid_finding(swept)}", elem_id="transfer-sweep-finding")
+        gr.Markdown(f"**Finding.** {transfer_sweep_results.sweep_grid_finding(swept)}",
+                    elem_id="transfer-sweep-finding")
 
 
 def _finding(figure_and_sentence: tuple) -> tuple:

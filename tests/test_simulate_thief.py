@@ -31,7 +31,8 @@ def test_the_thiefs_simulation_answers_as_the_defence_does(name, params):
     """Given the draws the API made (the same seed), the registered simulation gives the API's answers exactly."""
     plan = plan_defence(name, params, "probs")
     probs = _probabilities(500, 3.0)
-    answered = build_defence(name, plan.params, DefenceContext(num_classes=10, seed=7)).answer(torch.zeros(500, 3, 8, 8), probs)
+    defence = build_defence(name, plan.params, DefenceContext(num_classes=10, seed=7))
+    answered = defence.answer(torch.zeros(500, 3, 8, 8), probs)
     simulated = DEFENCES.get(name).meta["simulate"](probs, plan.params, torch.Generator().manual_seed(7))
     assert torch.equal(simulated, answered) and not torch.equal(answered, probs)
 

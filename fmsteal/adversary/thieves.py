@@ -9,8 +9,9 @@ undoes a defence that registers an inverse (`invert` in its registry entry, e.g.
 distils what it recovers (and validates against the labels it recovers, `recovers`); `simulate` fits its model
 through the defence's own rule (`simulate` in its registry entry, e.g. reverse sigmoid, or Gaussian noise averaged
 over `draws` draws): a thief's `loss(defence, seed)`, where it has one, replaces the soft cross-entropy it trains
-with. `applies(defence)` says whether a thief has anything of its own to learn. A defended run trains every thief that applies on the same
-answers and reports the strongest (the defender's worst case). Importing this module imports no torch.
+with. `applies(defence)` says whether a thief has anything of its own to learn. A defended run trains every thief
+that applies on the same answers and reports the strongest (the defender's worst case). Importing this module
+imports no torch.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def inverted_targets(answers: "Answers", num_classes: int, defence: "DefencePlan
     return targets_from(replace(answers, probs=inverse(answers.probs, defence.params)), num_classes)
 
 
-def simulated_cross_entropy(defence: "DefencePlan", seed: int) -> Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]:
+def simulated_cross_entropy(defence: "DefencePlan",
+                            seed: int) -> Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]:
     """The loss of a thief who knows `defence`'s rule: the cross-entropy of the bought answers against the model's
     probabilities passed through the rule (for a random rule, the mean answer over its registered `draws`, seeded),
     so the model learns the probabilities the defence was given, not the ones it answered."""

@@ -166,7 +166,7 @@ class Embedder:
             if sibling == file:
                 continue
             before = sibling.stat()
-            stored = load_or_none(sibling, mark_used=False)  # only a sibling that gives features counts as used
+            stored = load_or_none(sibling, mark_used=False)  # used only if it gives features
             if (stored is None or not isinstance(stored.get("hashes"), bytes) or not isinstance(stored.get("meta"), dict)
                     or {k: v for k, v in stored["meta"].items() if k not in ("data", "n")} != kind
                     or not _trusted(sibling, stored, before)):

@@ -93,7 +93,8 @@ FIELDS: tuple[Field, ...] = (
     Field("defence_params", "str", "", "the defence's parameters as KEY=VALUE, separated by commas (see "
           "`fmsteal defences`)", "Defence parameters", repeat_flag="--defence-param"),
     Field("evaluations", "str", "default", "what to measure after the theft: 'default' (every evaluation on by "
-          "default), 'none', or evaluation names separated by commas ('default' among them: the default ones too)", "Evaluations"),
+          "default), 'none', or evaluation names separated by commas ('default' among them: the default ones too)",
+          "Evaluations"),
 )
 # Fields added after run cards were first published: left out of the job id at their default, so the
 # ids (and file names) of earlier cards, precomputed grids included, stay valid.

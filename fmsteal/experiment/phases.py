@@ -313,8 +313,8 @@ def defence_results(state: RunState) -> Iterator[dict]:
 def strongest_thief(state: RunState) -> Iterator[dict]:
     """Every registered thief that applies to the API's defence, on the answers the default one bought (an argmax
     thief ignores poisoned probabilities, an invert thief undoes an invertible defence, a simulate thief fits through
-    the defence's rule): each one's agreement and accuracy, and the strongest, the defender's worst case. On label answers every thief that applies learns the
-    same targets, so the default thief stands for them."""
+    the defence's rule): each one's agreement and accuracy, and the strongest, the defender's worst case. On label
+    answers every thief that applies learns the same targets, so the default thief stands for them."""
     thief, test, defence = state.thief, state.test, state.config.defence_plan()
     scores = {"distil": comparison(state.thief_test, state.victim_test, test)}
     images, answers = thief.bought

@@ -5,8 +5,8 @@ Reads the table `python -m fmsteal sweep --preset defences-cifar10` writes (a ro
 checkpoint; the defence's results repeated on every row of its cell) and keeps each cell's last
 checkpoint. Utility lost is the victim's undefended test accuracy minus what honest clients get from
 the defended API (a refused query counts as wrong). Protection is judged by the strongest thief on the same
-answers (the distilling, the argmax and, where they apply, the invert and simulate thieves, `fmsteal.adversary.thieves`):
-the defender's worst case.
+answers (the distilling, the argmax and, where they apply, the invert and simulate thieves,
+`fmsteal.adversary.thieves`): the defender's worst case.
 Cells measured before the argmax thief existed count with the distilling thief alone, and say so. Every number
 is a mean ± sd over the seeds with n beside it; the finding is computed from the table. No torch here.
 """

@@ -66,8 +66,8 @@ def sweep_figure(cells: pd.DataFrame) -> go.Figure:
     if not victims:
         return placeholder(go.Figure(), f"No precomputed epsilon sweep (grid {SWEEP_GRID}).")
     budgets = sweep_budgets(cells)
-    figure = make_subplots(rows=1, cols=len(victims), shared_yaxes=True, subplot_titles=[_panel_title(n) for n, _ in victims],
-                           horizontal_spacing=0.08)
+    figure = make_subplots(rows=1, cols=len(victims), shared_yaxes=True, horizontal_spacing=0.08,
+                           subplot_titles=[_panel_title(name) for name, _ in victims])
     colours = {"fgsm": "#1f77b4", "pgd": "#d62728"}
     for col, (_, group) in enumerate(victims, start=1):
         lines = [(f"sweep_{side}_{attack}", f"{ATTACKS[attack]} on {who}", colours[attack], dash)
@@ -110,7 +110,8 @@ def sweep_grid_finding(cells: pd.DataFrame) -> str:
                            for eps in open_budgets)
             higher, lower = int((pairs > 0).sum()), int((pairs < 0).sum())
             ties = f", equal in {len(pairs) - higher - lower}" if higher + lower < len(pairs) else ""
-            parts.append(f"{label} (unsaturated at {', '.join(map(str, open_budgets))}/255; copy vs independent: {at}): "
+            budgets_text = ", ".join(map(str, open_budgets))
+            parts.append(f"{label} (unsaturated at {budgets_text}/255; copy vs independent: {at}): "
                          f"the copy adds {signed_span([g.mean() for g in gains.values()])} points, higher in {higher}"
                          f"{ties} and lower in {lower} of {len(pairs)} seed-budget pairs")
         paragraphs.append(f"{name}, n={seeds(len(group))}: " + "; ".join(parts) + ".")
