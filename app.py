@@ -551,8 +551,8 @@ def consequences_section() -> None:
     gr.Markdown(f"**Finding.** {consequence_results.transfer_finding(cells)}", elem_id="transfer-finding")
     swept = transfer_sweep_results.load_sweep_cells()
     if not swept.empty:
-        gr.Markdown("#### Over smaller budgets\nAt 8/255 PGD fools a victim from either model on nearly every image; "
-                    "smaller budgets show whether the copy's examples transfer better.")
+        gr.Markdown("#### Over smaller budgets\nWhere an attack is saturated at 8/255 (both models fool the victim on "
+                    "nearly every image), smaller budgets show whether the copy's examples transfer better.")
         gr.Plot(transfer_sweep_results.sweep_figure(swept), show_label=False, elem_id="transfer-sweep-plot")
         gr.Markdown(f"**Finding.** {transfer_sweep_results.sweep_grid_finding(swept)}",
                     elem_id="transfer-sweep-finding")

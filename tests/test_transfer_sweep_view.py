@@ -19,7 +19,7 @@ def _cell(victim: str, mode: str, label: str, seed: int, fooled) -> dict:
             for eps in BUDGETS]
     columns = EVALUATIONS.get("transfer-sweep").meta["columns"]({"rows": rows})
     return {"victim": victim, "victim_mode": mode, "victim_label": label, "thief": "tf_efficientnet_lite0",
-            "budget": 5000, "seed": seed, **columns}
+            "thief_label": "EfficientNet-Lite0", "output": "label", "budget": 5000, "seed": seed, **columns}
 
 
 def _fooled(name: str, eps: int, seed: int) -> float:

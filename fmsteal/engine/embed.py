@@ -166,20 +166,22 @@ class Embedder:
             if sibling == file:
                 continue
             before = sibling.stat()
-            stored = load_or_none(sibling, mark_used=False)  # used only if it gives features
+            stored = load_or_none(sibling, mark_used=False)  # marked used below, and only if it gives features
             if (stored is None or not isinstance(stored.get("hashes"), bytes) or not isinstance(stored.get("meta"), dict)
-                    or {k: v for k, v in stored["meta"].items() if k not in ("data", "n")} != kind
-                    or not _trusted(sibling, stored, before)):
+                    or {k: v for k, v in stored["meta"].items() if k not in ("data", "n")} != kind):
+                continue
+            matches = [(row, key) for row, key in enumerate(split_hashes(stored["hashes"])) if key in wanted]
+            if not matches:
+                continue
+            mark_as_used(sibling)
+            if not _trusted(sibling, stored, before):  # checked against its state before the mark, then sealed
                 continue
             rows, places = [], []
-            for row, key in enumerate(split_hashes(stored["hashes"])):
+            for row, key in matches:
                 for place in wanted.pop(key, ()):
                     rows.append(row)
                     places.append(place)
-            if rows:
-                out.index_copy_(0, torch.tensor(places), stored["features"].index_select(0, torch.tensor(rows)))
-                mark_as_used(sibling)
-                _seal(sibling, stored["checksum"])  # as marking it left it
+            out.index_copy_(0, torch.tensor(places), stored["features"].index_select(0, torch.tensor(rows)))
         return out, sorted(place for places in wanted.values() for place in places)
 
     def forward(self, images: torch.Tensor, label: str = "images") -> Progress:

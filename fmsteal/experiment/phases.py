@@ -211,7 +211,6 @@ def cost_misinformation(p: Pricing) -> float:
 
 # -- steal --------------------------------------------------------------------------------------
 
-
 def defence_for(state: RunState):
     """A fresh instance of the config's defence (one per client), built with the defender's own knowledge:
     its backbone for a surrogate where the defence uses one (MAD), the test images as honest clients' streams where

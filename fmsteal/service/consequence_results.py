@@ -18,10 +18,10 @@ import plotly.graph_objects as go
 from fmsteal.evaluation.saturation import SATURATED, signed_span
 from fmsteal.service.conditions import output_name, pct, seeds
 from fmsteal.service.plots import placeholder
-from fmsteal.service.results import grid_table
+from fmsteal.service.results import grid_table, last_checkpoints
 
-__all__ = ["CONSEQUENCE_GRID", "load_consequence_cells", "consequence_summary", "transfer_scatter",
-           "transfer_finding"]
+__all__ = ["CONSEQUENCE_GRID", "VICTIM", "load_consequence_cells", "consequence_summary", "transfer_scatter",
+           "transfer_finding", "victim_name"]
 
 CONSEQUENCE_GRID = "consequences-cifar10"
 MEASURES = {"transfer_thief_pgd": ("PGD on the stolen copy", "circle"),
@@ -39,7 +39,7 @@ def load_consequence_cells(precomputed_dir: str | Path = "precomputed") -> pd.Da
     if "transfer_thief_pgd" not in rows.columns:
         return pd.DataFrame()
     rows = rows.dropna(subset=["transfer_thief_pgd"])
-    return rows.loc[rows.groupby(VICTIM + ["thief", "seed"])["budget"].idxmax()].reset_index(drop=True)
+    return last_checkpoints(rows, VICTIM + ["thief", "seed"])
 
 
 def consequence_summary(cells: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +50,8 @@ def consequence_summary(cells: pd.DataFrame) -> pd.DataFrame:
     return out.join(grouped["seed"].nunique().rename("n")).reset_index()
 
 
-def _victim_name(row) -> str:
+def victim_name(row) -> str:
+    """"Scratch CNN (from scratch)", "EfficientNet-Lite0 (pretrained, LP)": a victim by its label and mode."""
     return f"{row.victim_label} ({'from scratch' if row.victim_mode == 'fft' else 'pretrained, LP'})"
 
 
@@ -62,7 +63,7 @@ def transfer_scatter(cells: pd.DataFrame) -> go.Figure:
     if summary.empty:
         return placeholder(figure, "No precomputed transfer results.")
     palette = plotly.colors.qualitative.Plotly
-    names = [_victim_name(row) for row in summary.itertuples()]
+    names = [victim_name(row) for row in summary.itertuples()]
     for measure, (label, symbol) in MEASURES.items():
         if measure not in summary:
             continue
@@ -116,7 +117,7 @@ def transfer_finding(cells: pd.DataFrame) -> str:
             if copy.mean() <= row.transfer_noise:
                 text += f"; no more than random sign noise of the same size ({pct(row.transfer_noise, with_n=False)})"
             parts.append(text)
-        paragraphs.append(f"{_victim_name(row)}, agreement {pct(row.agreement, row.agreement_sd, row.n)}: "
+        paragraphs.append(f"{victim_name(row)}, agreement {pct(row.agreement, row.agreement_sd, row.n)}: "
                           + "; ".join(parts) + ".")
     text = " ".join(paragraphs)
     if gains:

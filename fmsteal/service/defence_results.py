@@ -24,7 +24,7 @@ from plotly.subplots import make_subplots
 
 from fmsteal.service.conditions import output_name, pct, seeds
 from fmsteal.service.plots import placeholder
-from fmsteal.service.results import grid_table
+from fmsteal.service.results import grid_table, last_checkpoints
 
 __all__ = ["DEFENCE_GRID", "load_defence_cells", "defence_summary", "protection_figure", "protection_finding",
            "summary_rows", "SUMMARY_HEADERS", "p_text"]
@@ -49,7 +49,7 @@ def load_defence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFr
         return rows
     rows["defence_params"] = rows["defence_params"].fillna("")
     cell = ["victim", "victim_mode", "thief", "output", "seed", "defence", "defence_params"]
-    last = rows.loc[rows.groupby(cell, dropna=False)["budget"].idxmax()].reset_index(drop=True)
+    last = last_checkpoints(rows, cell)
     undefended = last["defence"] == "none"
     last.loc[undefended, "api_accuracy"] = last.loc[undefended, "victim_acc"]
     last.loc[undefended, "answers_changed"] = 0.0

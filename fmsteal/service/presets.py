@@ -98,13 +98,9 @@ PRESETS: dict[str, dict] = {
         "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz",
                   "preset": "fast", "thief_mode": "lp", "strategy": "random"},
     },
-    # The consequences grid's thefts, with adversarial transfer over an epsilon sweep (1, 2, 4, 8 /255) from the
-    # copy and from an independent model: where the attacks are not saturated, whether the copy transfers better.
-    "transfer-sweep-cifar10": {
-        "victims": ["tf_efficientnet_lite0", "scratch_cnn"],
-        "thieves": ["tf_efficientnet_lite0"],
-        "budgets": [5000], "seeds": [0, 1, 2], "outputs": ["label"], "victim_modes": ["auto"],
-        "fixed": {"dataset": "cifar10", "data_dir": "../shared/data/cifar10-jpeg.tar.gz",
-                  "preset": "fast", "thief_mode": "lp", "strategy": "random", "evaluations": "transfer-sweep"},
-    },
 }
+# The consequences grid's thefts, with adversarial transfer over an epsilon sweep (1, 2, 4, 8 /255) from the copy and
+# from an independent model: where the attacks are not saturated, whether the copy transfers better.
+_CONSEQUENCES = PRESETS["consequences-cifar10"]
+PRESETS["transfer-sweep-cifar10"] = {**_CONSEQUENCES,
+                                     "fixed": {**_CONSEQUENCES["fixed"], "evaluations": "transfer-sweep"}}

@@ -22,7 +22,7 @@ from fmsteal.service.conditions import dataset_name, describe, mode_name, output
 from fmsteal.service.findings import curve_finding, family, heatmap_finding, paper_effect, paper_effect_sentence
 from fmsteal.service.plots import round_log_ticks
 
-__all__ = ["COLUMNS", "KEYS", "ALL_MODES", "precomputed_root", "grid_table", "load_tables", "views", "view_label", "heatmap_figure",
+__all__ = ["COLUMNS", "KEYS", "ALL_MODES", "precomputed_root", "grid_table", "last_checkpoints", "load_tables", "views", "view_label", "heatmap_figure",
            "budget_curve_figure", "family", "paper_effect", "paper_effect_sentence"]
 
 COLUMNS = ["source", "grid", "dataset", "victim_mode", "victim", "victim_label", "thief", "thief_label", "budget",
@@ -49,6 +49,11 @@ def grid_table(grid: str, precomputed_dir: str | Path = "precomputed") -> pd.Dat
     """The table a sweep of `grid` wrote under the precomputed folder (empty when there is none)."""
     path = precomputed_root(precomputed_dir) / grid / f"{grid}.csv"
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
+def last_checkpoints(rows: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
+    """One row per cell (the `cell` columns, missing values kept as a key): its largest-budget checkpoint."""
+    return rows.loc[rows.groupby(cell, dropna=False)["budget"].idxmax()].reset_index(drop=True)
 
 
 def load_tables(precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:

@@ -18,8 +18,9 @@ from plotly.subplots import make_subplots
 
 from fmsteal.evaluation.saturation import SATURATED, signed_span
 from fmsteal.service.conditions import pct, seeds
+from fmsteal.service.consequence_results import VICTIM, victim_name
 from fmsteal.service.plots import placeholder
-from fmsteal.service.results import grid_table
+from fmsteal.service.results import grid_table, last_checkpoints
 
 __all__ = ["SWEEP_GRID", "load_sweep_cells", "sweep_budgets", "sweep_figure", "sweep_grid_finding"]
 
@@ -28,15 +29,12 @@ SWEEP_GRID = "transfer-sweep-cifar10"
 COLUMN = re.compile(r"sweep_(thief|independent)_(fgsm|pgd)_(\d+)$")
 ATTACKS = {"fgsm": "FGSM", "pgd": "PGD"}
 SIDES = {"thief": ("the stolen copy", "solid"), "independent": ("an independent model", "dash")}
-VICTIM = ["victim", "victim_mode", "victim_label"]
 
 
 def load_sweep_cells(precomputed_dir: str = "precomputed") -> pd.DataFrame:
-    """One row per finished cell of the sweep grid (its last checkpoint)."""
+    """One row per finished cell of the sweep grid (its last checkpoint), keyed as the consequences grid's."""
     rows = grid_table(SWEEP_GRID, precomputed_dir)
-    if rows.empty:
-        return rows
-    return rows.loc[rows.groupby(VICTIM + ["thief", "seed"])["budget"].idxmax()].reset_index(drop=True)
+    return rows if rows.empty else last_checkpoints(rows, VICTIM + ["thief", "seed"])
 
 
 def sweep_budgets(cells: pd.DataFrame) -> list[int]:
@@ -50,8 +48,8 @@ def _victims(cells: pd.DataFrame):
     if not budgets:
         return
     measured = cells.dropna(subset=[f"sweep_thief_fgsm_{budgets[0]}"])
-    for (_, mode, label), group in measured.groupby(VICTIM, sort=False):
-        yield f"{label} ({'from scratch' if mode == 'fft' else 'pretrained, LP'})", group.sort_values("seed")
+    for _, group in measured.groupby(VICTIM, sort=False):
+        yield victim_name(group.iloc[0]), group.sort_values("seed")
 
 
 def _panel_title(name: str) -> str:
