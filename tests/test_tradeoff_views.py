@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fmsteal.evaluation.registry import EVALUATIONS
 from fmsteal.experiment.cards import read_card
 from fmsteal.service import consequence_results, defence_results, results
 from fmsteal.service.conditions import pct
@@ -119,6 +120,10 @@ def test_stealability_vs_transferability_from_a_swept_consequences_grid(evaluate
     figure = consequence_results.transfer_scatter(cells)
     thief = next(trace for trace in figure.data if trace.name == "PGD on the stolen copy")
     assert sorted(thief.y) == pytest.approx(sorted(100 * summary["transfer_thief_pgd"]))
+    steps = EVALUATIONS.get("transfer").defaults()["steps"]
+    assert f"L∞ 8/255, FGSM and {steps}-step PGD" in figure.layout.title.text  # the setting its cards record
+    cells.loc[cells.index[0], "transfer_steps"] = steps + 1
+    assert "FGSM and PGD" in consequence_results.transfer_scatter(cells).layout.title.text  # no one count to name
     finding = consequence_results.transfer_finding(cells)
     for row in summary.itertuples():
         for attack in ("fgsm", "pgd"):
@@ -133,7 +138,8 @@ def test_the_transfer_finding_leaves_saturated_attacks_out_of_its_verdict(evalua
     cells[["transfer_thief_pgd", "transfer_independent_pgd"]] = 1.0  # PGD fools every victim from both models
     cells["transfer_thief_fgsm"] = cells["transfer_independent_fgsm"] + 0.05  # the copy's FGSM 5 points ahead
     finding = consequence_results.transfer_finding(cells)
-    assert finding.count("10-step PGD: the copy's examples fool it on 100.0% ± 0.0") == 2
+    steps = EVALUATIONS.get("transfer").defaults()["steps"]  # the tiny sweep's cells ran the default setting
+    assert finding.count(f"{steps}-step PGD: the copy's examples fool it on 100.0% ± 0.0") == 2
     assert finding.count("saturated (") == 2
     assert finding.count("+5.0 ± 0.0 points paired by seed, higher in 2 and lower in 0 of 2 seeds") == 2
     assert "stealing adds +5.0 points of transfer" in finding

@@ -29,7 +29,7 @@ MEASURES = {"transfer_thief_pgd": ("PGD on the stolen copy", "circle"),
             "transfer_thief_fgsm": ("FGSM on the stolen copy", "diamond"),
             "transfer_independent_fgsm": ("FGSM on an independent model", "diamond-open"),
             "transfer_noise": ("random sign noise (floor)", "x")}
-ATTACK_NAMES = {"fgsm": "FGSM", "pgd": "10-step PGD"}
+ATTACK_NAMES = {"fgsm": "FGSM", "pgd": "PGD"}
 VICTIM = ["victim", "victim_mode", "victim_label", "thief_label", "output"]
 
 
@@ -82,7 +82,7 @@ def transfer_scatter(cells: pd.DataFrame) -> go.Figure:
     figure.update_layout(
         title=(f"Stealability vs transferability<br><sup>measured here (grid {CONSEQUENCE_GRID}) · thief "
                f"{first.thief_label} · {output_name(first.output)} · {int(cells['budget'].max()):,} queries</sup>"
-               f"<br><sup>L∞ 8/255, FGSM and 10-step PGD on images the victim classifies correctly · "
+               f"<br><sup>{_attack_setting(cells)}, on images the victim classifies correctly · "
                f"mean ± 1 sd over n={seeds(n)}</sup>"),
         xaxis_title="thief agreement with the victim %", yaxis_title="victim fooled %", margin={"t": 130},
         height=560, legend={"orientation": "h", "yanchor": "top", "y": -0.25})  # below the axis title
@@ -102,6 +102,7 @@ def transfer_finding(cells: pd.DataFrame) -> str:
         victim = groups[tuple(getattr(row, key) for key in VICTIM)].sort_values("seed")
         parts = []
         for attack, name in ATTACK_NAMES.items():
+            name = _pgd_steps(cells) + name if attack == "pgd" else name
             copy, independent = victim[f"transfer_thief_{attack}"], victim[f"transfer_independent_{attack}"]
             if copy.isna().all() or independent.isna().all():
                 continue
@@ -131,6 +132,24 @@ def transfer_finding(cells: pd.DataFrame) -> str:
         text += (f" Across the {len(summary)} victims, FGSM transfer from the copy {trend} with agreement (Spearman "
                  f"rank correlation of the victims' means {rho:+.2f}; a handful of victims, so a direction, not a law).")
     return text
+
+
+def _attack_setting(cells: pd.DataFrame) -> str:
+    """"L∞ 8/255, FGSM and 5-step PGD": the transfer setting the cells were measured with, as their cards say."""
+    eps = _one_value(cells, "transfer_eps")
+    budget = f"L∞ {round(eps * 255)}/255, " if eps is not None else ""
+    return f"{budget}FGSM and {_pgd_steps(cells)}PGD"
+
+
+def _pgd_steps(cells: pd.DataFrame) -> str:
+    """"5-step " when every cell ran PGD with that many steps, "" when they differ or tables predate the column."""
+    steps = _one_value(cells, "transfer_steps")
+    return f"{int(steps)}-step " if steps is not None else ""
+
+
+def _one_value(cells: pd.DataFrame, column: str):
+    values = cells[column].dropna().unique() if column in cells else []
+    return values[0] if len(values) == 1 else None
 
 
 def _paired(gain: pd.Series) -> str:
