@@ -28,8 +28,8 @@ from fmsteal.errors import FmstealError
 from fmsteal.experiment.cards import evaluation_findings
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
 from fmsteal.experiment.estimate import duration, estimate
-from fmsteal.service import (classroom, consequence_results, consequences, defence_results, live, plots, results,
-                             sharing, transfer_sweep_results, uploads)
+from fmsteal.service import (adversarial_fidelity_results, classroom, consequence_results, consequences,
+                             defence_results, live, plots, results, sharing, transfer_sweep_results, uploads)
 from fmsteal.service.conditions import output_name
 from fmsteal.service.form import Form, api_function
 from fmsteal.service.job_files import browser_secret
@@ -556,6 +556,15 @@ def consequences_section() -> None:
         gr.Plot(transfer_sweep_results.sweep_figure(swept), show_label=False, elem_id="transfer-sweep-plot")
         gr.Markdown(f"**Finding.** {transfer_sweep_results.sweep_grid_finding(swept)}",
                     elem_id="transfer-sweep-finding")
+    authors = adversarial_fidelity_results.load_fidelity_cells()
+    if not authors.empty:
+        gr.Markdown("#### In the paper authors' setting
+Their code scores transfer as *adversarial fidelity*: on how "
+                    "many adversarial images (right or wrong) thief and victim still agree.
+
+"
+                    f"**Finding.** {adversarial_fidelity_results.fidelity_finding(authors)}",
+                    elem_id="adversarial-fidelity-finding")
 
 
 def _finding(figure_and_sentence: tuple) -> tuple:

@@ -15,6 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fmsteal.service.adversarial_fidelity_results import fidelity_finding, load_fidelity_cells  # noqa: E402
 from fmsteal.service.confound_results import confound_finding, confound_table  # noqa: E402
 from fmsteal.service.consequence_results import load_consequence_cells, transfer_finding  # noqa: E402
 from fmsteal.service.defence_results import load_defence_cells, protection_finding  # noqa: E402
@@ -22,7 +23,8 @@ from fmsteal.service.results import precomputed_root  # noqa: E402
 from fmsteal.service.sweep import Grid, measured_status  # noqa: E402
 from fmsteal.service.transfer_sweep_results import load_sweep_cells, sweep_grid_finding  # noqa: E402
 
-STATUS_OF = ("defences-cifar10", "consequences-cifar10", "transfer-sweep-cifar10", "confound-cifar10")
+STATUS_OF = ("defences-cifar10", "consequences-cifar10", "transfer-sweep-cifar10", "adversarial-fidelity-cifar10",
+             "confound-cifar10")
 
 
 def readme_findings() -> dict[str, str]:
@@ -31,6 +33,7 @@ def readme_findings() -> dict[str, str]:
     found = {f"defences, {output} answers": protection_finding(defences, output) for output in ("label", "probs")}
     found["consequences"] = transfer_finding(consequences)
     found["transfer over epsilons"] = sweep_grid_finding(load_sweep_cells())
+    found["adversarial fidelity"] = fidelity_finding(load_fidelity_cells())
     found["confound table"], found["confound"] = confound_table(), confound_finding()
     for grid in STATUS_OF:
         found[f"status {grid}"] = measured_status(Grid.from_preset(grid), precomputed_root() / grid)

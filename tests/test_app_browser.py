@@ -23,6 +23,8 @@ def test_results_tab_renders_at_once(browser, app_url):
     assert time.time() - shown < 5  # drawn from the page's own data, not computed on the click (4 plots now)
     assert "ViT-L/16" in page.locator("#results-heatmap").inner_text()  # the paper's headline table opens the tab
     assert "foundation models" in page.locator("#results-finding").inner_text()
+    authors = page.locator("#adversarial-fidelity-finding").inner_text()  # the paper authors' transfer setting
+    assert "The authors' setting (FGSM at 8/255 crafted on the thief, 1,024 test images)" in authors
     for view in ("results-heatmap", "results-curve"):  # the conditions' small print stays above the plot
         gap = page.evaluate(f"""() => {{ const v = document.querySelector('#{view}');
             return v.querySelector('.draglayer .nsewdrag').getBoundingClientRect().top

@@ -74,6 +74,20 @@ def test_the_sentences_follow_the_data_when_it_changes(tmp_path):
     assert "+0.0 points, not a clear difference" in text
 
 
+def test_the_defence_sentence_names_the_thief_that_was_strongest(tmp_path):
+    def simulate_strongest(table):
+        table["strongest_thief"] = table["strongest_thief"].where(table["defence"] != "reverse-sigmoid", "simulate")
+
+    table = grid_table("defences-cifar10", REPO / "precomputed")
+    cells = table[(table["defence"] == "reverse-sigmoid") & (table["defence_params"] == "beta=1.0")
+                  & (table["victim"] == "tf_efficientnet_lite0") & (table["output"] == "probs")
+                  & (table["budget"] == 5000)]
+    strongest = " or ".join(f"the {name} thief" for name in sorted(set(cells["strongest_thief"])))
+    assert f"with the same budget ({strongest}):" in scenario_findings.defence_finding(REPO / "precomputed")
+    text = scenario_findings.defence_finding(_grid_with(tmp_path, "defences-cifar10", simulate_strongest))
+    assert "with the same budget (the simulate thief):" in text
+
+
 def test_a_grid_that_is_not_shipped_gives_no_finding(tmp_path):
     for name in ABOUT:
         assert classroom.look_for(name, tmp_path).endswith(scenario_findings.NOT_MEASURED)

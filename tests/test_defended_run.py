@@ -33,10 +33,14 @@ def test_an_argmax_preserving_defence_costs_honest_users_nothing(tiny_config):
     defence = card["defence"]
     assert defence["answers_changed"] == 0 and defence["api_accuracy"] == defence["undefended_accuracy"]
     assert defence["mean_l1"] > 0
-    thieves = defence["thieves"]  # a thief who knows the noise fits through it, on the same answers
-    assert set(thieves) == {"distil", "argmax", "simulate"} and len({t["agreement"] for t in thieves.values()}) > 1
+    thieves = defence["thieves"]  # a thief who knows the noise fits through it; one asks again and averages
+    assert set(thieves) == {"distil", "argmax", "simulate", "repeat"}
+    assert len({t["agreement"] for t in thieves.values()}) > 1
     assert defence["worst_case_agreement"] == max(t["agreement"] for t in thieves.values())
-    assert f"fits its model through it, on {100 * thieves['simulate']['agreement']:.1f}%" in live.defence_summary(card)
+    assert defence["queries_answered"] == card["queries_spent"]  # the repeat thief's asks are another client's
+    paragraph = live.defence_summary(card)
+    assert f"fits its model through it, on {100 * thieves['simulate']['agreement']:.1f}%" in paragraph
+    assert f"learns the mean answer, on {100 * thieves['repeat']['agreement']:.1f}%" in paragraph
 
 
 def test_a_defended_card_holds_the_argmax_thief_which_sees_through_a_kept_argmax(tiny_config):

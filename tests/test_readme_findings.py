@@ -11,8 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["defences, label answers", "defences, probs answers", "consequences", "transfer over epsilons",
-         "confound table", "confound", "status defences-cifar10", "status consequences-cifar10",
-         "status transfer-sweep-cifar10", "status confound-cifar10"]
+         "adversarial fidelity", "confound table", "confound", "status defences-cifar10", "status consequences-cifar10",
+         "status transfer-sweep-cifar10", "status adversarial-fidelity-cifar10", "status confound-cifar10"]
 
 
 def _script():

@@ -78,7 +78,7 @@ def test_protection_view_and_finding_follow_the_measured_cells(defence_sweep) ->
     lowest = defended.sort_values("worst_case_agreement").iloc[0]
     assert f"The largest drop is {lowest['defence']}" in finding
     strongest = {"distil": "distilling"}.get(lowest["strongest_thief"], lowest["strongest_thief"])
-    assert f"for the strongest thief run on the same answers (the {strongest} thief)" in finding
+    assert f"for the strongest thief with the same budget (the {strongest} thief)" in finding
     assert "not yet run" not in finding
     older = cells.assign(worst_case_agreement=cells["worst_case_agreement"].where(cells["defence"] == "none"))
     assert "for the distilling thief (the argmax thief not yet run on these cells)" in \

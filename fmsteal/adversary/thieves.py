@@ -9,8 +9,11 @@ undoes a defence that registers an inverse (`invert` in its registry entry, e.g.
 distils what it recovers (and validates against the labels it recovers, `recovers`); `simulate` fits its model
 through the defence's own rule (`simulate` in its registry entry, e.g. reverse sigmoid, or Gaussian noise averaged
 over `draws` draws): a thief's `loss(defence, seed)`, where it has one, replaces the soft cross-entropy it trains
-with. `applies(defence)` says whether a thief has anything of its own to learn. A defended run trains every thief
-that applies on the same answers and reports the strongest (the defender's worst case). Importing this module
+with. `repeat` buys answers of its own from an API that draws each answer anew (`fresh_draws` in the defence's
+entry, e.g. Gaussian noise): the same budget spent on a `repeats`-th as many images, each asked `repeats` times,
+and the mean answer distilled (`mean_answers`). `applies(defence)` says whether a thief has anything of its own to
+learn. A defended run trains every thief that applies (on the default thief's answers, or, with `repeats`, on the
+first of its images asked again) and reports the strongest (the defender's worst case). Importing this module
 imports no torch.
 """
 
@@ -27,11 +30,13 @@ if TYPE_CHECKING:
     from fmsteal.adversary.defences.base import DefencePlan
     from fmsteal.adversary.outputs import Answers
 
-__all__ = ["THIEVES", "TargetsFn", "applicable", "simulated_cross_entropy", "targets_from", "trained_apart"]
+__all__ = ["REPEATS", "THIEVES", "TargetsFn", "applicable", "mean_answers", "simulated_cross_entropy", "targets_from",
+           "trained_apart"]
 
 TargetsFn = Callable[["Answers", int, "DefencePlan | None"], "torch.Tensor"]
 
 THIEVES: Registry[TargetsFn] = Registry("thief")
+REPEATS = 4  # asks per image of the repeat thief: a Gaussian noise's sd halves, at a quarter of the images
 
 
 def _inverse(defence: "DefencePlan | None"):
@@ -55,6 +60,14 @@ def _simulator(defence: "DefencePlan | None"):
     return entry if "simulate" in entry.meta else None
 
 
+def _fresh(defence: "DefencePlan | None") -> bool:
+    """Whether asking `defence`'s API again gives another draw (a plan for label answers is one whose draws can
+    change the label: `plan_defence` refuses the others)."""
+    from fmsteal.adversary.defences import DEFENCES
+
+    return defence is not None and bool(DEFENCES.get(defence.name).meta.get("fresh_draws"))
+
+
 def applicable(name: str, defence: "DefencePlan | None") -> bool:
     """Whether thief `name` learns anything of its own from answers of an API with `defence`."""
     return THIEVES.get(name).meta.get("applies", lambda plan: True)(defence)
@@ -62,10 +75,10 @@ def applicable(name: str, defence: "DefencePlan | None") -> bool:
 
 def trained_apart(defence: "DefencePlan") -> list[str]:
     """The thieves besides the default one that train a copy of their own on a defended API's answers: those that
-    apply, unless the API answers labels (then each learns the labels the default one does)."""
-    if defence.output == "label":
-        return []
-    return [name for name in THIEVES.names() if name != "distil" and applicable(name, defence)]
+    apply, unless the API answers labels (then each learns the labels the default one does) and they buy no answers
+    of their own."""
+    return [name for name in THIEVES.names() if name != "distil" and applicable(name, defence)
+            and (defence.output != "label" or "repeats" in THIEVES.get(name).meta)]
 
 
 @THIEVES.register("distil", help="learns each answer as given: probabilities, ranked top-k or labels (the default)")
@@ -133,4 +146,27 @@ def simulated_cross_entropy(defence: "DefencePlan",
                   applies=lambda defence: _simulator(defence) is not None, loss=simulated_cross_entropy)
 def simulated_targets(answers: "Answers", num_classes: int, defence: "DefencePlan | None" = None) -> "torch.Tensor":
     """The answers as given: the loss, not the targets, undoes the defence."""
+    return targets_from(answers, num_classes, defence)
+
+
+def mean_answers(answers: "Answers", repeats: int, num_classes: int) -> "Answers":
+    """One answer per image from `repeats` answers to each (image i answered in rows i, i + n, ...): the mean of
+    the rows `distil` learns (probabilities, rank-weighted top-k, one-hot labels: then the share of asks naming
+    each class), as probabilities with their top class as the label."""
+    import torch
+    from torch import nn
+
+    from fmsteal.adversary.outputs import Answers
+
+    rows = targets_from(answers, num_classes)
+    rows = nn.functional.one_hot(rows, num_classes).float() if rows.ndim == 1 else rows
+    mean = rows.view(repeats, -1, num_classes).mean(0)
+    return Answers(labels=mean.argmax(1), topk=None, probs=mean)
+
+
+@THIEVES.register("repeat", help=f"asks each image {REPEATS} times of an API that draws every answer anew (Gaussian "
+                                 "noise) and distils the mean answer: the same budget on fewer images",
+                  applies=_fresh, repeats=REPEATS)
+def repeated_targets(answers: "Answers", num_classes: int, defence: "DefencePlan | None" = None) -> "torch.Tensor":
+    """The answers as given: they are already means over repeated asks (`mean_answers`)."""
     return targets_from(answers, num_classes, defence)

@@ -24,6 +24,7 @@ __all__ = ["adversarial_fidelity"]
 
 BATCH = 64  # the authors' test loader's batch size
 PGD_STEP, PGD_STEPS = 0.01, 10  # the authors' PGDAttack settings
+SETTING = ("victim_fooled", "n", "eps", "attack")  # beside the fidelity in a sweep's table: adversarial_<key>
 
 PARAMS = (
     Field("n", "int", 1024, "test images attacked (the authors' loop: 16 batches of 64)", label="Images attacked",
@@ -47,7 +48,8 @@ def cost(p, params: dict) -> float:
 @EVALUATIONS.register("adversarial-fidelity", help="the authors' transfer setting: FGSM 8/255 on the thief, "
                       "scored as thief-victim agreement on the adversarial images", params=PARAMS, default_on=False,
                       label="Adversarial fidelity (authors')", cost=cost,
-                      columns=lambda result: {"adversarial_fidelity": result["adversarial_fidelity"]})
+                      columns=lambda result: {"adversarial_fidelity": result["adversarial_fidelity"],
+                                              **{f"adversarial_{key}": result[key] for key in SETTING}})
 def adversarial_fidelity(ctx: EvaluationContext, params: dict) -> Generator[dict, None, dict]:
     """Agreement of thief and victim on adversarial images crafted on the thief, and each one's error rate."""
     if params["attack"] not in ("fgsm", "pgd"):

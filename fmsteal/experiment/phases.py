@@ -17,13 +17,13 @@ from datetime import datetime, timezone
 import torch
 
 from fmsteal import __version__
-from fmsteal.adversary.blackbox import BlackBoxVictim, api_predictions
+from fmsteal.adversary.blackbox import Answers, BlackBoxVictim, api_predictions
 from fmsteal.adversary.defences import DEFENCES, DefenceContext, build_defence
 from fmsteal.adversary.defences.mad import random_head_surrogate
 from fmsteal.adversary.defences.watermark import verify_watermark
 from fmsteal.adversary.strategies import STRATEGIES
 from fmsteal.adversary.thief import VALIDATION_EVERY, Thief
-from fmsteal.adversary.thieves import THIEVES, applicable, trained_apart
+from fmsteal.adversary.thieves import THIEVES, applicable, mean_answers, trained_apart
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.misinformation import train_misinformation
@@ -226,14 +226,20 @@ def defence_for(state: RunState):
     return build_defence(config.defence, parse_params(config.defence_params), context)
 
 
+def black_box_for(state: RunState) -> BlackBoxVictim:
+    """A new client of the victim's API: the config's output mode, budget and a fresh instance of its defence."""
+    config, answer = state.config, state.config.defence_plan()
+    return BlackBoxVictim(state.victim.probabilities, len(state.test.class_names), answer.output, config.budget,
+                          answer.top_k, answer.decimals, defence=defence_for(state))
+
+
 def run_steal(state: RunState) -> Iterator[dict]:
     """`fmsteal.attack` against the victim trained here, behind a black box carrying the config's defence;
     scored against the victim's own test labels (the experimenter's privilege, no evaluation queries)."""
     from fmsteal.experiment.attack import attack
 
-    config, answer = state.config, state.config.defence_plan()
-    state.black_box = BlackBoxVictim(state.victim.probabilities, len(state.test.class_names), answer.output,
-                                     config.budget, answer.top_k, answer.decimals, defence=defence_for(state))
+    config = state.config
+    state.black_box = black_box_for(state)
     events = attack(state.black_box, pool=state.pool, test=state.test, thief=config.backbone("thief"), budget=config.budget,
                     strategy=config.strategy, seed=config.seed, thief_mode=config.thief_mode,
                     image_size=state.plan.thief_size, device=state.device.type, preset=config.preset,
@@ -246,10 +252,14 @@ def run_steal(state: RunState) -> Iterator[dict]:
 
 
 def cost_steal(p: Pricing) -> float:
+    return cost_answers(p) + cost_thief_steal(p)
+
+
+def cost_answers(p: Pricing) -> float:
+    """The victim's side of a budget's answers: an LP victim's cached features looked up, or a forward pass."""
     plan, config = p.plan, p.plan.config
-    answers = (p.hashing(config.budget) if config.victim_mode == "lp"
-               else p.forward(config.victim, plan.victim_size, config.budget))
-    return answers + cost_thief_steal(p)
+    return (p.hashing(config.budget) if config.victim_mode == "lp"
+            else p.forward(config.victim, plan.victim_size, config.budget))
 
 
 def cost_thief_steal(p: Pricing) -> float:
@@ -312,8 +322,9 @@ def defence_results(state: RunState) -> Iterator[dict]:
 def strongest_thief(state: RunState) -> Iterator[dict]:
     """Every registered thief that applies to the API's defence, on the answers the default one bought (an argmax
     thief ignores poisoned probabilities, an invert thief undoes an invertible defence, a simulate thief fits through
-    the defence's rule): each one's agreement and accuracy, and the strongest, the defender's worst case. On label
-    answers every thief that applies learns the same targets, so the default thief stands for them."""
+    the defence's rule) or, for a thief with `repeats`, on the same budget as a new client asking each of the first
+    of its images that many times: each one's agreement and accuracy, and the strongest, the defender's worst case.
+    On label answers every other thief that applies learns the same targets, so the default thief stands for it."""
     thief, test, defence = state.thief, state.test, state.config.defence_plan()
     scores = {"distil": comparison(state.thief_test, state.victim_test, test)}
     images, answers = thief.bought
@@ -325,7 +336,11 @@ def strongest_thief(state: RunState) -> Iterator[dict]:
             scores[learns] = scores["distil"]
             continue
         other = replace(thief, network=None, bought=None)
-        yield from other.learn(images, answers, learns, defence)
+        repeats = THIEVES.get(learns).meta.get("repeats")
+        if repeats:
+            yield from other.learn(*ask_repeatedly(black_box_for(state), images, repeats), learns, defence)
+        else:
+            yield from other.learn(images, answers, learns, defence)
         scores[learns] = comparison(other.logits(test.images).argmax(1), state.victim_test, test)
     thieves = {name: {key: score[key] for key in ("agreement", "thief_accuracy", "macro_f1")}
                for name, score in scores.items()}
@@ -333,11 +348,19 @@ def strongest_thief(state: RunState) -> Iterator[dict]:
     return {"thieves": thieves, "strongest_thief": strongest, "worst_case_agreement": thieves[strongest]["agreement"]}
 
 
+def ask_repeatedly(api: BlackBoxVictim, images: torch.Tensor, repeats: int) -> tuple[torch.Tensor, Answers]:
+    """The first `len(images) // repeats` images, each asked `repeats` times in one budget, and their mean answers."""
+    distinct = images[:len(images) // repeats]
+    answers = api(torch.cat([distinct] * repeats).float() / 255)
+    return distinct, mean_answers(answers, repeats, api.num_classes)
+
+
 def cost_evaluate(p: Pricing) -> float:
     seconds = p.test_pass("victim") + p.test_pass("thief")  # both sides' probabilities on the test images
     if p.plan.config.defence != "none":  # the honest client's answers; a watermark's innocent model; other thieves
-        extra_thieves = len(trained_apart(p.plan.config.defence_plan()))
-        seconds += p.test_pass("victim") + (1 + extra_thieves) * p.thief_training(p.plan.config.budget)
+        extra_thieves = trained_apart(p.plan.config.defence_plan())
+        seconds += p.test_pass("victim") + (1 + len(extra_thieves)) * p.thief_training(p.plan.config.budget)
+        seconds += sum(cost_answers(p) for name in extra_thieves if "repeats" in THIEVES.get(name).meta)
     for name in p.plan.config.evaluation_names():
         entry = EVALUATIONS.get(name)
         seconds += entry.meta["cost"](p, entry.defaults()) if "cost" in entry.meta else 0.0

@@ -4,8 +4,8 @@ what it costs the API's honest users, for a pretrained and a scratch victim side
 Reads the table `python -m fmsteal sweep --preset defences-cifar10` writes (a row per cell and curve
 checkpoint; the defence's results repeated on every row of its cell) and keeps each cell's last
 checkpoint. Utility lost is the victim's undefended test accuracy minus what honest clients get from
-the defended API (a refused query counts as wrong). Protection is judged by the strongest thief on the same
-answers (the distilling, the argmax and, where they apply, the invert and simulate thieves,
+the defended API (a refused query counts as wrong). Protection is judged by the strongest thief with the same
+budget (the distilling and the argmax thief and, where they apply, the invert, simulate and repeat thieves,
 `fmsteal.adversary.thieves`): the defender's worst case.
 Cells measured before the argmax thief existed count with the distilling thief alone, and say so. Every number
 is a mean ± sd over the seeds with n beside it; the finding is computed from the table. No torch here.
@@ -187,7 +187,7 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
 def _against(row) -> str:
     """Which thief a protection figure is for."""
     strongest = {"distil": "distilling"}.get(row.strongest, row.strongest)
-    return (f" for the strongest thief run on the same answers (the {strongest} thief)" if row.adaptive
+    return (f" for the strongest thief with the same budget (the {strongest} thief)" if row.adaptive
             else " for the distilling thief (the argmax thief not yet run on these cells)")
 
 
@@ -199,7 +199,7 @@ def _overstated_text(defended: pd.DataFrame) -> str:
         return ""
     row = measured.loc[gaps.idxmax()]
     return (f" A thief that distils the answers would make {setting_name(row)} look stronger: it reaches "
-            f"{pct(row.agreement, row.agreement_sd, row.n)}, the {row.strongest} thief on the same answers "
+            f"{pct(row.agreement, row.agreement_sd, row.n)}, the {row.strongest} thief with the same budget "
             f"{pct(row.worst, row.worst_sd, row.n)}.")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 
+from fmsteal.adversary.thieves import REPEATS
 from fmsteal.service.jobs import TERMINAL, JobStore
 
 __all__ = ["read_session", "known", "current_job", "session_runs", "session_signature", "gallery_items",
@@ -89,8 +90,11 @@ def defence_summary(card: dict | None) -> str:
                       ("simulate", "a thief that knows the defence's rule and fits its model through it")):
         if name in thieves:
             others.append(f"{who}, on {100 * thieves[name]['agreement']:.1f}%")
+    if "repeat" in thieves:
+        others.append(f"with the same budget, a thief that asks each of {REPEATS} times fewer images {REPEATS} times and "
+                      f"learns the mean answer, on {100 * thieves['repeat']['agreement']:.1f}%")
     if others:
-        text += (f". On the same answers, {'; '.join(others)} (the strongest, the {defence['strongest_thief']} thief, "
+        text += (f". Against the same API, {'; '.join(others)} (the strongest, the {defence['strongest_thief']} thief, "
                  "is the defender's worst case)")
     if "detected_at" in defence:
         caught = (f"flagged the thief after {defence['detected_at']:,} queries" if defence["detected_at"]

@@ -27,14 +27,20 @@ NOT_MEASURED = "The precomputed grids do not hold this comparison yet: watch the
 def _agreement(table: pd.DataFrame, column: str = "agreement", **match) -> Stats | None:
     """(mean, sd, n seeds) of `column` over the rows at BUDGET whose columns equal every `match` value and
     that hold a value in `column`."""
-    if table.empty or column not in table:
-        return None
-    rows = table[(table["budget"] == BUDGET) & table[column].notna()]
-    for key, value in match.items():
-        rows = rows[rows[key] == value]
+    rows = _rows(table, column, **match)
     if rows.empty:
         return None
     return rows[column].mean(), rows[column].std(), int(rows["seed"].nunique())
+
+
+def _rows(table: pd.DataFrame, column: str, **match) -> pd.DataFrame:
+    """The rows at BUDGET whose columns equal every `match` value and that hold a value in `column`."""
+    if table.empty or column not in table:
+        return pd.DataFrame()
+    rows = table[(table["budget"] == BUDGET) & table[column].notna()]
+    for key, value in match.items():
+        rows = rows[rows[key] == value]
+    return rows
 
 
 def compare(first: Stats, second: Stats, first_name: str, second_name: str) -> str:
@@ -108,5 +114,7 @@ def defence_finding(precomputed_dir: str | Path = "precomputed") -> str:
     strongest = _agreement(table, "worst_case_agreement", **reverse_sigmoid)
     if strongest is None:  # cells measured before the argmax thief
         return text + " Not yet measured against a thief that keeps only each answer's top class."
-    return (text + " The strongest thief on the same answers (distilling or argmax): "
+    names = sorted(set(_rows(table, "strongest_thief", **reverse_sigmoid)["strongest_thief"]))
+    which = " or ".join(f"the {name} thief" for name in names)
+    return (text + f" The strongest thief a run trains with the same budget ({which}): "
             + compare(strongest, plain, "with the defence", "the distilling thief without") + ".")

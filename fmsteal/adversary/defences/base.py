@@ -9,8 +9,8 @@ surrogate model, `DefenceContext.surrogate`), `benign=True` (it is given honest 
 misinformation function beside the victim, `DefenceContext.misinformation`), `invert(answers, params)` with
 `invertible(params)` (a thief who knows the defence can undo it: `fmsteal.adversary.thieves`),
 `simulate(probs, params, generator)` with `draws` (the rule itself, differentiable in `probs`, which a thief who
-knows it fits through; a random rule by its mean over `draws`). Importing this module, or any defence module,
-imports no torch.
+knows it fits through; a random rule by its mean over `draws`), `fresh_draws=True` (every answer is a new draw,
+so asking again tells a thief more). Importing this module, or any defence module, imports no torch.
 """
 
 from __future__ import annotations

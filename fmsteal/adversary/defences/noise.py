@@ -23,7 +23,7 @@ __all__ = ["GaussianNoise", "noisy", "restore_argmax"]
                   minimum=0, maximum=10),
             Field("keep_argmax", "bool", False, "swap the top-1 class back where the noise changed it")),
     acts_on_labels=lambda p: not p["keep_argmax"] and p["sigma"] > 0,
-    simulate=lambda probs, params, generator: noisy(probs, params, generator), draws=8)
+    simulate=lambda probs, params, generator: noisy(probs, params, generator), draws=8, fresh_draws=True)
 class GaussianNoise(Defence):
     def __init__(self, params: dict, context: DefenceContext) -> None:
         import torch
