@@ -44,7 +44,8 @@ def write_readme(found: dict[str, str], readme: Path = REPO / "README.md") -> li
     """Replace each marked region of the README with its finding; the names of the regions not found."""
     text, absent = readme.read_text(), []
     for name, finding in found.items():
-        pattern = re.compile(rf"(<!-- finding: {re.escape(name)} -->\n)(?:.*?\n)?(<!-- /finding -->)", re.S)
+        # lazy: a region, empty or not, ends at its own closing marker, never at a later region's
+        pattern = re.compile(rf"(<!-- finding: {re.escape(name)} -->\n).*?(<!-- /finding -->)", re.S)
         text, count = pattern.subn(lambda match: match.group(1) + finding + "\n" + match.group(2), text)
         if not count:
             absent.append(name)

@@ -44,11 +44,11 @@ def test_the_readme_quotes_each_finding_as_computed(findings, name: str) -> None
 
 def test_writing_replaces_only_the_regions(findings, tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- finding: confound -->\nold text\n<!-- /finding -->\noutro\n"
-                      "<!-- finding: consequences -->\n<!-- /finding -->\n")  # a new, empty region
+    readme.write_text("<!-- finding: consequences -->\n<!-- /finding -->\n"  # a new, empty region before another
+                      "intro\n<!-- finding: confound -->\nold text\n<!-- /finding -->\noutro\n")
     absent = _script().write_readme({"confound": "new text", "consequences": "filled", "nowhere": "x"}, readme)
-    assert readme.read_text() == ("intro\n<!-- finding: confound -->\nnew text\n<!-- /finding -->\noutro\n"
-                                  "<!-- finding: consequences -->\nfilled\n<!-- /finding -->\n")
+    assert readme.read_text() == ("<!-- finding: consequences -->\nfilled\n<!-- /finding -->\n"
+                                  "intro\n<!-- finding: confound -->\nnew text\n<!-- /finding -->\noutro\n")
     assert absent == ["nowhere"]
 
 

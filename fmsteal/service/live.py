@@ -91,8 +91,8 @@ def defence_summary(card: dict | None) -> str:
         if name in thieves:
             others.append(f"{who}, on {100 * thieves[name]['agreement']:.1f}%")
     if "repeat" in thieves:
-        others.append(f"with the same budget, a thief that asks each of {REPEATS} times fewer images {REPEATS} times and "
-                      f"learns the mean answer, on {100 * thieves['repeat']['agreement']:.1f}%")
+        others.append(f"with the same budget, a thief that asks each of {REPEATS} times fewer images {REPEATS} times "
+                      f"and learns the mean answer, on {100 * thieves['repeat']['agreement']:.1f}%")
     if others:
         text += (f". Against the same API, {'; '.join(others)} (the strongest, the {defence['strongest_thief']} thief, "
                  "is the defender's worst case)")
