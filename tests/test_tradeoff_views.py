@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fmsteal.adversary.thieves import THIEVES
 from fmsteal.evaluation.registry import EVALUATIONS
 from fmsteal.experiment.cards import read_card
 from fmsteal.service import consequence_results, defence_results, results
@@ -47,8 +48,10 @@ def test_the_defence_table_holds_each_cells_trade_off_from_its_card(defence_swee
             continue
         assert rows["api_accuracy"].iloc[0] == pytest.approx(card["defence"]["api_accuracy"])
         assert rows["answers_changed"].iloc[0] == pytest.approx(card["defence"]["answers_changed"])
-        thieves = card["defence"]["thieves"]  # the default and the argmax thief on the same answers
-        assert rows["argmax_agreement"].iloc[0] == pytest.approx(thieves["argmax"]["agreement"])
+        thieves = card["defence"]["thieves"]  # the default, the argmax thief and those that apply: a column each
+        for name in set(THIEVES.names()) - {"distil"}:
+            value = rows[f"{name}_agreement"].iloc[0]
+            assert value == pytest.approx(thieves[name]["agreement"]) if name in thieves else pd.isna(value)
         assert rows["worst_case_agreement"].iloc[0] == max(t["agreement"] for t in thieves.values())
         if config.output == "label":  # label answers teach every thief the same targets
             assert thieves["argmax"] == thieves["distil"]

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fmsteal.adversary.defences import DEFENCES, plan_defence
+from fmsteal.adversary.thieves import THIEVES
 from fmsteal.experiment.cards import read_card, write_card
 from fmsteal.experiment.config import ExperimentConfig
 from fmsteal.errors import Cancelled, ConfigError, FmstealError
@@ -35,9 +36,11 @@ AXES = ("victims", "thieves", "budgets", "seeds", "outputs", "victim_modes", "de
 TABLE_COLUMNS = ["source", "dataset", "victim_mode", "victim", "victim_label", "thief", "thief_label", "budget",
                  "output", "seed", "agreement", "victim_acc", "thief_acc", "macro_f1", "strategy"]
 # Added to the table when the grid has defences: the whole run's trade-off, repeated on each checkpoint row.
+# Each thief besides the default one has its agreement as `<thief>_agreement` (empty where it does not apply).
+THIEF_COLUMNS = [f"{name}_agreement" for name in THIEVES.names() if name != "distil"]
 DEFENCE_COLUMNS = ["defence", "defence_params", "api_accuracy", "answers_changed", "mean_l1", "agreement_with_api",
                    "detected_at", "false_alarm_rate", "out_of_distribution_fraction", "marked_fraction",
-                   "worst_case_agreement", "strongest_thief", "argmax_agreement",
+                   "worst_case_agreement", "strongest_thief", *THIEF_COLUMNS,
                    "watermark_thief_log10_p", "watermark_innocent_log10_p"]
 Progress = Callable[[dict], None]
 
@@ -369,7 +372,9 @@ def defence_columns(config: ExperimentConfig, result: dict | None) -> dict:
     """The DEFENCE_COLUMNS of one cell from its card's `defence` object (an undefended cell has none)."""
     result = result or {}
     columns = {key: result.get(key) for key in DEFENCE_COLUMNS[2:]}  # the defence's report, by name
-    columns["argmax_agreement"] = result.get("thieves", {}).get("argmax", {}).get("agreement")
+    thieves = result.get("thieves", {})
+    columns.update({column: thieves.get(column.removesuffix("_agreement"), {}).get("agreement")
+                    for column in THIEF_COLUMNS})
     for side in ("thief", "innocent"):
         columns[f"watermark_{side}_log10_p"] = result.get(f"watermark_{side}", {}).get("log10_p_value")
     return {"defence": config.defence, "defence_params": config.defence_params, **columns}
