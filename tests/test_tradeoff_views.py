@@ -91,6 +91,10 @@ def test_protection_view_and_finding_follow_the_measured_cells(defence_sweep) ->
     assert (f"Ownership test (p < 0.01 convicts): watermark (rate=0.2) convicted the stolen copy in {convicted} of "
             f"1 seed (smallest p-value {defence_results.p_text(mark['watermark_thief_log10_p'])})") in finding
     assert "honest clients" in finding
+    behind = 100 * (noise["worst_case_agreement"] - noise["repeat_agreement"])  # the one setting it applies to
+    told = (f"trails the strongest thief on the 1 setting it applies to, by {behind:.1f} to {behind:.1f} points"
+            if behind > 0 else "is the strongest on 1 of the 1 setting it applies to")
+    assert f"(the repeat thief) {told}" in finding
     rows = defence_results.summary_rows(cells)
     assert len(rows) == 8 and all(len(row) == len(defence_results.SUMMARY_HEADERS) for row in rows)
     assert "measured for this victim so far" not in finding  # every setting was measured

@@ -22,7 +22,8 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from fmsteal.service.conditions import output_name, pct, seeds
+from fmsteal.adversary.thieves import REPEATS
+from fmsteal.service.conditions import counted, output_name, pct, seeds
 from fmsteal.service.plots import placeholder
 from fmsteal.service.results import grid_table, last_checkpoints
 
@@ -53,7 +54,7 @@ def load_defence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFr
     undefended = last["defence"] == "none"
     last.loc[undefended, "api_accuracy"] = last.loc[undefended, "victim_acc"]
     last.loc[undefended, "answers_changed"] = 0.0
-    for column in ("worst_case_agreement", "strongest_thief"):  # absent from grids measured before the argmax thief
+    for column in ("worst_case_agreement", "strongest_thief", "repeat_agreement"):  # absent from older grids
         if column not in last:
             last[column] = np.nan
     last.loc[undefended, "worst_case_agreement"] = last.loc[undefended, "agreement"]  # the baseline: the default thief
@@ -75,7 +76,8 @@ def defence_summary(cells: pd.DataFrame) -> pd.DataFrame:
                       thief_convicted=("watermark_thief_log10_p", _convictions),
                       innocent_convicted=("watermark_innocent_log10_p", _convictions),
                       worst=("worst_case_agreement", "mean"), worst_sd=("worst_case_agreement", "std"),
-                      worst_n=("worst_case_agreement", "count"), strongest=("strongest_thief", _most_often))
+                      worst_n=("worst_case_agreement", "count"), strongest=("strongest_thief", _most_often),
+                      repeat=("repeat_agreement", "mean"))
     out["adaptive"] = out["worst_n"] == out["n"]  # every seed measured against the strongest thief
     out["protected"] = out["worst"].where(out["adaptive"], out["agreement"])
     out["protected_sd"] = out["worst_sd"].where(out["adaptive"], out["agreement_sd"])
@@ -180,7 +182,8 @@ def protection_finding(cells: pd.DataFrame, output: str) -> str:
             text += (f" Of the defences costing under {CHEAP:g} point, {setting_name(top)} lowers agreement most: by "
                      f"{drop:.1f} points{_against(top)}." if drop >= 0.05 else
                      f" No defence costing under {CHEAP:g} point lowers agreement by 0.1 points or more.")
-        sentences.append(text + _overstated_text(defended) + _detection_text(defended) + _watermark_text(defended))
+        sentences.append(text + _overstated_text(defended) + _repeat_text(defended) + _detection_text(defended)
+                         + _watermark_text(defended))
     return "\n\n".join(sentences) or f"No precomputed defence results for {output_name(output)}."
 
 
@@ -201,6 +204,19 @@ def _overstated_text(defended: pd.DataFrame) -> str:
     return (f" A thief that distils the answers would make {setting_name(row)} look stronger: it reaches "
             f"{pct(row.agreement, row.agreement_sd, row.n)}, the {row.strongest} thief with the same budget "
             f"{pct(row.worst, row.worst_sd, row.n)}.")
+
+
+def _repeat_text(defended: pd.DataFrame) -> str:
+    """How the thief that asks again fared, on the settings whose answers are drawn anew for every query."""
+    measured = defended[defended["repeat"].notna() & defended["adaptive"]]
+    if measured.empty:
+        return ""
+    behind = 100 * (measured["worst"] - measured["repeat"])
+    settings = f"{'the' if len(measured) == 1 else 'all'} {counted(len(measured), 'setting')} it applies to"
+    who = f" Asking each of {REPEATS} times fewer images {REPEATS} times (the repeat thief)"
+    if (behind > 0).all():
+        return f"{who} trails the strongest thief on {settings}, by {behind.min():.1f} to {behind.max():.1f} points."
+    return f"{who} is the strongest on {int((behind <= 0).sum())} of {settings}."
 
 
 def _detection_text(defended: pd.DataFrame) -> str:
