@@ -558,11 +558,8 @@ def consequences_section() -> None:
                     elem_id="transfer-sweep-finding")
     authors = adversarial_fidelity_results.load_fidelity_cells()
     if not authors.empty:
-        gr.Markdown("#### In the paper authors' setting
-Their code scores transfer as *adversarial fidelity*: on how "
-                    "many adversarial images (right or wrong) thief and victim still agree.
-
-"
+        gr.Markdown("#### In the paper authors' setting\nTheir code scores transfer as *adversarial fidelity*: on how "
+                    "many adversarial images (right or wrong) thief and victim still agree.\n\n"
                     f"**Finding.** {adversarial_fidelity_results.fidelity_finding(authors)}",
                     elem_id="adversarial-fidelity-finding")
 

@@ -324,7 +324,7 @@ def strongest_thief(state: RunState) -> Iterator[dict]:
     thief ignores poisoned probabilities, an invert thief undoes an invertible defence, a simulate thief fits through
     the defence's rule) or, for a thief with `repeats`, on the same budget as a new client asking each of the first
     of its images that many times: each one's agreement and accuracy, and the strongest, the defender's worst case.
-    On label answers every other thief that applies learns the same targets, so the default thief stands for it."""
+    On label answers a thief that buys nothing of its own learns the default one's targets, which stands for it."""
     thief, test, defence = state.thief, state.test, state.config.defence_plan()
     scores = {"distil": comparison(state.thief_test, state.victim_test, test)}
     images, answers = thief.bought
