@@ -127,6 +127,8 @@ def test_stealability_vs_transferability_from_a_swept_consequences_grid(evaluate
     figure = consequence_results.transfer_scatter(cells)
     thief = next(trace for trace in figure.data if trace.name == "PGD on the stolen copy")
     assert sorted(thief.y) == pytest.approx(sorted(100 * summary["transfer_thief_pgd"]))
+    low, high = figure.layout.xaxis.range  # every victim's name has room beside its point
+    assert low <= 100 * summary["agreement"].min() - 3 and high >= 100 * summary["agreement"].max() + 3
     steps = EVALUATIONS.get("transfer").defaults()["steps"]
     assert f"L∞ 8/255, FGSM and {steps}-step PGD" in figure.layout.title.text  # the setting its cards record
     cells.loc[cells.index[0], "transfer_steps"] = steps + 1

@@ -77,6 +77,9 @@ def transfer_scatter(cells: pd.DataFrame) -> go.Figure:
     for i, row in enumerate(summary.itertuples()):
         figure.add_annotation(x=100 * row.agreement, y=100 * row.transfer_thief_pgd, text=names[i], showarrow=False,
                               yshift=16, font={"color": palette[i % len(palette)]})
+    low, high = 100 * summary["agreement"].min(), 100 * summary["agreement"].max()
+    pad = max(3.0, 0.15 * (high - low))  # room for the victims' names written at the outermost points
+    figure.update_xaxes(range=[low - pad, high + pad])
     first = summary.iloc[0]
     n = int(summary["n"].min())
     figure.update_layout(
