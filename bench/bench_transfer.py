@@ -8,7 +8,7 @@ size), then times in the same process:
 Prints seconds, pass counts, ratios to (0), and the N that would fit a minute on this machine now.
 Usage: python bench/bench_transfer.py [--size 96] [--n N] [--steps S]
 
-Measured 2026-11-25 (2 cores shared, load average 7.7; defaults n=48, 10 steps): one forward+backward
+Measured 2026-11-25 (2 cores shared, load average 7.7; n=48 and 10 steps, the defaults then): one forward+backward
 pass = 3.8x a forward pass; the stage = 148x one forward pass over the n images (1,536 forward+backward
 passes and 288 victim forwards; the LP surrogate's training 0.6x). At the ~210 images/s Lite0@96 forwards
 on an idle 2-core CPU, that is about 35 s.
