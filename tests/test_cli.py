@@ -77,3 +77,19 @@ def test_the_listings_answer_without_importing_torch():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"  # `fmsteal zoo` took ~10 s when it built every command's parser
+
+
+def test_help_and_bad_options_answer_before_the_pipelines_imports():
+    """`--help` and a refused option need no training code: torch.optim pulls in torch._dynamo (seconds)."""
+    code = ("import contextlib, io, sys; from fmsteal.cli.main import main\n"
+            "for argv in (['run', '--help'], ['attack', '--help']):\n"
+            "    try:\n"
+            "        with contextlib.redirect_stdout(io.StringIO()): main(argv)\n"
+            "    except SystemExit: pass\n"
+            "with contextlib.redirect_stderr(io.StringIO()) as err:\n"
+            "    code = main(['run', '--victim', 'tf_efficientnet_lite0', '--thief', 'nope'])\n"
+            "assert code == 2 and 'nope' in err.getvalue(), err.getvalue()\n"
+            "print('torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -11,7 +11,6 @@ from tqdm import tqdm
 from fmsteal.experiment.cards import card_name, evaluation_findings, write_card
 from fmsteal.cli.options import values_from_args
 from fmsteal.experiment.config import FIELDS, ExperimentConfig
-from fmsteal.experiment.pipeline import run
 from fmsteal.engine.zoo import get_backbone
 
 
@@ -27,7 +26,10 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def run_main(args: argparse.Namespace) -> int:
-    card = show_events(run(config_from_args(args)))
+    config = config_from_args(args)  # bad options are refused before torch is imported
+    from fmsteal.experiment.pipeline import run  # torch: seconds to import, so not for `--help`
+
+    card = show_events(run(config))
     path = write_card(card, Path(args.out) / card_name(card))
     print(summary(card, path))
     return 0
