@@ -388,10 +388,12 @@ def steal_tab(demo: gr.Blocks) -> None:
     drawn = gr.State({})
     timer = gr.Timer(1.0, active=False)
 
-    def show_estimate(data: dict) -> list:
+    def show_estimate(data: dict) -> str:
+        return check(form.values(data), data[upload])[2]
+
+    def show_scenario_labels(data: dict) -> list:
         values = form.values(data)
-        return [check(values, data[upload])[2],
-                *(gr.Button(scenario_label(name, values, data[upload])) for name in scenario_buttons)]
+        return [gr.Button(scenario_label(name, values, data[upload])) for name in scenario_buttons]
 
     def press_start(data: dict):
         job_id, status_text, note = submit(form.values(data), data[owner], data[upload])
@@ -457,11 +459,13 @@ def steal_tab(demo: gr.Blocks) -> None:
     estimate_triggers = [demo.load, upload.change]
     for widget in form.widgets.values():
         estimate_triggers += [widget.blur, widget.submit] if isinstance(widget, typed) else [widget.change]
-    # One listener for all of them: a page's estimates run one at a time and the last one is of the form as it is
-    # now (separate listeners ran at once, and a slow early estimate could land last). Visitors run concurrently.
-    gr.on(estimate_triggers, show_estimate, form.inputs | {upload}, [estimate_box, *scenario_buttons.values()],
-          api_visibility="private",
-          trigger_mode="always_last", concurrency_limit=None)
+    # One listener per output for all of them: a page's estimates run one at a time and the last one is of the form
+    # as it is now (a listener per trigger ran at once, and a slow early estimate could land last). The form's own
+    # estimate has a listener apart from the scenario buttons', so it never waits for the four scenarios' pricing
+    # (which can be measuring speeds). Visitors run concurrently.
+    for show, shown_in in ((show_estimate, estimate_box), (show_scenario_labels, list(scenario_buttons.values()))):
+        gr.on(estimate_triggers, show, form.inputs | {upload}, shown_in, api_visibility="private",
+              trigger_mode="always_last", concurrency_limit=None)
     upload_file.upload(take_upload, upload_file, [upload, upload_note], api_visibility="private")
     page = [widget for name, widget in live_outputs.items() if name not in ("owner", "session")]  # what ticks redraw
     refresh = (redraw, [session, shown, owner], page)

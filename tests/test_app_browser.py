@@ -101,6 +101,9 @@ def test_a_wrong_input_is_explained_in_the_page(browser, app_url, cifar_subset):
     # A page's estimates run one at a time: this one may wait for the page's first, which can be measuring speeds
     # (again, when they were measured on a busier machine) for the form and every scenario button: minutes under load
     page.wait_for_function("document.querySelector('#estimate').innerText.includes('does not exist')", timeout=120_000)
+    # the scenario buttons are priced by a listener of their own, for the same form
+    page.wait_for_function("document.querySelector('#scenario-contrast').innerText.includes('not with these settings')",
+                           timeout=120_000)
     page.locator("#start").click()
     page.wait_for_function("document.querySelector('#status').innerText.includes('does not exist')")
     time.sleep(1.5)  # the message stays (no poll overwrites it)
