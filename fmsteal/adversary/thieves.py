@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from fmsteal.adversary.defences.base import DefencePlan
     from fmsteal.adversary.outputs import Answers
 
-__all__ = ["REPEATS", "THIEVES", "TargetsFn", "applicable", "mean_answers", "simulated_cross_entropy", "targets_from",
-           "trained_apart"]
+__all__ = ["REPEATS", "THIEVES", "TargetsFn", "applicable", "mean_answers", "repeats", "simulated_cross_entropy",
+           "targets_from", "trained_apart"]
 
 TargetsFn = Callable[["Answers", int, "DefencePlan | None"], "torch.Tensor"]
 
@@ -73,12 +73,18 @@ def applicable(name: str, defence: "DefencePlan | None") -> bool:
     return THIEVES.get(name).meta.get("applies", lambda plan: True)(defence)
 
 
+def repeats(name: str) -> int | None:
+    """How many times thief `name` asks each image, buying answers of its own (`repeats` in its entry); None for a
+    thief that learns from the default thief's answers."""
+    return THIEVES.get(name).meta.get("repeats")
+
+
 def trained_apart(defence: "DefencePlan") -> list[str]:
     """The thieves besides the default one that train a copy of their own on a defended API's answers: those that
     apply, unless the API answers labels (then each learns the labels the default one does) and they buy no answers
     of their own."""
     return [name for name in THIEVES.names() if name != "distil" and applicable(name, defence)
-            and (defence.output != "label" or "repeats" in THIEVES.get(name).meta)]
+            and (defence.output != "label" or repeats(name))]
 
 
 @THIEVES.register("distil", help="learns each answer as given: probabilities, ranked top-k or labels (the default)")
@@ -141,32 +147,28 @@ def simulated_cross_entropy(defence: "DefencePlan",
     return loss
 
 
-@THIEVES.register("simulate", help="knows the defence's rule (reverse sigmoid, Gaussian noise) and fits a model whose "
-                                   "answers, passed through it, match those it bought",
-                  applies=lambda defence: _simulator(defence) is not None, loss=simulated_cross_entropy)
-def simulated_targets(answers: "Answers", num_classes: int, defence: "DefencePlan | None" = None) -> "torch.Tensor":
-    """The answers as given: the loss, not the targets, undoes the defence."""
-    return targets_from(answers, num_classes, defence)
+# Learns the answers as given (`targets_from`): its loss, not its targets, undoes the defence.
+THIEVES.register("simulate", help="knows the defence's rule (reverse sigmoid, Gaussian noise) and fits a model whose "
+                                  "answers, passed through it, match those it bought",
+                 applies=lambda defence: _simulator(defence) is not None, loss=simulated_cross_entropy)(targets_from)
 
 
-def mean_answers(answers: "Answers", repeats: int, num_classes: int) -> "Answers":
-    """One answer per image from `repeats` answers to each (image i answered in rows i, i + n, ...): the mean of
+def mean_answers(answers: "Answers", asks: int, num_classes: int) -> "Answers":
+    """One answer per image from `asks` answers to each (image i answered in rows i, i + n, ...): the mean of
     the rows `distil` learns (probabilities, rank-weighted top-k, one-hot labels: then the share of asks naming
     each class), as probabilities with their top class as the label."""
-    import torch
     from torch import nn
 
     from fmsteal.adversary.outputs import Answers
 
     rows = targets_from(answers, num_classes)
     rows = nn.functional.one_hot(rows, num_classes).float() if rows.ndim == 1 else rows
-    mean = rows.view(repeats, -1, num_classes).mean(0)
+    mean = rows.view(asks, -1, num_classes).mean(0)
     return Answers(labels=mean.argmax(1), topk=None, probs=mean)
 
 
-@THIEVES.register("repeat", help=f"asks each image {REPEATS} times of an API that draws every answer anew (Gaussian "
-                                 "noise) and distils the mean answer: the same budget on fewer images",
-                  applies=_fresh, repeats=REPEATS)
-def repeated_targets(answers: "Answers", num_classes: int, defence: "DefencePlan | None" = None) -> "torch.Tensor":
-    """The answers as given: they are already means over repeated asks (`mean_answers`)."""
-    return targets_from(answers, num_classes, defence)
+# Learns the answers as given (`targets_from`): they are already means over repeated asks (`mean_answers`).
+THIEVES.register("repeat", help=f"asks each image {REPEATS} times of an API that draws every answer anew (Gaussian "
+                                "noise) and distils the mean answer: the same budget on fewer images",
+                 applies=_fresh, repeats=REPEATS)(targets_from)
+

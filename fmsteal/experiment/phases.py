@@ -23,7 +23,7 @@ from fmsteal.adversary.defences.mad import random_head_surrogate
 from fmsteal.adversary.defences.watermark import verify_watermark
 from fmsteal.adversary.strategies import STRATEGIES
 from fmsteal.adversary.thief import VALIDATION_EVERY, Thief
-from fmsteal.adversary.thieves import THIEVES, applicable, mean_answers, trained_apart
+from fmsteal.adversary.thieves import THIEVES, applicable, mean_answers, repeats, trained_apart
 from fmsteal.engine.data import ImageSet, load_pool, load_splits, stratified_subset
 from fmsteal.engine.embed import Embedder
 from fmsteal.engine.misinformation import train_misinformation
@@ -336,9 +336,9 @@ def strongest_thief(state: RunState) -> Iterator[dict]:
             scores[learns] = scores["distil"]
             continue
         other = replace(thief, network=None, bought=None)
-        repeats = THIEVES.get(learns).meta.get("repeats")
-        if repeats:
-            yield from other.learn(*ask_repeatedly(black_box_for(state), images, repeats), learns, defence)
+        asks = repeats(learns)
+        if asks:
+            yield from other.learn(*ask_repeatedly(black_box_for(state), images, asks), learns, defence)
         else:
             yield from other.learn(images, answers, learns, defence)
         scores[learns] = comparison(other.logits(test.images).argmax(1), state.victim_test, test)
@@ -348,11 +348,11 @@ def strongest_thief(state: RunState) -> Iterator[dict]:
     return {"thieves": thieves, "strongest_thief": strongest, "worst_case_agreement": thieves[strongest]["agreement"]}
 
 
-def ask_repeatedly(api: BlackBoxVictim, images: torch.Tensor, repeats: int) -> tuple[torch.Tensor, Answers]:
-    """The first `len(images) // repeats` images, each asked `repeats` times in one budget, and their mean answers."""
-    distinct = images[:len(images) // repeats]
-    answers = api(torch.cat([distinct] * repeats).float() / 255)
-    return distinct, mean_answers(answers, repeats, api.num_classes)
+def ask_repeatedly(api: BlackBoxVictim, images: torch.Tensor, asks: int) -> tuple[torch.Tensor, Answers]:
+    """The first `len(images) // asks` images, each asked `asks` times in one budget, and their mean answers."""
+    distinct = images[:len(images) // asks]
+    answers = api(torch.cat([distinct] * asks).float() / 255)
+    return distinct, mean_answers(answers, asks, api.num_classes)
 
 
 def cost_evaluate(p: Pricing) -> float:
@@ -360,7 +360,7 @@ def cost_evaluate(p: Pricing) -> float:
     if p.plan.config.defence != "none":  # the honest client's answers; a watermark's innocent model; other thieves
         extra_thieves = trained_apart(p.plan.config.defence_plan())
         seconds += p.test_pass("victim") + (1 + len(extra_thieves)) * p.thief_training(p.plan.config.budget)
-        seconds += sum(cost_answers(p) for name in extra_thieves if "repeats" in THIEVES.get(name).meta)
+        seconds += sum(cost_answers(p) for name in extra_thieves if repeats(name))
     for name in p.plan.config.evaluation_names():
         entry = EVALUATIONS.get(name)
         seconds += entry.meta["cost"](p, entry.defaults()) if "cost" in entry.meta else 0.0
