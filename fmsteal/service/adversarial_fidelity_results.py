@@ -11,8 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fmsteal.service.conditions import pct, seeds
-from fmsteal.service.consequence_results import VICTIM, victim_name
-from fmsteal.service.results import grid_table, last_checkpoints
+from fmsteal.service.consequence_results import VICTIM, theft_cells, victim_name
 
 __all__ = ["FIDELITY_GRID", "fidelity_finding", "load_fidelity_cells"]
 
@@ -21,10 +20,7 @@ FIDELITY_GRID = "adversarial-fidelity-cifar10"
 
 def load_fidelity_cells(precomputed_dir: str = "precomputed") -> pd.DataFrame:
     """One row per finished cell of the grid (its last checkpoint), keyed as the consequences grid's."""
-    rows = grid_table(FIDELITY_GRID, precomputed_dir)
-    if "adversarial_fidelity" not in rows.columns:
-        return pd.DataFrame()
-    return last_checkpoints(rows.dropna(subset=["adversarial_fidelity"]), VICTIM + ["thief", "seed"])
+    return theft_cells(FIDELITY_GRID, "adversarial_fidelity", precomputed_dir)
 
 
 def fidelity_finding(cells: pd.DataFrame) -> str:

@@ -21,7 +21,7 @@ from fmsteal.service.plots import placeholder
 from fmsteal.service.results import grid_table, last_checkpoints
 
 __all__ = ["CONSEQUENCE_GRID", "VICTIM", "load_consequence_cells", "consequence_summary", "transfer_scatter",
-           "transfer_finding", "victim_name"]
+           "theft_cells", "transfer_finding", "victim_name"]
 
 CONSEQUENCE_GRID = "consequences-cifar10"
 MEASURES = {"transfer_thief_pgd": ("PGD on the stolen copy", "circle"),
@@ -35,10 +35,16 @@ VICTIM = ["victim", "victim_mode", "victim_label", "thief_label", "output"]
 
 def load_consequence_cells(precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
     """One row per finished cell (its last checkpoint) with its transfer and corruption columns."""
-    rows = grid_table(CONSEQUENCE_GRID, precomputed_dir)
-    if "transfer_thief_pgd" not in rows.columns:
+    return theft_cells(CONSEQUENCE_GRID, "transfer_thief_pgd", precomputed_dir)
+
+
+def theft_cells(grid: str, measured: str | None, precomputed_dir: str | Path = "precomputed") -> pd.DataFrame:
+    """One row per finished cell (its last checkpoint, keyed by VICTIM, thief and seed) of `grid`, which runs this
+    grid's thefts: the cells that hold a `measured` value (all where `measured` is None); empty without the column."""
+    rows = grid_table(grid, precomputed_dir)
+    if rows.empty or (measured is not None and measured not in rows.columns):
         return pd.DataFrame()
-    rows = rows.dropna(subset=["transfer_thief_pgd"])
+    rows = rows if measured is None else rows.dropna(subset=[measured])
     return last_checkpoints(rows, VICTIM + ["thief", "seed"])
 
 

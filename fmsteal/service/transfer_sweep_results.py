@@ -18,9 +18,8 @@ from plotly.subplots import make_subplots
 
 from fmsteal.evaluation.saturation import SATURATED, signed_span
 from fmsteal.service.conditions import pct, seeds
-from fmsteal.service.consequence_results import VICTIM, victim_name
+from fmsteal.service.consequence_results import VICTIM, theft_cells, victim_name
 from fmsteal.service.plots import placeholder
-from fmsteal.service.results import grid_table, last_checkpoints
 
 __all__ = ["SWEEP_GRID", "load_sweep_cells", "sweep_budgets", "sweep_figure", "sweep_grid_finding"]
 
@@ -33,8 +32,7 @@ SIDES = {"thief": ("the stolen copy", "solid"), "independent": ("an independent 
 
 def load_sweep_cells(precomputed_dir: str = "precomputed") -> pd.DataFrame:
     """One row per finished cell of the sweep grid (its last checkpoint), keyed as the consequences grid's."""
-    rows = grid_table(SWEEP_GRID, precomputed_dir)
-    return rows if rows.empty else last_checkpoints(rows, VICTIM + ["thief", "seed"])
+    return theft_cells(SWEEP_GRID, None, precomputed_dir)
 
 
 def sweep_budgets(cells: pd.DataFrame) -> list[int]:
