@@ -38,8 +38,8 @@ PARAMS = (
           label="Epsilon", minimum=1 / 255, maximum=1.0),
     Field("step", "float", 2 / 255, "PGD step size, as a fraction of the pixel range (2/255 = 0.0078)",
           label="PGD step", minimum=1e-4, maximum=1.0),
-    # 5 steps of 2/255 reach the edge of an 8/255 ball from a random start and take half of 10 steps' time:
-    # PGD saturates at 8/255 either way (transfer-sweep shows where it does not).
+    # 5 steps of 2/255 reach the edge of an 8/255 ball from a random start, in half of 10 steps' time. Where PGD
+    # saturates is read from the measured grids (consequences, transfer-sweep), not assumed here.
     Field("steps", "int", 5, "PGD iterations", label="PGD steps", minimum=1, maximum=1000),
 )
 
