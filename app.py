@@ -563,7 +563,8 @@ def consequences_section() -> None:
     authors = adversarial_fidelity_results.load_fidelity_cells()
     if not authors.empty:
         gr.Markdown("#### In the paper authors' setting\nTheir code scores transfer as *adversarial fidelity*: on how "
-                    "many adversarial images (right or wrong) thief and victim still agree.\n\n"
+                    "many adversarial images (right or wrong) thief and victim still agree. Measured here (grid "
+                    f"`{adversarial_fidelity_results.FIDELITY_GRID}`: the thefts above).\n\n"
                     f"**Finding.** {adversarial_fidelity_results.fidelity_finding(authors)}",
                     elem_id="adversarial-fidelity-finding")
 

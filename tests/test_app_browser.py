@@ -25,6 +25,7 @@ def test_results_tab_renders_at_once(browser, app_url):
     assert "foundation models" in page.locator("#results-finding").inner_text()
     authors = page.locator("#adversarial-fidelity-finding").inner_text()  # the paper authors' transfer setting
     assert "The authors' setting (FGSM at 8/255 crafted on the thief, 1,024 test images)" in authors
+    assert "Measured here (grid adversarial-fidelity-cifar10" in authors  # what it was measured on
     for view in ("results-heatmap", "results-curve"):  # the conditions' small print stays above the plot
         gap = page.evaluate(f"""() => {{ const v = document.querySelector('#{view}');
             return v.querySelector('.draglayer .nsewdrag').getBoundingClientRect().top

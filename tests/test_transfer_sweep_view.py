@@ -59,6 +59,7 @@ def test_the_figure_plots_each_victims_means_against_epsilon(cells):
     lite0 = cells[cells["victim"] == "tf_efficientnet_lite0"]
     assert list(copy_fgsm[0].y) == pytest.approx([100 * lite0[f"sweep_thief_fgsm_{eps}"].mean() for eps in BUDGETS])
     assert "n=2 seeds" in figure.layout.title.text  # the smaller victim's count
+    assert f"measured here (grid {view.SWEEP_GRID})" in figure.layout.title.text
 
 
 def test_without_a_sweep_the_view_says_so(tmp_path):

@@ -79,7 +79,8 @@ def sweep_figure(cells: pd.DataFrame) -> go.Figure:
         figure.update_xaxes(title_text="ε (/255)", type="log", tickvals=budgets, row=1, col=col)
     n = min(len(group) for _, group in victims)
     figure.update_yaxes(title_text="victim fooled %", range=[0, 102], row=1, col=1)
-    figure.update_layout(title=f"Transfer over epsilons<br><sup>mean ± 1 sd, n={seeds(n)}</sup>",
+    figure.update_layout(title=f"Transfer over epsilons<br><sup>measured here (grid {SWEEP_GRID}) · mean ± 1 sd, "
+                               f"n={seeds(n)}</sup>",
                          height=560, margin={"t": 140}, legend={"orientation": "h", "yanchor": "top", "y": -0.22})
     return figure
 
